@@ -1,0 +1,306 @@
+//! Bytes → [`Audio`]: probe the container, decode the codec, downmix to mono and resample.
+//!
+//! Brief overview: [`decode_file`] and [`decode_bytes`] take a WAV (8/16/24/32-bit integer,
+//! 32-bit float, any channel count), FLAC, MP3 or OGG/Vorbis input and return mono `f32` samples
+//! at [`DecodeOptions::target_rate_hz`]. Containers and codecs are symphonia's; resampling is
+//! rubato's FFT resampler, which is band-limited by construction. Decoding streams: each packet
+//! is downmixed and resampled as it arrives, so a one-hour 48 kHz stereo file never exists in
+//! memory at its native rate.
+//!
+//! Every failure is a typed [`Error`]; a damaged packet in the middle of a stream is skipped (as
+//! ffmpeg does), but a stream with no decodable packet, a stream cut short of its declared
+//! length, and non-finite samples are errors.
+//!
+//! ```no_run
+//! let opts = harken_audio::DecodeOptions::whisper();
+//! let audio = harken_audio::decode_file(std::path::Path::new("talk.mp3"), &opts)?;
+//! assert_eq!(audio.sample_rate_hz, 16_000);
+//! # Ok::<(), harken_audio::Error>(())
+//! ```
+
+mod error;
+mod resample;
+
+use std::io::Cursor;
+use std::path::Path;
+
+pub use error::{Error, Result};
+use harken_core::Audio;
+use symphonia::core::audio::SampleBuffer;
+use symphonia::core::codecs::{CODEC_TYPE_NULL, DecoderOptions};
+use symphonia::core::errors::Error as SymError;
+use symphonia::core::formats::FormatOptions;
+use symphonia::core::io::{MediaSource, MediaSourceStream};
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+
+/// Lowest and highest native sample rates accepted, Hz.
+pub const SUPPORTED_RATES_HZ: std::ops::RangeInclusive<u32> = 4_000..=768_000;
+
+/// How to decode: the output rate and optional limits.
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    /// Rate of the returned samples, Hz (a model-intrinsic value: 16 000 for Whisper).
+    pub target_rate_hz: u32,
+    /// Reject audio longer than this many seconds (checked while decoding, so a huge file is
+    /// refused without decoding it whole). `None` means no limit.
+    pub max_duration_s: Option<f64>,
+}
+
+impl DecodeOptions {
+    /// 16 kHz output, no duration limit.
+    pub fn whisper() -> Self {
+        DecodeOptions { target_rate_hz: 16_000, max_duration_s: None }
+    }
+}
+
+/// Decode the audio file at `path`.
+pub fn decode_file(path: &Path, opts: &DecodeOptions) -> Result<Audio> {
+    let file = std::fs::File::open(path)
+        .map_err(|source| Error::Io { path: path.to_owned(), source })?;
+    let len = file.metadata().map_err(|source| Error::Io { path: path.to_owned(), source })?.len();
+    if len == 0 {
+        return Err(Error::Empty);
+    }
+    let ext = path.extension().and_then(|e| e.to_str());
+    decode_source(Box::new(file), ext, opts)
+}
+
+/// Decode audio held in memory. `ext_hint` (a file extension such as `"mp3"`) only speeds up
+/// probing; the content decides.
+pub fn decode_bytes(bytes: Vec<u8>, ext_hint: Option<&str>, opts: &DecodeOptions) -> Result<Audio> {
+    if bytes.is_empty() {
+        return Err(Error::Empty);
+    }
+    decode_source(Box::new(Cursor::new(bytes)), ext_hint, opts)
+}
+
+fn decode_source(
+    source: Box<dyn MediaSource>,
+    ext_hint: Option<&str>,
+    opts: &DecodeOptions,
+) -> Result<Audio> {
+    // symphonia is defensive but young; a panic on a hostile file must still become an error.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_inner(source, ext_hint, opts)
+    }));
+    match result {
+        Ok(r) => r,
+        Err(_) => Err(Error::Corrupt { detail: "the decoder failed on malformed data".into() }),
+    }
+}
+
+fn decode_inner(
+    source: Box<dyn MediaSource>,
+    ext_hint: Option<&str>,
+    opts: &DecodeOptions,
+) -> Result<Audio> {
+    let mss = MediaSourceStream::new(source, Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = ext_hint {
+        hint.with_extension(ext);
+    }
+    let fmt_opts = FormatOptions { enable_gapless: true, ..Default::default() };
+    let probed = symphonia::default::get_probe()
+        .format(&hint, mss, &fmt_opts, &MetadataOptions::default())
+        .map_err(|e| match e {
+            SymError::Unsupported(_) => Error::Unrecognized { source: Box::new(e) },
+            SymError::IoError(ref io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Error::Unrecognized { source: Box::new(e) }
+            }
+            other => Error::Corrupt { detail: other.to_string() },
+        })?;
+    let mut format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or(Error::NoAudioTrack)?;
+    let track_id = track.id;
+    let params = track.codec_params.clone();
+    if let Some(rate) = params.sample_rate {
+        check_rate(rate)?;
+    }
+    if let Some(ch) = params.channels
+        && ch.count() == 0
+    {
+        return Err(Error::InvalidHeader { what: "zero channels".into() });
+    }
+    let declared_frames = params.n_frames;
+    let mut decoder = symphonia::default::get_codecs()
+        .make(&params, &DecoderOptions::default())
+        .map_err(|e| match e {
+            SymError::Unsupported(what) => Error::UnsupportedCodec { codec: what.to_string() },
+            other => Error::Corrupt { detail: other.to_string() },
+        })?;
+
+    let mut out = Vec::new();
+    let mut resampler: Option<resample::Stream> = None;
+    let mut native_rate = 0u32;
+    let mut native_frames: u64 = 0;
+    let mut good_packets = 0usize;
+    let mut bad_packets = 0usize;
+    let mut last_decode_error = String::new();
+    let mut ended_early = false;
+    let mut mono: Vec<f32> = Vec::new();
+    let mut sample_buf: Option<SampleBuffer<f32>> = None;
+
+    loop {
+        let packet = match format.next_packet() {
+            Ok(p) => p,
+            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                ended_early = true;
+                break;
+            }
+            Err(SymError::ResetRequired) => break,
+            Err(SymError::DecodeError(e)) => {
+                // A damaged container frame; give up on the rest if nothing decodes at all.
+                bad_packets += 1;
+                last_decode_error = e.to_string();
+                if bad_packets > 1000 && good_packets == 0 {
+                    break;
+                }
+                continue;
+            }
+            Err(e) => {
+                if good_packets == 0 {
+                    return Err(Error::Corrupt { detail: e.to_string() });
+                }
+                ended_early = true;
+                break;
+            }
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        let decoded = match decoder.decode(&packet) {
+            Ok(d) => d,
+            Err(SymError::DecodeError(e)) => {
+                bad_packets += 1;
+                last_decode_error = e.to_string();
+                continue;
+            }
+            Err(SymError::IoError(_)) => {
+                bad_packets += 1;
+                continue;
+            }
+            Err(SymError::ResetRequired) => break,
+            Err(e) => return Err(Error::Corrupt { detail: e.to_string() }),
+        };
+        let spec = *decoded.spec();
+        let channels = spec.channels.count();
+        if channels == 0 {
+            return Err(Error::InvalidHeader { what: "zero channels".into() });
+        }
+        if native_rate == 0 {
+            check_rate(spec.rate)?;
+            native_rate = spec.rate;
+            if native_rate != opts.target_rate_hz {
+                resampler = Some(resample::Stream::new(native_rate, opts.target_rate_hz)?);
+            }
+            if let Some(n) = declared_frames {
+                // Reserve for the declared length, but never trust a header for gigabytes.
+                let want = n.saturating_mul(u64::from(opts.target_rate_hz)) / u64::from(native_rate);
+                out.reserve(usize::try_from(want.min(16_000 * 60 * 30)).unwrap_or(0));
+            }
+        } else if spec.rate != native_rate {
+            return Err(Error::Corrupt {
+                detail: format!("sample rate changes mid-stream ({native_rate} → {} Hz)", spec.rate),
+            });
+        }
+        if decoded.frames() == 0 {
+            good_packets += 1;
+            continue;
+        }
+        let buf = match &mut sample_buf {
+            Some(b) if b.capacity() >= decoded.capacity() * channels => b,
+            slot => slot.insert(SampleBuffer::<f32>::new(decoded.capacity() as u64, spec)),
+        };
+        buf.copy_interleaved_ref(decoded);
+        let interleaved = buf.samples();
+        mono.clear();
+        downmix(interleaved, channels, &mut mono);
+        if mono.iter().any(|s| !s.is_finite()) {
+            return Err(Error::NonFinite);
+        }
+        native_frames += mono.len() as u64;
+        good_packets += 1;
+        match &mut resampler {
+            Some(r) => r.push(&mono, &mut out)?,
+            None => out.extend_from_slice(&mono),
+        }
+        if let Some(limit) = opts.max_duration_s
+            && native_frames as f64 / f64::from(native_rate) > limit
+        {
+            return Err(Error::TooLong { limit_ms: (limit * 1000.0) as u64 });
+        }
+    }
+
+    if good_packets == 0 {
+        if bad_packets > 0 {
+            return Err(Error::Corrupt { detail: last_decode_error });
+        }
+        if native_rate == 0 {
+            // A valid container with no samples at all (a WAV with an empty data chunk).
+            return Ok(Audio { samples: Vec::new(), sample_rate_hz: opts.target_rate_hz });
+        }
+    }
+    if ended_early
+        && let Some(expected) = declared_frames
+        && native_frames < expected
+    {
+        return Err(Error::Truncated { expected_frames: expected, got_frames: native_frames });
+    }
+    if let Some(r) = resampler {
+        r.finish(&mut out)?;
+    }
+    Ok(Audio { samples: out, sample_rate_hz: opts.target_rate_hz })
+}
+
+fn check_rate(rate: u32) -> Result<()> {
+    if SUPPORTED_RATES_HZ.contains(&rate) {
+        Ok(())
+    } else {
+        Err(Error::InvalidHeader {
+            what: format!(
+                "sample rate {rate} Hz outside {}–{} Hz",
+                SUPPORTED_RATES_HZ.start(),
+                SUPPORTED_RATES_HZ.end()
+            ),
+        })
+    }
+}
+
+/// Average the channels of interleaved frames into `out`.
+fn downmix(interleaved: &[f32], channels: usize, out: &mut Vec<f32>) {
+    if channels == 1 {
+        out.extend_from_slice(interleaved);
+        return;
+    }
+    let scale = 1.0 / channels as f32;
+    out.extend(interleaved.chunks_exact(channels).map(|f| f.iter().sum::<f32>() * scale));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downmix_averages_channels() {
+        let mut out = Vec::new();
+        downmix(&[1.0, 0.0, 0.5, 0.5, -1.0, 1.0], 2, &mut out);
+        assert_eq!(out, vec![0.5, 0.5, 0.0]);
+    }
+
+    #[test]
+    fn empty_bytes_are_an_error() {
+        assert!(matches!(decode_bytes(Vec::new(), None, &DecodeOptions::whisper()), Err(Error::Empty)));
+    }
+
+    #[test]
+    fn text_is_not_audio() {
+        let err = decode_bytes(b"hello, I am not audio".to_vec(), Some("wav"), &DecodeOptions::whisper())
+            .unwrap_err();
+        assert_eq!(err.kind(), harken_core::ErrorKind::UnsupportedMedia, "{err}");
+    }
+}
