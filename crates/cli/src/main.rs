@@ -1,1 +1,70 @@
-fn main() {}
+//! `harken`: the command-line front end. Parses flags, resolves the model, wires the engine to
+//! stdout, and maps every error to one line on stderr and exit code 2 (ripgrep's policy).
+
+mod bench;
+mod model;
+mod transcribe;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Speech to text with Whisper, in one static binary.
+#[derive(Parser, Debug)]
+#[command(name = "harken", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Transcribe (or translate) audio files.
+    Transcribe(transcribe::TranscribeArgs),
+    /// Measure load time, real-time factor, per-stage times and peak memory.
+    Bench(bench::BenchArgs),
+}
+
+/// Shared model and threading flags.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct ModelArgs {
+    /// Model directory (CTranslate2 or Hugging Face layout), or an installed model name
+    /// (`base`, `tiny.en`). Default: the installed Whisper base.
+    #[arg(long, env = "HARKEN_MODEL_URI")]
+    model: Option<String>,
+    /// Compute threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// In-memory weight precision: f32, or int8 (8-bit blocks for the linear layers).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "int8"])]
+    precision: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Transcribe(args) => transcribe::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("harken: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HARKEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

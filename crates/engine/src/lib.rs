@@ -1,1 +1,163 @@
-//! placeholder
+//! The API boundary every front end uses: load a Whisper model directory once, then transcribe
+//! audio with it from any number of threads.
+//!
+//! Brief overview: [`Engine::load`] reads a [`ModelDir`] (CTranslate2 or Hugging Face layout),
+//! memory-maps the weights and builds the network; [`Engine::transcribe_file`] /
+//! [`Engine::transcribe`] run the whole pipeline — decode audio (`harken-audio`), log-mel
+//! (`harken-features`), then reference Whisper's long-form loop: 30-s windows, seeking by the
+//! predicted timestamps, temperature fallback judged by compression ratio, mean log-probability
+//! and no-speech probability, optional word alignment — and return a [`Transcript`] with
+//! per-stage [`Timings`].
+//!
+//! **Architecture invariant:** synchronous, no network, no environment variables, no globals;
+//! the engine reads only the local files it is handed and never sees a URI or an HTTP type.
+//!
+//! ```no_run
+//! use harken_engine::{Engine, EngineConfig, TranscribeOptions};
+//! let engine = Engine::load(std::path::Path::new("whisper-base"), &EngineConfig::default())?;
+//! let (transcript, _timings) =
+//!     engine.transcribe_file(std::path::Path::new("talk.wav"), &TranscribeOptions::default(), &mut |_| {})?;
+//! println!("{}", transcript.text);
+//! # Ok::<(), harken_engine::Error>(())
+//! ```
+
+mod error;
+mod model_dir;
+mod transcribe;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub use error::{Error, Result};
+pub use harken_core::{Audio, Segment, Task, Transcript, Word};
+pub use harken_model::{Dims, Precision};
+pub use model_dir::{ModelDir, WeightsFormat};
+pub use transcribe::{Progress, Timings, TranscribeOptions};
+
+use harken_decode::WhisperTokenizer;
+use harken_features::LogMel;
+use harken_model::Whisper;
+
+/// Deployment-tier settings of an engine.
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    /// In-memory precision of the linear layers.
+    pub precision: Precision,
+    /// Reject audio longer than this, seconds (`None`: no limit).
+    pub max_audio_s: Option<f64>,
+}
+
+/// A loaded model, ready to transcribe. `Send + Sync`: share it behind an `Arc`.
+pub struct Engine {
+    model: Whisper,
+    tokenizer: WhisperTokenizer,
+    mel: LogMel,
+    dir: ModelDir,
+    config: EngineConfig,
+    load_time: Duration,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("dir", &self.dir.dir).field("dims", &self.model.dims()).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Load the model in directory `dir`.
+    pub fn load(dir: &Path, config: &EngineConfig) -> Result<Self> {
+        let start = Instant::now();
+        let md = ModelDir::open(dir)?;
+        let _span = tracing::info_span!("load", dir = %dir.display()).entered();
+        let model = match &md.weights {
+            WeightsFormat::Ct2(p) => Whisper::load_ct2(p, config.precision)?,
+            WeightsFormat::SafeTensors(p) => Whisper::load_safetensors(p, md.heads.0, md.heads.1, config.precision)?,
+        };
+        let dims = model.dims();
+        let tokenizer = WhisperTokenizer::from_file(&md.tokenizer, dims.n_vocab)?;
+        let mel = LogMel::new(dims.n_mels);
+        let load_time = start.elapsed();
+        tracing::info!(seconds = load_time.as_secs_f64(), ?dims, "model loaded");
+        Ok(Engine { model, tokenizer, mel, dir: md, config: config.clone(), load_time })
+    }
+
+    /// How long [`Engine::load`] took.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// Architecture sizes of the loaded model.
+    pub fn dims(&self) -> Dims {
+        self.model.dims()
+    }
+
+    /// The model directory this engine was loaded from.
+    pub fn model_dir(&self) -> &ModelDir {
+        &self.dir
+    }
+
+    /// Whether the model knows languages other than English.
+    pub fn multilingual(&self) -> bool {
+        self.tokenizer.multilingual
+    }
+
+    /// Language codes the model knows (empty for English-only models).
+    pub fn languages(&self) -> Vec<String> {
+        self.tokenizer.languages.iter().map(|(c, _)| c.clone()).collect()
+    }
+
+    /// Decode the audio file at `path` and transcribe it.
+    pub fn transcribe_file(
+        &self,
+        path: &Path,
+        opts: &TranscribeOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Transcript, Timings)> {
+        let t = Instant::now();
+        let audio = harken_audio::decode_file(path, &self.decode_options())?;
+        let audio_time = t.elapsed();
+        let (tr, mut timings) = self.transcribe(&audio, opts, progress)?;
+        timings.audio = audio_time;
+        Ok((tr, timings))
+    }
+
+    /// Decode audio held in memory (any supported container) and transcribe it.
+    pub fn transcribe_bytes(
+        &self,
+        bytes: Vec<u8>,
+        ext_hint: Option<&str>,
+        opts: &TranscribeOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Transcript, Timings)> {
+        let t = Instant::now();
+        let audio = harken_audio::decode_bytes(bytes, ext_hint, &self.decode_options())?;
+        let audio_time = t.elapsed();
+        let (tr, mut timings) = self.transcribe(&audio, opts, progress)?;
+        timings.audio = audio_time;
+        Ok((tr, timings))
+    }
+
+    fn decode_options(&self) -> harken_audio::DecodeOptions {
+        harken_audio::DecodeOptions {
+            target_rate_hz: harken_features::SAMPLE_RATE_HZ,
+            max_duration_s: self.config.max_audio_s,
+        }
+    }
+
+    /// Transcribe 16-kHz mono audio.
+    pub fn transcribe(
+        &self,
+        audio: &Audio,
+        opts: &TranscribeOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Transcript, Timings)> {
+        if audio.sample_rate_hz != harken_features::SAMPLE_RATE_HZ {
+            return Err(Error::Option(format!(
+                "audio must be {} Hz, got {} Hz",
+                harken_features::SAMPLE_RATE_HZ,
+                audio.sample_rate_hz
+            )));
+        }
+        transcribe::run(self, audio, opts, progress)
+    }
+}

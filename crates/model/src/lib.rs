@@ -1,1 +1,21 @@
-//! placeholder
+//! Acoustic models on candle: today the Whisper encoder–decoder, loaded from CTranslate2 or
+//! Hugging Face weight files.
+//!
+//! Brief overview: [`Whisper::load_ct2`] / [`Whisper::load_safetensors`] memory-map a weights
+//! file and build the network ([`Precision`] picks f32 or 8-bit linear layers);
+//! [`Whisper::encode`] turns a 30-s log-mel window into an [`EncoderOutput`]; a
+//! [`DecoderSession`] feeds tokens and returns [`Logits`], keeping the self-attention cache
+//! across steps and reordering it between beams; [`Whisper::alignment_scores`] gives the
+//! cross-attention scores word timestamps are computed from.
+//!
+//! candle types never appear in this crate's public API, so the backend can change without
+//! touching the decoder or the engine.
+
+mod ct2;
+mod error;
+mod weights;
+mod whisper;
+
+pub use ct2::{Ct2Dtype, Ct2File, Ct2Var};
+pub use error::{Error, Result};
+pub use whisper::{AlignmentScores, DecoderSession, Dims, EncoderOutput, Logits, Precision, Whisper};

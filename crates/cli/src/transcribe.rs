@@ -1,0 +1,137 @@
+//! `harken transcribe`: files in, text/JSON/subtitles out, one file at a time so a failure on
+//! one input never loses the others' output.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use harken_api::{ResponseFormat, render};
+use harken_engine::{Engine, Task, TranscribeOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::ModelArgs;
+
+/// Flags of `harken transcribe`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct TranscribeArgs {
+    /// Audio files (WAV, FLAC, MP3, OGG/Vorbis).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Output format.
+    #[arg(long, short = 'f', default_value = "text", value_parser = ["text", "json", "verbose_json", "srt", "vtt"])]
+    format: String,
+    /// Spoken language code (en, de, …) or `auto` to detect it.
+    #[arg(long, default_value = "auto")]
+    language: String,
+    /// Transcribe, or translate into English.
+    #[arg(long, default_value = "transcribe", value_parser = ["transcribe", "translate"])]
+    task: String,
+    /// Align each word to the audio (adds `words` to JSON output).
+    #[arg(long)]
+    word_timestamps: bool,
+    /// Beam width; 1 decodes greedily.
+    #[arg(long, default_value_t = 5)]
+    beam: usize,
+    /// Text that conditions the first window (names, spelling, style).
+    #[arg(long)]
+    initial_prompt: Option<String>,
+    /// Do not prompt each window with the previous window's text.
+    #[arg(long)]
+    no_condition_on_previous_text: bool,
+    /// Write `<name>.<ext>` files into this directory instead of printing to stdout.
+    #[arg(long, short = 'o')]
+    output_dir: Option<PathBuf>,
+    /// Reject audio longer than this many seconds.
+    #[arg(long)]
+    max_audio_seconds: Option<f64>,
+}
+
+pub(crate) fn run(args: TranscribeArgs) -> Result<ExitCode> {
+    let format = ResponseFormat::parse(&args.format).context("unknown --format")?;
+    let task = if args.task == "translate" { Task::Translate } else { Task::Transcribe };
+    let opts = TranscribeOptions {
+        language: (args.language != "auto").then(|| args.language.clone()),
+        task,
+        beam_size: args.beam,
+        initial_prompt: args.initial_prompt.clone(),
+        word_timestamps: args.word_timestamps,
+        condition_on_previous_text: !args.no_condition_on_previous_text,
+        ..TranscribeOptions::default()
+    };
+    if let Some(dir) = &args.output_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("while creating {}", dir.display()))?;
+    }
+    let engine = crate::model::load(&args.model, args.max_audio_seconds)?;
+    let several = args.files.len() > 1;
+    let mut failures = 0usize;
+    let stdout = std::io::stdout();
+    for file in &args.files {
+        match transcribe_one(&engine, file, &opts, format, several, &args) {
+            Ok(body) => {
+                if let Some(dir) = &args.output_dir {
+                    let stem = file.file_stem().map_or_else(|| "out".into(), |s| s.to_string_lossy().into_owned());
+                    let out = dir.join(format!("{stem}.{}", format.extension()));
+                    std::fs::write(&out, body).with_context(|| format!("while writing {}", out.display()))?;
+                } else {
+                    let mut lock = stdout.lock();
+                    if several && !matches!(format, ResponseFormat::Json | ResponseFormat::VerboseJson) {
+                        writeln!(lock, "==> {} <==", file.display())?;
+                    }
+                    lock.write_all(body.as_bytes())?;
+                    lock.flush()?;
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                eprintln!("harken: {}: {e:#}", file.display());
+            }
+        }
+    }
+    if failures > 0 {
+        if failures == args.files.len() && !several {
+            bail!("no file transcribed");
+        }
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn transcribe_one(
+    engine: &Engine,
+    file: &std::path::Path,
+    opts: &TranscribeOptions,
+    format: ResponseFormat,
+    several: bool,
+    args: &TranscribeArgs,
+) -> Result<String> {
+    let bar = progress_bar();
+    let mut on_progress = |p: harken_engine::Progress| {
+        if let Some(b) = &bar {
+            // Only long inputs get a visible bar; short ones finish before it matters.
+            if p.total_s > 30.0 {
+                b.set_length((p.total_s * 10.0) as u64);
+                b.set_position((p.done_s * 10.0) as u64);
+            }
+        }
+    };
+    let (t, _timings) = engine.transcribe_file(file, opts, &mut on_progress)?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let name = file.to_string_lossy();
+    Ok(render(&t, format, several.then_some(&*name), &args.task))
+}
+
+fn progress_bar() -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(0);
+    let style = ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:40}] {percent}% audio, eta {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    Some(bar)
+}

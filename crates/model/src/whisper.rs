@@ -1,0 +1,566 @@
+//! A compact Whisper encoder–decoder on candle-core, CPU first.
+//!
+//! Owns the network only: convolutional stem, encoder blocks, decoder blocks with a self-attention
+//! KV cache that can be reordered between beams, cross-attention keys/values computed once per
+//! window, tied output projection, and the cross-attention scores that word alignment needs. It
+//! follows OpenAI's `whisper/model.py` (openai/whisper, commit 517a43ec; `AudioEncoder`,
+//! `TextDecoder`, `ResidualAttentionBlock`, `MultiHeadAttention.qkv_attention`) with exact
+//! erf-GELU. Decoding strategy (which tokens to feed, beams, timestamps) lives in
+//! `harken-decode`; this module only turns tokens into logits.
+//!
+//! Why not `candle_transformers::models::whisper`: it recomputes the whole token prefix at every
+//! step (no self-attention cache), re-lays out cross-attention K/V every step and uses tanh GELU;
+//! see the team note on candle's Whisper.
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{D, DType, Device, Module, Tensor};
+
+use crate::weights::Source;
+use crate::{Error, Result};
+
+/// Architecture sizes, read off the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// Mel bins of the input (80, or 128 for large-v3).
+    pub n_mels: usize,
+    /// Encoder positions (1500 = 30 s after the stride-2 stem).
+    pub n_audio_ctx: usize,
+    /// Encoder width.
+    pub n_audio_state: usize,
+    /// Encoder attention heads.
+    pub n_audio_head: usize,
+    /// Encoder blocks.
+    pub n_audio_layer: usize,
+    /// Decoder positions (448).
+    pub n_text_ctx: usize,
+    /// Decoder width.
+    pub n_text_state: usize,
+    /// Decoder attention heads.
+    pub n_text_head: usize,
+    /// Decoder blocks.
+    pub n_text_layer: usize,
+    /// Vocabulary size, timestamps included.
+    pub n_vocab: usize,
+}
+
+impl Dims {
+    /// Mel frames one encoder window takes (3000 = 30 s).
+    pub fn n_mel_frames(&self) -> usize {
+        self.n_audio_ctx * 2
+    }
+}
+
+/// How linear-layer weights are held in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// f32, converted from the file's f16/f32 at load.
+    #[default]
+    F32,
+    /// 8-bit blocks (GGML Q8_0) for the linear layers; embeddings, norms and convolutions stay f32.
+    Q8,
+}
+
+struct Linear {
+    w: QMatMul,
+    b: Option<Tensor>,
+}
+
+impl Linear {
+    fn load(src: &Source, prefix: &str, bias: bool, precision: Precision) -> Result<Self> {
+        let w = src.get(&format!("{prefix}/weight"))?;
+        let b = if bias { Some(src.get(&format!("{prefix}/bias"))?) } else { None };
+        Ok(Linear { w: qmatmul(w, precision)?, b })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.w.forward(x)?;
+        Ok(match &self.b {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+fn qmatmul(w: Tensor, precision: Precision) -> Result<QMatMul> {
+    let quantizable = w.dims().last().is_some_and(|&d| d % 32 == 0);
+    Ok(match precision {
+        Precision::Q8 if quantizable => {
+            QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q8_0)?)?
+        }
+        _ => QMatMul::Tensor(w),
+    })
+}
+
+struct LayerNorm {
+    g: Tensor,
+    b: Tensor,
+}
+
+impl LayerNorm {
+    fn load(src: &Source, prefix: &str) -> Result<Self> {
+        Ok(LayerNorm { g: src.get(&format!("{prefix}/gamma"))?, b: src.get(&format!("{prefix}/beta"))? })
+    }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::layer_norm(x, &self.g, &self.b, 1e-5)?)
+    }
+}
+
+struct SelfAttention {
+    ln: LayerNorm,
+    qkv: Linear,
+    out: Linear,
+    heads: usize,
+}
+
+struct CrossAttention {
+    ln: LayerNorm,
+    q: Linear,
+    kv: Linear,
+    out: Linear,
+    heads: usize,
+}
+
+struct Mlp {
+    ln: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl Mlp {
+    fn load(src: &Source, p: &str, precision: Precision) -> Result<Self> {
+        Ok(Mlp {
+            ln: LayerNorm::load(src, &format!("{p}/ffn/layer_norm"))?,
+            fc1: Linear::load(src, &format!("{p}/ffn/linear_0"), true, precision)?,
+            fc2: Linear::load(src, &format!("{p}/ffn/linear_1"), true, precision)?,
+        })
+    }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.fc1.forward(&self.ln.forward(x)?)?.gelu_erf()?;
+        self.fc2.forward(&h)
+    }
+}
+
+struct EncoderBlock {
+    attn: SelfAttention,
+    mlp: Mlp,
+}
+
+struct DecoderBlock {
+    attn: SelfAttention,
+    cross: CrossAttention,
+    mlp: Mlp,
+}
+
+/// `[B, T, H·dh]` → `[B, H, T, dh]`, contiguous.
+fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, t, d) = x.dims3()?;
+    Ok(x.reshape((b, t, heads, d / heads))?.transpose(1, 2)?.contiguous()?)
+}
+
+/// `[B, H, T, dh]` → `[B, T, H·dh]`.
+fn merge_heads(x: &Tensor) -> Result<Tensor> {
+    let (b, h, t, dh) = x.dims4()?;
+    Ok(x.transpose(1, 2)?.reshape((b, t, h * dh))?)
+}
+
+impl SelfAttention {
+    fn load(src: &Source, p: &str, heads: usize, precision: Precision) -> Result<Self> {
+        Ok(SelfAttention {
+            ln: LayerNorm::load(src, &format!("{p}/self_attention/layer_norm"))?,
+            qkv: Linear::load(src, &format!("{p}/self_attention/linear_0"), true, precision)?,
+            out: Linear::load(src, &format!("{p}/self_attention/linear_1"), true, precision)?,
+            heads,
+        })
+    }
+
+    /// Attention of `x` over itself plus the cached past; updates the cache when given one.
+    fn forward(&self, x: &Tensor, cache: Option<&mut Option<(Tensor, Tensor)>>) -> Result<Tensor> {
+        let h = self.ln.forward(x)?;
+        let qkv = self.qkv.forward(&h)?;
+        let d = qkv.dim(D::Minus1)? / 3;
+        let q = split_heads(&qkv.narrow(D::Minus1, 0, d)?, self.heads)?;
+        let mut k = split_heads(&qkv.narrow(D::Minus1, d, d)?, self.heads)?;
+        let mut v = split_heads(&qkv.narrow(D::Minus1, 2 * d, d)?, self.heads)?;
+        let n_new = q.dim(2)?;
+        let mut past = 0;
+        let causal = cache.is_some();
+        if let Some(slot) = cache {
+            if let Some((pk, pv)) = slot.as_ref() {
+                past = pk.dim(2)?;
+                k = Tensor::cat(&[pk, &k], 2)?;
+                v = Tensor::cat(&[pv, &v], 2)?;
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        let scale = 1.0 / ((d / self.heads) as f64).sqrt();
+        let mut att = (q.matmul(&k.t()?)? * scale)?;
+        if causal && n_new > 1 {
+            att = att.broadcast_add(&causal_mask(n_new, past, q.device())?)?;
+        }
+        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        let y = merge_heads(&att.matmul(&v)?)?;
+        self.out.forward(&y)
+    }
+}
+
+fn causal_mask(n_new: usize, past: usize, dev: &Device) -> Result<Tensor> {
+    let total = past + n_new;
+    let mask: Vec<f32> = (0..n_new)
+        .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(mask, (n_new, total), dev)?)
+}
+
+/// Cross-attention keys and values of one decoder layer, laid out `[H, T_audio, dh]`.
+struct CrossKv {
+    k_t: Tensor,
+    v: Tensor,
+}
+
+impl CrossAttention {
+    fn load(src: &Source, p: &str, heads: usize, precision: Precision) -> Result<Self> {
+        Ok(CrossAttention {
+            ln: LayerNorm::load(src, &format!("{p}/attention/layer_norm"))?,
+            q: Linear::load(src, &format!("{p}/attention/linear_0"), true, precision)?,
+            kv: Linear::load(src, &format!("{p}/attention/linear_1"), true, precision)?,
+            out: Linear::load(src, &format!("{p}/attention/linear_2"), true, precision)?,
+            heads,
+        })
+    }
+
+    fn prepare(&self, enc: &Tensor) -> Result<CrossKv> {
+        let kv = self.kv.forward(enc)?;
+        let d = kv.dim(D::Minus1)? / 2;
+        let k = split_heads(&kv.narrow(D::Minus1, 0, d)?, self.heads)?.squeeze(0)?;
+        let v = split_heads(&kv.narrow(D::Minus1, d, d)?, self.heads)?.squeeze(0)?;
+        Ok(CrossKv { k_t: k.t()?.contiguous()?, v })
+    }
+
+    /// Attend from `x` (`[B, n, d]`) to the audio; the keys are shared by every batch row, so
+    /// rows are folded into the query length and one matmul serves all beams. Returns the
+    /// output and, when asked, the pre-softmax scores `[H, B·n, T_audio]`.
+    fn forward(&self, x: &Tensor, kv: &CrossKv, want_qk: bool) -> Result<(Tensor, Option<Tensor>)> {
+        let (b, n, d) = x.dims3()?;
+        let q = self.q.forward(&self.ln.forward(x)?)?;
+        let dh = d / self.heads;
+        let q = q.reshape((b * n, self.heads, dh))?.transpose(0, 1)?.contiguous()?;
+        let scale = 1.0 / (dh as f64).sqrt();
+        let qk = (q.matmul(&kv.k_t)? * scale)?;
+        let att = candle_nn::ops::softmax_last_dim(&qk)?;
+        let y = att.matmul(&kv.v)?; // [H, B·n, dh]
+        let y = y.transpose(0, 1)?.reshape((b, n, d))?;
+        Ok((self.out.forward(&y)?, want_qk.then_some(qk)))
+    }
+}
+
+/// A loaded Whisper network.
+pub struct Whisper {
+    dims: Dims,
+    conv1: (Tensor, Tensor),
+    conv2: (Tensor, Tensor),
+    enc_pos: Tensor,
+    enc_blocks: Vec<EncoderBlock>,
+    enc_ln: LayerNorm,
+    tok_emb: Tensor,
+    logits_w: QMatMul,
+    dec_pos: Tensor,
+    dec_blocks: Vec<DecoderBlock>,
+    dec_ln: LayerNorm,
+}
+
+impl std::fmt::Debug for Whisper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Whisper").field("dims", &self.dims).finish_non_exhaustive()
+    }
+}
+
+/// The encoder's output for one 30-s window.
+pub struct EncoderOutput {
+    x: Tensor,
+}
+
+impl EncoderOutput {
+    /// Encoder positions (1500 for a full window).
+    pub fn n_ctx(&self) -> usize {
+        self.x.dim(1).unwrap_or(0)
+    }
+}
+
+/// Logits for some positions of some batch rows, `[rows][positions][vocab]` flattened.
+#[derive(Debug, Clone)]
+pub struct Logits {
+    data: Vec<f32>,
+    positions: usize,
+    vocab: usize,
+}
+
+impl Logits {
+    /// All values, `[row][position][vocab]`.
+    pub fn into_vec(self) -> Vec<f32> {
+        self.data
+    }
+
+    /// The logits of batch row `row` at requested position index `pos`.
+    pub fn row(&self, row: usize, pos: usize) -> &[f32] {
+        let at = (row * self.positions + pos) * self.vocab;
+        &self.data[at..at + self.vocab]
+    }
+}
+
+/// Cross-attention scores of the alignment heads over one token sequence.
+#[derive(Debug, Clone)]
+pub struct AlignmentScores {
+    /// Pre-softmax scores, `[heads][tokens][audio_ctx]` flattened.
+    pub qk: Vec<f32>,
+    /// Number of heads in `qk`.
+    pub heads: usize,
+    /// Number of tokens.
+    pub tokens: usize,
+    /// Encoder positions.
+    pub audio_ctx: usize,
+    /// Logits at every token position, `[tokens][vocab]` flattened.
+    pub logits: Vec<f32>,
+}
+
+impl Whisper {
+    /// Load a CTranslate2 `model.bin`.
+    pub fn load_ct2(path: &std::path::Path, precision: Precision) -> Result<Self> {
+        let src = Source::open_ct2(path)?;
+        let heads = |side: &str| src.int_scalar(&format!("{side}/num_heads")).map(|h| h as usize);
+        let (eh, dh) = (heads("encoder"), heads("decoder"));
+        Self::load(&src, eh, dh, precision)
+    }
+
+    /// Load a Hugging Face `model.safetensors`; head counts come from its `config.json`.
+    pub fn load_safetensors(
+        path: &std::path::Path,
+        encoder_heads: Option<usize>,
+        decoder_heads: Option<usize>,
+        precision: Precision,
+    ) -> Result<Self> {
+        let src = Source::open_safetensors(path)?;
+        Self::load(&src, encoder_heads, decoder_heads, precision)
+    }
+
+    fn load(src: &Source, enc_heads: Option<usize>, dec_heads: Option<usize>, precision: Precision) -> Result<Self> {
+        let conv1 = (src.get("encoder/conv1/weight")?, src.get("encoder/conv1/bias")?);
+        let conv2 = (src.get("encoder/conv2/weight")?, src.get("encoder/conv2/bias")?);
+        let enc_pos = src.get("encoder/position_encodings/encodings")?;
+        let tok_emb = src.get("decoder/embeddings/weight")?;
+        let dec_pos = src.get("decoder/position_encodings/encodings")?;
+        let (n_audio_ctx, n_audio_state) = enc_pos.dims2()?;
+        let (n_vocab, n_text_state) = tok_emb.dims2()?;
+        let (n_text_ctx, _) = dec_pos.dims2()?;
+        let n_mels = conv1.0.dim(1)?;
+        let count = |side: &str| {
+            (0..).take_while(|l| src.get(&format!("{side}/layer_{l}/ffn/layer_norm/gamma")).is_ok()).count()
+        };
+        let n_audio_layer = count("encoder");
+        let n_text_layer = count("decoder");
+        if n_audio_layer == 0 || n_text_layer == 0 {
+            return Err(Error::Weights { detail: "no encoder or decoder layers found".into() });
+        }
+        // Every Whisper size uses 64-dimensional heads.
+        let n_audio_head = enc_heads.unwrap_or(n_audio_state / 64);
+        let n_text_head = dec_heads.unwrap_or(n_text_state / 64);
+        if n_audio_head == 0 || n_audio_state % n_audio_head != 0 || n_text_head == 0 || n_text_state % n_text_head != 0 {
+            return Err(Error::Weights { detail: "head count does not divide the model width".into() });
+        }
+        let dims = Dims {
+            n_mels,
+            n_audio_ctx,
+            n_audio_state,
+            n_audio_head,
+            n_audio_layer,
+            n_text_ctx,
+            n_text_state,
+            n_text_head,
+            n_text_layer,
+            n_vocab,
+        };
+        let enc_blocks = (0..n_audio_layer)
+            .map(|l| {
+                let p = format!("encoder/layer_{l}");
+                Ok(EncoderBlock {
+                    attn: SelfAttention::load(src, &p, n_audio_head, precision)?,
+                    mlp: Mlp::load(src, &p, precision)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let dec_blocks = (0..n_text_layer)
+            .map(|l| {
+                let p = format!("decoder/layer_{l}");
+                Ok(DecoderBlock {
+                    attn: SelfAttention::load(src, &p, n_text_head, precision)?,
+                    cross: CrossAttention::load(src, &p, n_text_head, precision)?,
+                    mlp: Mlp::load(src, &p, precision)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let logits_w = qmatmul(tok_emb.clone(), precision)?;
+        Ok(Whisper {
+            dims,
+            conv1,
+            conv2,
+            enc_pos,
+            enc_blocks,
+            enc_ln: LayerNorm::load(src, "encoder/layer_norm")?,
+            tok_emb,
+            logits_w,
+            dec_pos,
+            dec_blocks,
+            dec_ln: LayerNorm::load(src, "decoder/layer_norm")?,
+        })
+    }
+
+    /// Architecture sizes.
+    pub fn dims(&self) -> Dims {
+        self.dims
+    }
+
+    /// Run the encoder on one window: `mel` is mel-major `[n_mels, n_mel_frames()]`.
+    pub fn encode(&self, mel: &[f32]) -> Result<EncoderOutput> {
+        let frames = self.dims.n_mel_frames();
+        if mel.len() != self.dims.n_mels * frames {
+            return Err(Error::Input {
+                detail: format!("mel window has {} values, expected {}×{frames}", mel.len(), self.dims.n_mels),
+            });
+        }
+        let x = Tensor::from_slice(mel, (1, self.dims.n_mels, frames), &Device::Cpu)?;
+        let conv = |x: &Tensor, (w, b): &(Tensor, Tensor), stride: usize| -> Result<Tensor> {
+            let y = x.conv1d(w, 1, stride, 1, 1)?;
+            Ok(y.broadcast_add(&b.reshape((1, b.dim(0)?, 1))?)?.gelu_erf()?)
+        };
+        let x = conv(&x, &self.conv1, 1)?;
+        let x = conv(&x, &self.conv2, 2)?;
+        let mut x = x.transpose(1, 2)?.broadcast_add(&self.enc_pos)?;
+        for b in &self.enc_blocks {
+            x = (&x + b.attn.forward(&x, None)?)?;
+            x = (&x + b.mlp.forward(&x)?)?;
+        }
+        Ok(EncoderOutput { x: self.enc_ln.forward(&x)? })
+    }
+
+    /// Start decoding against `enc` with `batch` rows (beams).
+    pub fn decoder<'a>(&'a self, enc: &EncoderOutput, batch: usize) -> Result<DecoderSession<'a>> {
+        let cross = self.dec_blocks.iter().map(|b| b.cross.prepare(&enc.x)).collect::<Result<Vec<_>>>()?;
+        Ok(DecoderSession { model: self, cross, cache: vec![None; self.dec_blocks.len()], batch, offset: 0 })
+    }
+
+    fn embed(&self, tokens: &[&[u32]], offset: usize) -> Result<Tensor> {
+        let b = tokens.len();
+        let n = tokens.first().map_or(0, |t| t.len());
+        if tokens.iter().any(|t| t.len() != n) || n == 0 {
+            return Err(Error::Input { detail: "every batch row must feed the same, non-zero number of tokens".into() });
+        }
+        if offset + n > self.dims.n_text_ctx {
+            return Err(Error::Input {
+                detail: format!("{} tokens exceed the decoder context of {}", offset + n, self.dims.n_text_ctx),
+            });
+        }
+        let flat: Vec<u32> = tokens.iter().flat_map(|t| t.iter().copied()).collect();
+        if let Some(bad) = flat.iter().find(|&&t| t as usize >= self.dims.n_vocab) {
+            return Err(Error::Input { detail: format!("token {bad} outside the vocabulary") });
+        }
+        let ids = Tensor::from_vec(flat, b * n, &Device::Cpu)?;
+        let x = self.tok_emb.index_select(&ids, 0)?.reshape((b, n, self.dims.n_text_state))?;
+        Ok(x.broadcast_add(&self.dec_pos.narrow(0, offset, n)?)?)
+    }
+
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.logits_w.forward(x)?)
+    }
+
+    /// Cross-attention scores of `heads` (`(layer, head)` pairs) for the whole `tokens`
+    /// sequence, with the logits at every position: what word alignment needs.
+    pub fn alignment_scores(
+        &self,
+        enc: &EncoderOutput,
+        tokens: &[u32],
+        heads: &[(usize, usize)],
+    ) -> Result<AlignmentScores> {
+        let mut session = self.decoder(enc, 1)?;
+        let mut x = self.embed(&[tokens], 0)?;
+        let mut layer_qk: Vec<Option<Tensor>> = vec![None; self.dec_blocks.len()];
+        for (l, b) in self.dec_blocks.iter().enumerate() {
+            x = (&x + b.attn.forward(&x, Some(&mut session.cache[l]))?)?;
+            let want = heads.iter().any(|&(hl, _)| hl == l);
+            let (y, qk) = b.cross.forward(&x, &session.cross[l], want)?;
+            x = (&x + y)?;
+            layer_qk[l] = qk;
+            x = (&x + b.mlp.forward(&x)?)?;
+        }
+        let mut ordered = Vec::with_capacity(heads.len());
+        for &(l, h) in heads {
+            let qk = layer_qk.get(l).and_then(Option::as_ref).ok_or_else(|| Error::Input {
+                detail: format!("alignment head ({l}, {h}) outside the decoder"),
+            })?;
+            ordered.push(qk.get(h)?);
+        }
+        let audio_ctx = enc.n_ctx();
+        let qk = if ordered.is_empty() {
+            Vec::new()
+        } else {
+            Tensor::stack(&ordered, 0)?.flatten_all()?.to_vec1::<f32>()?
+        };
+        let logits = self.logits(&self.dec_ln.forward(&x)?)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(AlignmentScores { qk, heads: heads.len(), tokens: tokens.len(), audio_ctx, logits })
+    }
+}
+
+/// Incremental decoding state for one window: cross-attention K/V and the self-attention cache.
+pub struct DecoderSession<'a> {
+    model: &'a Whisper,
+    cross: Vec<CrossKv>,
+    cache: Vec<Option<(Tensor, Tensor)>>,
+    batch: usize,
+    offset: usize,
+}
+
+impl DecoderSession<'_> {
+    /// Tokens fed so far per row.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// Feed `tokens` (one slice per batch row, all the same length) after what was fed before,
+    /// and return the logits at the new positions listed in `positions` (indices into the new
+    /// tokens).
+    pub fn step(&mut self, tokens: &[&[u32]], positions: &[usize]) -> Result<Logits> {
+        if tokens.len() != self.batch {
+            return Err(Error::Input { detail: format!("fed {} rows to a batch of {}", tokens.len(), self.batch) });
+        }
+        let m = self.model;
+        let n = tokens.first().map_or(0, |t| t.len());
+        if positions.iter().any(|&p| p >= n) {
+            return Err(Error::Input { detail: "logit position past the fed tokens".into() });
+        }
+        let mut x = m.embed(tokens, self.offset)?;
+        for (l, b) in m.dec_blocks.iter().enumerate() {
+            x = (&x + b.attn.forward(&x, Some(&mut self.cache[l]))?)?;
+            let (y, _) = b.cross.forward(&x, &self.cross[l], false)?;
+            x = (&x + y)?;
+            x = (&x + b.mlp.forward(&x)?)?;
+        }
+        self.offset += n;
+        let idx = Tensor::from_vec(positions.iter().map(|&p| p as u32).collect::<Vec<_>>(), positions.len(), &Device::Cpu)?;
+        let x = x.index_select(&idx, 1)?;
+        let logits = m.logits(&m.dec_ln.forward(&x)?)?;
+        let data = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Logits { data, positions: positions.len(), vocab: m.dims.n_vocab })
+    }
+
+    /// Keep batch rows `rows` (in that order, repeats allowed): beams that survive a step.
+    pub fn reorder(&mut self, rows: &[usize]) -> Result<()> {
+        if rows.iter().any(|&r| r >= self.batch) {
+            return Err(Error::Input { detail: "reorder row outside the batch".into() });
+        }
+        let idx = Tensor::from_vec(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), rows.len(), &Device::Cpu)?;
+        for (k, v) in self.cache.iter_mut().flatten() {
+            *k = k.index_select(&idx, 0)?;
+            *v = v.index_select(&idx, 0)?;
+        }
+        self.batch = rows.len();
+        Ok(())
+    }
+}
