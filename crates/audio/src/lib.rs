@@ -34,6 +34,8 @@ use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
+const TRUNCATION_SLACK_FRAMES: u64 = 4096;
+
 /// Lowest and highest native sample rates accepted, Hz.
 pub const SUPPORTED_RATES_HZ: std::ops::RangeInclusive<u32> = 4_000..=768_000;
 
@@ -80,6 +82,8 @@ fn decode_source(
     ext_hint: Option<&str>,
     opts: &DecodeOptions,
 ) -> Result<Audio> {
+    let mut source = source;
+    check_wav_header(&mut source)?;
     // symphonia is defensive but young; a panic on a hostile file must still become an error.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         decode_inner(source, ext_hint, opts)
@@ -126,6 +130,19 @@ fn decode_inner(
     {
         return Err(Error::InvalidHeader { what: "zero channels".into() });
     }
+    // Only lossless codecs declare an exact length; MP3 and Vorbis totals are estimates, and
+    // their readers silently resynchronise past damaged bytes.
+    let exact_length = {
+        use symphonia::core::codecs::*;
+        let c = params.codec;
+        c == CODEC_TYPE_FLAC
+            || [
+                CODEC_TYPE_PCM_S8, CODEC_TYPE_PCM_U8, CODEC_TYPE_PCM_S16LE, CODEC_TYPE_PCM_S24LE,
+                CODEC_TYPE_PCM_S32LE, CODEC_TYPE_PCM_U16LE, CODEC_TYPE_PCM_U24LE, CODEC_TYPE_PCM_U32LE,
+                CODEC_TYPE_PCM_F32LE, CODEC_TYPE_PCM_F64LE, CODEC_TYPE_PCM_ALAW, CODEC_TYPE_PCM_MULAW,
+            ]
+            .contains(&c)
+    };
     let declared_frames = params.n_frames;
     let mut decoder = symphonia::default::get_codecs()
         .make(&params, &DecoderOptions::default())
@@ -140,6 +157,7 @@ fn decode_inner(
     let mut native_frames: u64 = 0;
     let mut good_packets = 0usize;
     let mut bad_packets = 0usize;
+    let mut lost_frames: u64 = 0;
     let mut last_decode_error = String::new();
     let mut ended_early = false;
     let mut mono: Vec<f32> = Vec::new();
@@ -177,11 +195,13 @@ fn decode_inner(
             Ok(d) => d,
             Err(SymError::DecodeError(e)) => {
                 bad_packets += 1;
+                lost_frames += packet.dur;
                 last_decode_error = e.to_string();
                 continue;
             }
             Err(SymError::IoError(_)) => {
                 bad_packets += 1;
+                lost_frames += packet.dur;
                 continue;
             }
             Err(SymError::ResetRequired) => break,
@@ -245,9 +265,18 @@ fn decode_inner(
             return Ok(Audio { samples: Vec::new(), sample_rate_hz: opts.target_rate_hz });
         }
     }
+    // Streams normally end in an end-of-file error too, so compare with the declared length;
+    // frames of damaged packets that were skipped do not count as missing, and lossy codecs'
+    // priming and padding make a few thousand frames of slack necessary.
+    if bad_packets > 0 && bad_packets >= good_packets {
+        return Err(Error::Corrupt {
+            detail: format!("{bad_packets} of {} packets are damaged ({last_decode_error})", bad_packets + good_packets),
+        });
+    }
     if ended_early
+        && exact_length
         && let Some(expected) = declared_frames
-        && native_frames < expected
+        && native_frames + lost_frames + TRUNCATION_SLACK_FRAMES < expected
     {
         return Err(Error::Truncated { expected_frames: expected, got_frames: native_frames });
     }
@@ -255,6 +284,50 @@ fn decode_inner(
         r.finish(&mut out)?;
     }
     Ok(Audio { samples: out, sample_rate_hz: opts.target_rate_hz })
+}
+
+/// Reject WAV headers with zero channels, rate or sample size before symphonia sees them: its
+/// reader asserts on some of these instead of returning an error.
+fn check_wav_header(source: &mut Box<dyn MediaSource>) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut head = [0u8; 4096];
+    let mut n = 0;
+    while n < head.len() {
+        match source.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    source.seek(SeekFrom::Start(0)).map_err(|e| Error::Corrupt { detail: e.to_string() })?;
+    let head = &head[..n];
+    if head.len() < 12 || &head[0..4] != b"RIFF" || &head[8..12] != b"WAVE" {
+        return Ok(());
+    }
+    let mut pos = 12;
+    while pos + 8 <= head.len() {
+        let id = &head[pos..pos + 4];
+        let size = u32::from_le_bytes([head[pos + 4], head[pos + 5], head[pos + 6], head[pos + 7]]) as usize;
+        if id == b"fmt " {
+            let f = &head[pos + 8..head.len().min(pos + 8 + size.min(40))];
+            if f.len() < 16 {
+                return Err(Error::InvalidHeader { what: "fmt chunk shorter than 16 bytes".into() });
+            }
+            let channels = u16::from_le_bytes([f[2], f[3]]);
+            let rate = u32::from_le_bytes([f[4], f[5], f[6], f[7]]);
+            let bits = u16::from_le_bytes([f[14], f[15]]);
+            if channels == 0 {
+                return Err(Error::InvalidHeader { what: "zero channels".into() });
+            }
+            if bits == 0 {
+                return Err(Error::InvalidHeader { what: "zero bits per sample".into() });
+            }
+            return check_rate(rate);
+        }
+        pos = pos.saturating_add(8).saturating_add(size + (size & 1));
+    }
+    Ok(())
 }
 
 fn check_rate(rate: u32) -> Result<()> {
