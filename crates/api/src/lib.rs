@@ -146,7 +146,12 @@ pub fn render(t: &Transcript, format: ResponseFormat, file: Option<&str>, task: 
                         text: s.text.trim(),
                         words: s.words.as_ref().map(|ws| {
                             ws.iter()
-                                .map(|w| JsonWord { word: &w.text, start: r3(w.start_s), end: r3(w.end_s), probability: w.probability })
+                                .map(|w| JsonWord {
+                                    word: &w.text,
+                                    start: r3(w.start_s),
+                                    end: r3(w.end_s),
+                                    probability: w.probability,
+                                })
                                 .collect()
                         }),
                     })
@@ -155,13 +160,18 @@ pub fn render(t: &Transcript, format: ResponseFormat, file: Option<&str>, task: 
             to_json(&body)
         }
         ResponseFormat::VerboseJson => {
-            let words: Option<Vec<VerboseWord<'_>>> = t.segments.iter().any(|s| s.words.is_some()).then(|| {
-                t.segments
-                    .iter()
-                    .flat_map(|s| s.words.iter().flatten())
-                    .map(|w| VerboseWord { word: w.text.trim(), start: r3(w.start_s), end: r3(w.end_s) })
-                    .collect()
-            });
+            let words: Option<Vec<VerboseWord<'_>>> =
+                t.segments.iter().any(|s| s.words.is_some()).then(|| {
+                    t.segments
+                        .iter()
+                        .flat_map(|s| s.words.iter().flatten())
+                        .map(|w| VerboseWord {
+                            word: w.text.trim(),
+                            start: r3(w.start_s),
+                            end: r3(w.end_s),
+                        })
+                        .collect()
+                });
             let body = Verbose {
                 task,
                 language: language_name(&t.language).unwrap_or(&t.language),
@@ -203,7 +213,12 @@ pub fn render(t: &Transcript, format: ResponseFormat, file: Option<&str>, task: 
         ResponseFormat::Vtt => {
             let mut out = String::from("WEBVTT\n\n");
             for s in &t.segments {
-                out.push_str(&format!("{} --> {}\n{}\n\n", timestamp(s.start_s, '.'), timestamp(s.end_s, '.'), s.text.trim()));
+                out.push_str(&format!(
+                    "{} --> {}\n{}\n\n",
+                    timestamp(s.start_s, '.'),
+                    timestamp(s.end_s, '.'),
+                    s.text.trim()
+                ));
             }
             out
         }
@@ -244,7 +259,9 @@ impl ErrorInfo {
     pub fn of(kind: ErrorKind) -> Self {
         let (status, openai_type, code, retry_after_s) = match kind {
             ErrorKind::InvalidInput => (400, "invalid_request_error", "invalid_input", None),
-            ErrorKind::UnsupportedMedia => (415, "invalid_request_error", "unsupported_media", None),
+            ErrorKind::UnsupportedMedia => {
+                (415, "invalid_request_error", "unsupported_media", None)
+            }
             ErrorKind::TooLarge => (413, "invalid_request_error", "too_large", None),
             ErrorKind::NotFound => (404, "invalid_request_error", "not_found", None),
             ErrorKind::Overloaded => (503, "server_error", "overloaded", Some(1)),

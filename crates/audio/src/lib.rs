@@ -58,8 +58,8 @@ impl DecodeOptions {
 
 /// Decode the audio file at `path`.
 pub fn decode_file(path: &Path, opts: &DecodeOptions) -> Result<Audio> {
-    let file = std::fs::File::open(path)
-        .map_err(|source| Error::Io { path: path.to_owned(), source })?;
+    let file =
+        std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
     let len = file.metadata().map_err(|source| Error::Io { path: path.to_owned(), source })?.len();
     if len == 0 {
         return Err(Error::Empty);
@@ -137,9 +137,18 @@ fn decode_inner(
         let c = params.codec;
         c == CODEC_TYPE_FLAC
             || [
-                CODEC_TYPE_PCM_S8, CODEC_TYPE_PCM_U8, CODEC_TYPE_PCM_S16LE, CODEC_TYPE_PCM_S24LE,
-                CODEC_TYPE_PCM_S32LE, CODEC_TYPE_PCM_U16LE, CODEC_TYPE_PCM_U24LE, CODEC_TYPE_PCM_U32LE,
-                CODEC_TYPE_PCM_F32LE, CODEC_TYPE_PCM_F64LE, CODEC_TYPE_PCM_ALAW, CODEC_TYPE_PCM_MULAW,
+                CODEC_TYPE_PCM_S8,
+                CODEC_TYPE_PCM_U8,
+                CODEC_TYPE_PCM_S16LE,
+                CODEC_TYPE_PCM_S24LE,
+                CODEC_TYPE_PCM_S32LE,
+                CODEC_TYPE_PCM_U16LE,
+                CODEC_TYPE_PCM_U24LE,
+                CODEC_TYPE_PCM_U32LE,
+                CODEC_TYPE_PCM_F32LE,
+                CODEC_TYPE_PCM_F64LE,
+                CODEC_TYPE_PCM_ALAW,
+                CODEC_TYPE_PCM_MULAW,
             ]
             .contains(&c)
     };
@@ -220,12 +229,16 @@ fn decode_inner(
             }
             if let Some(n) = declared_frames {
                 // Reserve for the declared length, but never trust a header for gigabytes.
-                let want = n.saturating_mul(u64::from(opts.target_rate_hz)) / u64::from(native_rate);
+                let want =
+                    n.saturating_mul(u64::from(opts.target_rate_hz)) / u64::from(native_rate);
                 out.reserve(usize::try_from(want.min(16_000 * 60 * 30)).unwrap_or(0));
             }
         } else if spec.rate != native_rate {
             return Err(Error::Corrupt {
-                detail: format!("sample rate changes mid-stream ({native_rate} → {} Hz)", spec.rate),
+                detail: format!(
+                    "sample rate changes mid-stream ({native_rate} → {} Hz)",
+                    spec.rate
+                ),
             });
         }
         if decoded.frames() == 0 {
@@ -270,7 +283,10 @@ fn decode_inner(
     // priming and padding make a few thousand frames of slack necessary.
     if bad_packets > 0 && bad_packets >= good_packets {
         return Err(Error::Corrupt {
-            detail: format!("{bad_packets} of {} packets are damaged ({last_decode_error})", bad_packets + good_packets),
+            detail: format!(
+                "{bad_packets} of {} packets are damaged ({last_decode_error})",
+                bad_packets + good_packets
+            ),
         });
     }
     if ended_early
@@ -308,11 +324,14 @@ fn check_wav_header(source: &mut Box<dyn MediaSource>) -> Result<()> {
     let mut pos = 12;
     while pos + 8 <= head.len() {
         let id = &head[pos..pos + 4];
-        let size = u32::from_le_bytes([head[pos + 4], head[pos + 5], head[pos + 6], head[pos + 7]]) as usize;
+        let size = u32::from_le_bytes([head[pos + 4], head[pos + 5], head[pos + 6], head[pos + 7]])
+            as usize;
         if id == b"fmt " {
             let f = &head[pos + 8..head.len().min(pos + 8 + size.min(40))];
             if f.len() < 16 {
-                return Err(Error::InvalidHeader { what: "fmt chunk shorter than 16 bytes".into() });
+                return Err(Error::InvalidHeader {
+                    what: "fmt chunk shorter than 16 bytes".into(),
+                });
             }
             let channels = u16::from_le_bytes([f[2], f[3]]);
             let rate = u32::from_le_bytes([f[4], f[5], f[6], f[7]]);
@@ -367,13 +386,17 @@ mod tests {
 
     #[test]
     fn empty_bytes_are_an_error() {
-        assert!(matches!(decode_bytes(Vec::new(), None, &DecodeOptions::whisper()), Err(Error::Empty)));
+        assert!(matches!(
+            decode_bytes(Vec::new(), None, &DecodeOptions::whisper()),
+            Err(Error::Empty)
+        ));
     }
 
     #[test]
     fn text_is_not_audio() {
-        let err = decode_bytes(b"hello, I am not audio".to_vec(), Some("wav"), &DecodeOptions::whisper())
-            .unwrap_err();
+        let err =
+            decode_bytes(b"hello, I am not audio".to_vec(), Some("wav"), &DecodeOptions::whisper())
+                .unwrap_err();
         assert_eq!(err.kind(), harken_core::ErrorKind::UnsupportedMedia, "{err}");
     }
 }

@@ -54,11 +54,11 @@ impl Stream {
 
     /// Flush the remaining input and the resampler's tail.
     pub(crate) fn finish(mut self, out: &mut Vec<f32>) -> Result<()> {
-        let expected =
-            (self.frames_in * u64::from(self.to_hz)).div_ceil(u64::from(self.from_hz));
+        let expected = (self.frames_in * u64::from(self.to_hz)).div_ceil(u64::from(self.from_hz));
         if !self.pending.is_empty() {
             let pending = std::mem::take(&mut self.pending);
-            let res = self.inner.process_partial(Some(&[&pending[..]]), None).map_err(|e| self.err(e))?;
+            let res =
+                self.inner.process_partial(Some(&[&pending[..]]), None).map_err(|e| self.err(e))?;
             self.emit(&res[0], out);
         }
         // Each empty call pushes one chunk of zeros through; bounded by the delay.
@@ -106,10 +106,16 @@ mod tests {
 
     #[test]
     fn output_length_matches_ratio() {
-        for (from, to, n) in [(48_000, 16_000, 48_001), (44_100, 16_000, 12_345), (8_000, 16_000, 100)] {
+        for (from, to, n) in
+            [(48_000, 16_000, 48_001), (44_100, 16_000, 12_345), (8_000, 16_000, 100)]
+        {
             let input = vec![0.0; n];
             let out = run(from, to, &input);
-            assert_eq!(out.len() as u64, (n as u64 * to as u64).div_ceil(from as u64), "{from}->{to}");
+            assert_eq!(
+                out.len() as u64,
+                (n as u64 * to as u64).div_ceil(from as u64),
+                "{from}->{to}"
+            );
         }
     }
 
@@ -119,7 +125,11 @@ mod tests {
         let input = tone(48_000, 440.0, 1.0);
         let out = run(48_000, 16_000, &input);
         let expect = tone(16_000, 440.0, 1.0);
-        let err: f32 = out[1000..15000].iter().zip(&expect[1000..15000]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let err: f32 = out[1000..15000]
+            .iter()
+            .zip(&expect[1000..15000])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         // rubato reports its delay in whole output samples; what is left is a sub-sample shift
         // (≤ 1/3 sample at 16 kHz, 20 µs), worth ≤ 0.06 on a full-scale 440 Hz sine.
         assert!(err < 0.08, "max error {err}");

@@ -90,7 +90,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<ExitCode> {
     } else {
         println!("model      {}", report["model"].as_str().unwrap_or(""));
         println!("load       {load_s:.3} s");
-        println!("peak RSS   {:.1} MiB", report["peak_rss_bytes"].as_u64().unwrap_or(0) as f64 / 1048576.0);
+        println!(
+            "peak RSS   {:.1} MiB",
+            report["peak_rss_bytes"].as_u64().unwrap_or(0) as f64 / 1048576.0
+        );
         for f in report["files"].as_array().into_iter().flatten() {
             let st = &f["stages"];
             println!(

@@ -26,7 +26,9 @@ pub(crate) fn resolve(model: Option<&str>) -> Result<PathBuf> {
     let spec = model.unwrap_or("base");
     let spec = spec.strip_prefix("file://").unwrap_or(spec);
     if spec.contains("://") || spec.starts_with("models:/") || spec.starts_with("runs:/") {
-        bail!("model URI {spec:?}: remote model stores are not supported yet; pass a local model directory");
+        bail!(
+            "model URI {spec:?}: remote model stores are not supported yet; pass a local model directory"
+        );
     }
     let path = PathBuf::from(spec);
     if path.is_dir() {
@@ -37,10 +39,16 @@ pub(crate) fn resolve(model: Option<&str>) -> Result<PathBuf> {
         return Ok(installed);
     }
     let hint = match spec {
-        "base" | "tiny.en" => format!("install it with `scripts/install-models.sh {spec}` (from a Harken checkout)"),
+        "base" | "tiny.en" => {
+            format!("install it with `scripts/install-models.sh {spec}` (from a Harken checkout)")
+        }
         _ => "pass --model with a CTranslate2 or Hugging Face Whisper directory".to_owned(),
     };
-    bail!("model {spec:?} not found (looked for a directory {} and {}); {hint}", path.display(), installed.display())
+    bail!(
+        "model {spec:?} not found (looked for a directory {} and {}); {hint}",
+        path.display(),
+        installed.display()
+    )
 }
 
 /// Apply `--threads` before any compute thread starts.

@@ -62,7 +62,8 @@ pub(crate) fn run(args: TranscribeArgs) -> Result<ExitCode> {
         ..TranscribeOptions::default()
     };
     if let Some(dir) = &args.output_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("while creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("while creating {}", dir.display()))?;
     }
     let engine = crate::model::load(&args.model, args.max_audio_seconds)?;
     let several = args.files.len() > 1;
@@ -72,12 +73,17 @@ pub(crate) fn run(args: TranscribeArgs) -> Result<ExitCode> {
         match transcribe_one(&engine, file, &opts, format, several, &args) {
             Ok(body) => {
                 if let Some(dir) = &args.output_dir {
-                    let stem = file.file_stem().map_or_else(|| "out".into(), |s| s.to_string_lossy().into_owned());
+                    let stem = file
+                        .file_stem()
+                        .map_or_else(|| "out".into(), |s| s.to_string_lossy().into_owned());
                     let out = dir.join(format!("{stem}.{}", format.extension()));
-                    std::fs::write(&out, body).with_context(|| format!("while writing {}", out.display()))?;
+                    std::fs::write(&out, body)
+                        .with_context(|| format!("while writing {}", out.display()))?;
                 } else {
                     let mut lock = stdout.lock();
-                    if several && !matches!(format, ResponseFormat::Json | ResponseFormat::VerboseJson) {
+                    if several
+                        && !matches!(format, ResponseFormat::Json | ResponseFormat::VerboseJson)
+                    {
                         writeln!(lock, "==> {} <==", file.display())?;
                     }
                     lock.write_all(body.as_bytes())?;
@@ -130,8 +136,10 @@ fn progress_bar() -> Option<ProgressBar> {
         return None;
     }
     let bar = ProgressBar::new(0);
-    let style = ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:40}] {percent}% audio, eta {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template(
+        "{spinner} {elapsed_precise} [{bar:40}] {percent}% audio, eta {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     Some(bar)
 }

@@ -53,7 +53,11 @@ pub struct AlignmentInput<'a> {
 }
 
 /// Align each word of `text_tokens` to a span of audio.
-pub fn find_alignment(tok: &WhisperTokenizer, input: &AlignmentInput<'_>, language: &str) -> Vec<WordTiming> {
+pub fn find_alignment(
+    tok: &WhisperTokenizer,
+    input: &AlignmentInput<'_>,
+    language: &str,
+) -> Vec<WordTiming> {
     let n_text = input.text_tokens.len();
     if n_text == 0 || input.heads == 0 {
         return Vec::new();
@@ -91,7 +95,8 @@ pub fn find_alignment(tok: &WhisperTokenizer, input: &AlignmentInput<'_>, langua
     // Rows from <|notimestamps|> up to, not including, <|endoftext|>.
     let rows = t.saturating_sub(input.sot_len + 1);
     let start = input.sot_len;
-    let cost: Vec<f32> = matrix[start * frames..(start + rows) * frames].iter().map(|v| -v).collect();
+    let cost: Vec<f32> =
+        matrix[start * frames..(start + rows) * frames].iter().map(|v| -v).collect();
     let path = dtw(&cost, rows, frames);
 
     let mut with_eot = input.text_tokens.to_vec();
@@ -114,8 +119,15 @@ pub fn find_alignment(tok: &WhisperTokenizer, input: &AlignmentInput<'_>, langua
         let (a, b) = (pair[0], pair[1]);
         let (Some(&start_s), Some(&end_s)) = (jump_times.get(a), jump_times.get(b)) else { break };
         let probs = &input.text_token_probs[a.min(n_text)..b.min(n_text)];
-        let probability = if probs.is_empty() { 0.0 } else { probs.iter().sum::<f32>() / probs.len() as f32 };
-        out.push(WordTiming { word: w.0.clone(), tokens: w.1.clone(), start_s, end_s, probability });
+        let probability =
+            if probs.is_empty() { 0.0 } else { probs.iter().sum::<f32>() / probs.len() as f32 };
+        out.push(WordTiming {
+            word: w.0.clone(),
+            tokens: w.1.clone(),
+            start_s,
+            end_s,
+            probability,
+        });
     }
     out
 }
@@ -129,7 +141,13 @@ fn median_filter(x: &[f32], width: usize) -> Vec<f32> {
     }
     let n = x.len() as isize;
     let at = |i: isize| -> f32 {
-        let j = if i < 0 { -i } else if i >= n { 2 * (n - 1) - i } else { i };
+        let j = if i < 0 {
+            -i
+        } else if i >= n {
+            2 * (n - 1) - i
+        } else {
+            i
+        };
         x[j.clamp(0, n - 1) as usize]
     };
     let mut win = Vec::with_capacity(width);
@@ -173,7 +191,13 @@ pub fn dtw(cost: &[f32], rows: usize, cols: usize) -> Vec<(usize, usize)> {
     let mut path = Vec::with_capacity(rows + cols);
     while i > 0 || j > 0 {
         path.push((i.saturating_sub(1), j.saturating_sub(1)));
-        let t = if i == 0 { 2 } else if j == 0 { 1 } else { trace[i * w + j] };
+        let t = if i == 0 {
+            2
+        } else if j == 0 {
+            1
+        } else {
+            trace[i * w + j]
+        };
         match t {
             0 => {
                 i -= 1;
@@ -196,7 +220,10 @@ pub fn merge_punctuations(al: &mut [WordTiming]) {
     while i >= 0 {
         let iu = i as usize;
         let prev = al[iu].word.clone();
-        if prev.starts_with(' ') && !prev.trim().is_empty() && PREPEND_PUNCTUATION.contains(prev.trim()) {
+        if prev.starts_with(' ')
+            && !prev.trim().is_empty()
+            && PREPEND_PUNCTUATION.contains(prev.trim())
+        {
             let prev_tokens = std::mem::take(&mut al[iu].tokens);
             let f = &mut al[j];
             f.word = format!("{prev}{}", f.word);
@@ -210,7 +237,10 @@ pub fn merge_punctuations(al: &mut [WordTiming]) {
     let (mut i, mut j) = (0usize, 1usize);
     while j < al.len() {
         let follow = al[j].word.clone();
-        if !al[i].word.ends_with(' ') && !follow.is_empty() && APPEND_PUNCTUATION.contains(follow.as_str()) {
+        if !al[i].word.ends_with(' ')
+            && !follow.is_empty()
+            && APPEND_PUNCTUATION.contains(follow.as_str())
+        {
             let toks = std::mem::take(&mut al[j].tokens);
             al[i].word.push_str(&follow);
             al[i].tokens.extend(toks);
@@ -240,7 +270,7 @@ pub fn assign_words(
         let mut d = durations.clone();
         d.sort_by(f32::total_cmp);
         let m = d.len() / 2;
-        if d.len() % 2 == 0 { (d[m - 1] + d[m]) / 2.0 } else { d[m] }
+        if d.len().is_multiple_of(2) { (d[m - 1] + d[m]) / 2.0 } else { d[m] }
     };
     let median = f64::from(median.min(0.7));
     let max_duration = median * 2.0;
@@ -250,7 +280,9 @@ pub fn assign_words(
             if f64::from(alignment[i].end_s - alignment[i].start_s) > max_duration {
                 if !alignment[i].word.is_empty() && ends.contains(alignment[i].word.as_str()) {
                     alignment[i].end_s = alignment[i].start_s + max_duration as f32;
-                } else if !alignment[i - 1].word.is_empty() && ends.contains(alignment[i - 1].word.as_str()) {
+                } else if !alignment[i - 1].word.is_empty()
+                    && ends.contains(alignment[i - 1].word.as_str())
+                {
                     alignment[i].start_s = alignment[i].end_s - max_duration as f32;
                 }
             }
@@ -333,10 +365,17 @@ mod tests {
 
     #[test]
     fn punctuation_joins_neighbours() {
-        let w = |s: &str| WordTiming { word: s.into(), tokens: vec![1], start_s: 0.0, end_s: 1.0, probability: 1.0 };
+        let w = |s: &str| WordTiming {
+            word: s.into(),
+            tokens: vec![1],
+            start_s: 0.0,
+            end_s: 1.0,
+            probability: 1.0,
+        };
         let mut al = vec![w(" \""), w("Hello"), w(","), w(" world"), w(".")];
         merge_punctuations(&mut al);
-        let words: Vec<&str> = al.iter().map(|w| w.word.as_str()).filter(|w| !w.is_empty()).collect();
+        let words: Vec<&str> =
+            al.iter().map(|w| w.word.as_str()).filter(|w| !w.is_empty()).collect();
         assert_eq!(words, vec![" \"Hello,", " world."]);
     }
 }

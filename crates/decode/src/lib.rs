@@ -11,10 +11,13 @@ mod error;
 mod search;
 mod tokenizer;
 
-pub use alignment::{AlignmentInput, TOKENS_PER_SECOND, WordTiming, assign_words, dtw, find_alignment, merge_punctuations};
+pub use alignment::{
+    AlignmentInput, TOKENS_PER_SECOND, WordTiming, assign_words, dtw, find_alignment,
+    merge_punctuations,
+};
 pub use error::{Error, Result};
 pub use search::{
-    Search, StepModel, TIME_PRECISION_S, WindowOptions, WindowResult, compression_ratio, decode_window,
-    initial_tokens,
+    Search, StepModel, TIME_PRECISION_S, WindowOptions, WindowResult, compression_ratio,
+    decode_window, initial_tokens,
 };
 pub use tokenizer::WhisperTokenizer;

@@ -7,8 +7,8 @@
 //! choice. The model is reached through the [`StepModel`] trait, so this module never sees a
 //! tensor.
 
-use crate::WhisperTokenizer;
 use crate::Result;
+use crate::WhisperTokenizer;
 
 /// What the decoding loop needs from a model: logits for fed tokens, and reordering of its
 /// per-row state between steps.
@@ -165,7 +165,8 @@ impl LogitFilter<'_> {
         }
         if sampled.is_empty() {
             fill(&mut logits[..ts]);
-            let max_initial = (self.opts.max_initial_timestamp_s / TIME_PRECISION_S).round() as usize;
+            let max_initial =
+                (self.opts.max_initial_timestamp_s / TIME_PRECISION_S).round() as usize;
             let last_allowed = ts + max_initial;
             if last_allowed + 1 < n {
                 fill(&mut logits[last_allowed + 1..]);
@@ -230,7 +231,11 @@ impl Rng {
 }
 
 /// Decode one window. `model` must be fresh (nothing fed) with batch size 1.
-pub fn decode_window(model: &mut dyn StepModel, tok: &WhisperTokenizer, opts: &WindowOptions) -> Result<WindowResult> {
+pub fn decode_window(
+    model: &mut dyn StepModel,
+    tok: &WhisperTokenizer,
+    opts: &WindowOptions,
+) -> Result<WindowResult> {
     let (initial, sot_index) = initial_tokens(tok, opts);
     let sample_begin = initial.len();
     let vocab = model.vocab();
@@ -248,11 +253,30 @@ pub fn decode_window(model: &mut dyn StepModel, tok: &WhisperTokenizer, opts: &W
             (t, s, 0.0)
         }
         Search::Sample { temperature, best_of, seed } => {
-            let (t, s) = sample(model, &filter, &initial, &first_logits, max_len, tok.eot, temperature, best_of.max(1), seed)?;
+            let (t, s) = sample(
+                model,
+                &filter,
+                &initial,
+                &first_logits,
+                max_len,
+                tok.eot,
+                temperature,
+                best_of.max(1),
+                seed,
+            )?;
             (t, s, temperature)
         }
         Search::Beam { width, patience } => {
-            let (t, s) = beam(model, &filter, &initial, first_logits, max_len, tok.eot, width.max(1), patience)?;
+            let (t, s) = beam(
+                model,
+                &filter,
+                &initial,
+                first_logits,
+                max_len,
+                tok.eot,
+                width.max(1),
+                patience,
+            )?;
             (t, s, 0.0)
         }
     };
@@ -358,7 +382,10 @@ fn sample(
         if rows.iter().all(|r| r.2) || step + 1 >= max_len {
             break;
         }
-        let feed: Vec<[u32; 1]> = rows.iter().map(|(s, _, done)| [if *done { eot } else { *s.last().unwrap_or(&eot) }]).collect();
+        let feed: Vec<[u32; 1]> = rows
+            .iter()
+            .map(|(s, _, done)| [if *done { eot } else { *s.last().unwrap_or(&eot) }])
+            .collect();
         let refs: Vec<&[u32]> = feed.iter().map(|f| &f[..]).collect();
         logits = model.step(&refs, &[0])?;
     }
@@ -456,7 +483,8 @@ fn beam(
     let best = finished
         .into_iter()
         .map(|(seq, score)| {
-            let body: Vec<u32> = seq[initial.len()..].iter().copied().take_while(|&t| t != eot).collect();
+            let body: Vec<u32> =
+                seq[initial.len()..].iter().copied().take_while(|&t| t != eot).collect();
             let norm = score / (body.len().max(1) as f32);
             (body, score, norm)
         })

@@ -60,7 +60,9 @@ impl WhisperTokenizer {
         let translate = need("<|translate|>")?;
         let transcribe = need("<|transcribe|>")?;
         let no_timestamps = need("<|notimestamps|>")?;
-        let no_speech = id("<|nospeech|>").or_else(|| id("<|nocaptions|>")).ok_or_else(|| err("no <|nospeech|> token".into()))?;
+        let no_speech = id("<|nospeech|>")
+            .or_else(|| id("<|nocaptions|>"))
+            .ok_or_else(|| err("no <|nospeech|> token".into()))?;
         let multilingual = n_vocab >= 51_865;
         let languages = if multilingual {
             (sot + 1..translate)
@@ -111,10 +113,14 @@ impl WhisperTokenizer {
             });
         } else {
             if language.is_some_and(|l| l != "en") {
-                return Err(Error::Unsupported("this model is English-only; use --language en".into()));
+                return Err(Error::Unsupported(
+                    "this model is English-only; use --language en".into(),
+                ));
             }
             if task == Task::Translate {
-                return Err(Error::Unsupported("this model is English-only and cannot translate".into()));
+                return Err(Error::Unsupported(
+                    "this model is English-only and cannot translate".into(),
+                ));
             }
         }
         Ok(seq)
@@ -145,7 +151,8 @@ impl WhisperTokenizer {
             let trimmed = sub.trim();
             // Reference Whisper tests `strip() in string.punctuation`, which an empty string passes.
             let punct = trimmed.is_empty()
-                || (trimmed.chars().count() == 1 && trimmed.chars().all(|c| c.is_ascii_punctuation()));
+                || (trimmed.chars().count() == 1
+                    && trimmed.chars().all(|c| c.is_ascii_punctuation()));
             if special || with_space || punct || words.is_empty() {
                 words.push((sub, toks));
             } else if let Some(last) = words.last_mut() {

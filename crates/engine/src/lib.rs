@@ -59,7 +59,10 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("dir", &self.dir.dir).field("dims", &self.model.dims()).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("dir", &self.dir.dir)
+            .field("dims", &self.model.dims())
+            .finish_non_exhaustive()
     }
 }
 
@@ -71,7 +74,9 @@ impl Engine {
         let _span = tracing::info_span!("load", dir = %dir.display()).entered();
         let model = match &md.weights {
             WeightsFormat::Ct2(p) => Whisper::load_ct2(p, config.precision)?,
-            WeightsFormat::SafeTensors(p) => Whisper::load_safetensors(p, md.heads.0, md.heads.1, config.precision)?,
+            WeightsFormat::SafeTensors(p) => {
+                Whisper::load_safetensors(p, md.heads.0, md.heads.1, config.precision)?
+            }
         };
         let dims = model.dims();
         let tokenizer = WhisperTokenizer::from_file(&md.tokenizer, dims.n_vocab)?;

@@ -75,7 +75,9 @@ impl ModelDir {
         } else if dir.join("model.safetensors").is_file() {
             WeightsFormat::SafeTensors(dir.join("model.safetensors"))
         } else {
-            return Err(err("no model.bin (CTranslate2) or model.safetensors (Hugging Face) inside".into()));
+            return Err(err(
+                "no model.bin (CTranslate2) or model.safetensors (Hugging Face) inside".into(),
+            ));
         };
         let tokenizer = dir.join("tokenizer.json");
         if !tokenizer.is_file() {

@@ -35,12 +35,12 @@ pub struct MelSpectrogram {
 }
 
 impl MelSpectrogram {
-    /// Frames `[start, start + len)` as a mel-major `[n_mels, len]` buffer; frames past the end
-    /// are zero (Whisper's `pad_or_trim`).
-    pub fn window(&self, start: usize, len: usize) -> Vec<f32> {
+    /// Frames `[start, start + take)` as a mel-major `[n_mels, len]` buffer; frames past `take`
+    /// or past the end are zero (Whisper's `pad_or_trim`).
+    pub fn window(&self, start: usize, take: usize, len: usize) -> Vec<f32> {
         let mut out = vec![0.0; self.n_mels * len];
         let start = start.min(self.n_frames);
-        let avail = (self.n_frames - start).min(len);
+        let avail = (self.n_frames - start).min(len).min(take);
         for m in 0..self.n_mels {
             let src = &self.data[m * self.n_frames + start..m * self.n_frames + start + avail];
             out[m * len..m * len + avail].copy_from_slice(src);
@@ -197,7 +197,11 @@ fn hz_to_mel(hz: f64) -> f64 {
 }
 
 fn mel_to_hz(mel: f64) -> f64 {
-    if mel >= MIN_LOG_MEL { MIN_LOG_HZ * (logstep() * (mel - MIN_LOG_MEL)).exp() } else { F_SP * mel }
+    if mel >= MIN_LOG_MEL {
+        MIN_LOG_HZ * (logstep() * (mel - MIN_LOG_MEL)).exp()
+    } else {
+        F_SP * mel
+    }
 }
 
 #[cfg(test)]
@@ -235,8 +239,9 @@ mod tests {
         let lm = LogMel::new(80);
         let silent = lm.compute(&vec![0.0; 8_000], 0);
         assert!(silent.data.iter().all(|&v| (v - silent.data[0]).abs() < 1e-6));
-        let tone: Vec<f32> =
-            (0..16_000).map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16_000.0).sin()).collect();
+        let tone: Vec<f32> = (0..16_000)
+            .map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16_000.0).sin())
+            .collect();
         let mel = lm.compute(&tone, 0);
         let t = 50;
         let best = (0..80).max_by(|&a, &b| {
@@ -248,7 +253,9 @@ mod tests {
 
     #[test]
     fn window_pads_with_zeros() {
-        let mel = MelSpectrogram { n_mels: 2, n_frames: 3, data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0] };
-        assert_eq!(mel.window(1, 4), vec![2.0, 3.0, 0.0, 0.0, 5.0, 6.0, 0.0, 0.0]);
+        let mel =
+            MelSpectrogram { n_mels: 2, n_frames: 3, data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0] };
+        assert_eq!(mel.window(1, 4, 4), vec![2.0, 3.0, 0.0, 0.0, 5.0, 6.0, 0.0, 0.0]);
+        assert_eq!(mel.window(0, 1, 2), vec![1.0, 0.0, 4.0, 0.0]);
     }
 }

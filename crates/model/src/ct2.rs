@@ -93,7 +93,8 @@ impl<'a> Cursor<'a> {
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
-        let end = end.ok_or_else(|| self.err(&format!("unexpected end of file reading {n} bytes")))?;
+        let end =
+            end.ok_or_else(|| self.err(&format!("unexpected end of file reading {n} bytes")))?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -126,7 +127,8 @@ impl Ct2File {
         // SAFETY: the map is read-only and private to this process; the file is a model artifact
         // that Harken never writes while it is loaded (the cache renames new files into place).
         #[allow(unsafe_code)] // memory-mapping is the point: weights are never read twice
-        let map = unsafe { Mmap::map(&file) }.map_err(|source| Error::Io { path: path.into(), source })?;
+        let map = unsafe { Mmap::map(&file) }
+            .map_err(|source| Error::Io { path: path.into(), source })?;
         let (spec, vars, aliases) = Self::parse(&map, path)?;
         Ok(Ct2File { path: path.to_owned(), map, spec, vars, aliases })
     }
@@ -153,12 +155,14 @@ impl Ct2File {
                 shape.push(c.u32()? as usize);
             }
             let dtype_id = c.u8()?;
-            let dtype =
-                Ct2Dtype::from_id(dtype_id).ok_or_else(|| c.err(&format!("unknown dtype {dtype_id}")))?;
+            let dtype = Ct2Dtype::from_id(dtype_id)
+                .ok_or_else(|| c.err(&format!("unknown dtype {dtype_id}")))?;
             let nbytes = c.u32()? as usize;
             let elems = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
             if elems.and_then(|e| e.checked_mul(dtype.size())) != Some(nbytes) {
-                return Err(c.err(&format!("variable {name}: {nbytes} bytes do not match shape {shape:?}")));
+                return Err(c.err(&format!(
+                    "variable {name}: {nbytes} bytes do not match shape {shape:?}"
+                )));
             }
             let start = c.pos;
             c.take(nbytes)?;

@@ -50,7 +50,9 @@ impl Error {
                 ErrorKind::NotFound
             }
             Error::Input { .. } => ErrorKind::InvalidInput,
-            Error::Io { .. } | Error::Format { .. } | Error::Weights { .. } => ErrorKind::Unavailable,
+            Error::Io { .. } | Error::Format { .. } | Error::Weights { .. } => {
+                ErrorKind::Unavailable
+            }
             Error::Backend(_) => ErrorKind::Internal,
         }
     }

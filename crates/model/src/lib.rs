@@ -18,4 +18,6 @@ mod whisper;
 
 pub use ct2::{Ct2Dtype, Ct2File, Ct2Var};
 pub use error::{Error, Result};
-pub use whisper::{AlignmentScores, DecoderSession, Dims, EncoderOutput, Logits, Precision, Whisper};
+pub use whisper::{
+    AlignmentScores, DecoderSession, Dims, EncoderOutput, Logits, Precision, Whisper,
+};

@@ -110,10 +110,14 @@ fn hf_get(st: &MmapedSafetensors, path: &Path, name: &str) -> Result<Tensor> {
                 (_, ["layer_norm", gb]) => load(&format!("{p}.{ln}.{}", suffix(gb))),
                 ("ffn", ["linear_0", wb]) => load(&format!("{p}.fc1.{wb}")),
                 ("ffn", ["linear_1", wb]) => load(&format!("{p}.fc2.{wb}")),
-                ("self_attention", ["linear_0", wb]) => fuse(&load, &format!("{p}.{attn}"), &["q", "k", "v"], wb),
+                ("self_attention", ["linear_0", wb]) => {
+                    fuse(&load, &format!("{p}.{attn}"), &["q", "k", "v"], wb)
+                }
                 ("self_attention", ["linear_1", wb]) => load(&format!("{p}.{attn}.out_proj.{wb}")),
                 ("attention", ["linear_0", wb]) => load(&format!("{p}.{attn}.q_proj.{wb}")),
-                ("attention", ["linear_1", wb]) => fuse(&load, &format!("{p}.{attn}"), &["k", "v"], wb),
+                ("attention", ["linear_1", wb]) => {
+                    fuse(&load, &format!("{p}.{attn}"), &["k", "v"], wb)
+                }
                 ("attention", ["linear_2", wb]) => load(&format!("{p}.{attn}.out_proj.{wb}")),
                 _ => Err(unknown()),
             }
@@ -131,7 +135,12 @@ fn suffix(wb: &str) -> &str {
 }
 
 /// Concatenate the q/k/v projections along the output rows; k has no bias in Whisper.
-fn fuse(load: &dyn Fn(&str) -> Result<Tensor>, prefix: &str, projs: &[&str], wb: &str) -> Result<Tensor> {
+fn fuse(
+    load: &dyn Fn(&str) -> Result<Tensor>,
+    prefix: &str,
+    projs: &[&str],
+    wb: &str,
+) -> Result<Tensor> {
     let mut parts = Vec::with_capacity(projs.len());
     for p in projs {
         let name = format!("{prefix}.{p}_proj.{wb}");

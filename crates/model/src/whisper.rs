@@ -98,7 +98,10 @@ struct LayerNorm {
 
 impl LayerNorm {
     fn load(src: &Source, prefix: &str) -> Result<Self> {
-        Ok(LayerNorm { g: src.get(&format!("{prefix}/gamma"))?, b: src.get(&format!("{prefix}/beta"))? })
+        Ok(LayerNorm {
+            g: src.get(&format!("{prefix}/gamma"))?,
+            b: src.get(&format!("{prefix}/beta"))?,
+        })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(candle_nn::ops::layer_norm(x, &self.g, &self.b, 1e-5)?)
@@ -342,7 +345,12 @@ impl Whisper {
         Self::load(&src, encoder_heads, decoder_heads, precision)
     }
 
-    fn load(src: &Source, enc_heads: Option<usize>, dec_heads: Option<usize>, precision: Precision) -> Result<Self> {
+    fn load(
+        src: &Source,
+        enc_heads: Option<usize>,
+        dec_heads: Option<usize>,
+        precision: Precision,
+    ) -> Result<Self> {
         let conv1 = (src.get("encoder/conv1/weight")?, src.get("encoder/conv1/bias")?);
         let conv2 = (src.get("encoder/conv2/weight")?, src.get("encoder/conv2/bias")?);
         let enc_pos = src.get("encoder/position_encodings/encodings")?;
@@ -353,7 +361,9 @@ impl Whisper {
         let (n_text_ctx, _) = dec_pos.dims2()?;
         let n_mels = conv1.0.dim(1)?;
         let count = |side: &str| {
-            (0..).take_while(|l| src.get(&format!("{side}/layer_{l}/ffn/layer_norm/gamma")).is_ok()).count()
+            (0..)
+                .take_while(|l| src.get(&format!("{side}/layer_{l}/ffn/layer_norm/gamma")).is_ok())
+                .count()
         };
         let n_audio_layer = count("encoder");
         let n_text_layer = count("decoder");
@@ -363,8 +373,14 @@ impl Whisper {
         // Every Whisper size uses 64-dimensional heads.
         let n_audio_head = enc_heads.unwrap_or(n_audio_state / 64);
         let n_text_head = dec_heads.unwrap_or(n_text_state / 64);
-        if n_audio_head == 0 || n_audio_state % n_audio_head != 0 || n_text_head == 0 || n_text_state % n_text_head != 0 {
-            return Err(Error::Weights { detail: "head count does not divide the model width".into() });
+        if n_audio_head == 0
+            || n_audio_state % n_audio_head != 0
+            || n_text_head == 0
+            || n_text_state % n_text_head != 0
+        {
+            return Err(Error::Weights {
+                detail: "head count does not divide the model width".into(),
+            });
         }
         let dims = Dims {
             n_mels,
@@ -423,7 +439,11 @@ impl Whisper {
         let frames = self.dims.n_mel_frames();
         if mel.len() != self.dims.n_mels * frames {
             return Err(Error::Input {
-                detail: format!("mel window has {} values, expected {}×{frames}", mel.len(), self.dims.n_mels),
+                detail: format!(
+                    "mel window has {} values, expected {}×{frames}",
+                    mel.len(),
+                    self.dims.n_mels
+                ),
             });
         }
         let x = Tensor::from_slice(mel, (1, self.dims.n_mels, frames), &Device::Cpu)?;
@@ -443,19 +463,32 @@ impl Whisper {
 
     /// Start decoding against `enc` with `batch` rows (beams).
     pub fn decoder<'a>(&'a self, enc: &EncoderOutput, batch: usize) -> Result<DecoderSession<'a>> {
-        let cross = self.dec_blocks.iter().map(|b| b.cross.prepare(&enc.x)).collect::<Result<Vec<_>>>()?;
-        Ok(DecoderSession { model: self, cross, cache: vec![None; self.dec_blocks.len()], batch, offset: 0 })
+        let cross =
+            self.dec_blocks.iter().map(|b| b.cross.prepare(&enc.x)).collect::<Result<Vec<_>>>()?;
+        Ok(DecoderSession {
+            model: self,
+            cross,
+            cache: vec![None; self.dec_blocks.len()],
+            batch,
+            offset: 0,
+        })
     }
 
     fn embed(&self, tokens: &[&[u32]], offset: usize) -> Result<Tensor> {
         let b = tokens.len();
         let n = tokens.first().map_or(0, |t| t.len());
         if tokens.iter().any(|t| t.len() != n) || n == 0 {
-            return Err(Error::Input { detail: "every batch row must feed the same, non-zero number of tokens".into() });
+            return Err(Error::Input {
+                detail: "every batch row must feed the same, non-zero number of tokens".into(),
+            });
         }
         if offset + n > self.dims.n_text_ctx {
             return Err(Error::Input {
-                detail: format!("{} tokens exceed the decoder context of {}", offset + n, self.dims.n_text_ctx),
+                detail: format!(
+                    "{} tokens exceed the decoder context of {}",
+                    offset + n,
+                    self.dims.n_text_ctx
+                ),
             });
         }
         let flat: Vec<u32> = tokens.iter().flat_map(|t| t.iter().copied()).collect();
@@ -528,7 +561,9 @@ impl DecoderSession<'_> {
     /// tokens).
     pub fn step(&mut self, tokens: &[&[u32]], positions: &[usize]) -> Result<Logits> {
         if tokens.len() != self.batch {
-            return Err(Error::Input { detail: format!("fed {} rows to a batch of {}", tokens.len(), self.batch) });
+            return Err(Error::Input {
+                detail: format!("fed {} rows to a batch of {}", tokens.len(), self.batch),
+            });
         }
         let m = self.model;
         let n = tokens.first().map_or(0, |t| t.len());
@@ -543,7 +578,11 @@ impl DecoderSession<'_> {
             x = (&x + b.mlp.forward(&x)?)?;
         }
         self.offset += n;
-        let idx = Tensor::from_vec(positions.iter().map(|&p| p as u32).collect::<Vec<_>>(), positions.len(), &Device::Cpu)?;
+        let idx = Tensor::from_vec(
+            positions.iter().map(|&p| p as u32).collect::<Vec<_>>(),
+            positions.len(),
+            &Device::Cpu,
+        )?;
         let x = x.index_select(&idx, 1)?;
         let logits = m.logits(&m.dec_ln.forward(&x)?)?;
         let data = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
@@ -555,7 +594,11 @@ impl DecoderSession<'_> {
         if rows.iter().any(|&r| r >= self.batch) {
             return Err(Error::Input { detail: "reorder row outside the batch".into() });
         }
-        let idx = Tensor::from_vec(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), rows.len(), &Device::Cpu)?;
+        let idx = Tensor::from_vec(
+            rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
+            rows.len(),
+            &Device::Cpu,
+        )?;
         for (k, v) in self.cache.iter_mut().flatten() {
             *k = k.index_select(&idx, 0)?;
             *v = v.index_select(&idx, 0)?;

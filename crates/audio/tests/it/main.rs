@@ -2,6 +2,9 @@
 //! fixture decodes to the same 16-kHz signal, and a corpus of malformed inputs gives clear
 //! errors, never a panic or a hang.
 
+// Test helpers outside #[test] fns: a failed unwrap is a failed test, which is the point.
+#![allow(clippy::unwrap_used)]
+
 mod malformed;
 
 use std::path::{Path, PathBuf};
@@ -13,7 +16,8 @@ pub(crate) fn testdata(name: &str) -> PathBuf {
 }
 
 fn decode(name: &str) -> Vec<f32> {
-    let a = decode_file(&testdata(name), &DecodeOptions::whisper()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let a = decode_file(&testdata(name), &DecodeOptions::whisper())
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(a.sample_rate_hz, 16_000);
     a.samples
 }
@@ -47,7 +51,12 @@ fn every_encoding_decodes_to_the_same_signal() {
     let reference = decode("speech_16k_s16.wav");
     assert_eq!(reference.len(), 44_800, "2.8 s at 16 kHz");
     // Full-length encodings: the whole sentence.
-    for (name, min_corr) in [("speech.flac", 0.999), ("speech.ogg", 0.95), ("speech.mp3", 0.95), ("speech_8k_u8.wav", 0.90)] {
+    for (name, min_corr) in [
+        ("speech.flac", 0.999),
+        ("speech.ogg", 0.95),
+        ("speech.mp3", 0.95),
+        ("speech_8k_u8.wav", 0.90),
+    ] {
         let x = decode(name);
         let len_diff = (x.len() as isize - reference.len() as isize).abs();
         assert!(len_diff < 2_000, "{name}: {} samples vs {}", x.len(), reference.len());
@@ -55,7 +64,12 @@ fn every_encoding_decodes_to_the_same_signal() {
         assert!(c > min_corr, "{name}: correlation {c} at lag {lag}");
     }
     // 0.5-s excerpts at other rates, depths and channel counts.
-    for name in ["speech_44k_stereo_s24.wav", "speech_48k_f32.wav", "speech_22k_s32.wav", "speech_96k_s16.wav"] {
+    for name in [
+        "speech_44k_stereo_s24.wav",
+        "speech_48k_f32.wav",
+        "speech_22k_s32.wav",
+        "speech_96k_s16.wav",
+    ] {
         let x = decode(name);
         assert!((x.len() as isize - 8_000).abs() <= 2, "{name}: {} samples", x.len());
         let (c, lag) = best_correlation(&reference[..8_000], &x, 8);

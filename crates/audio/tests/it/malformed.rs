@@ -36,7 +36,12 @@ impl Wav {
     }
 
     fn float32(samples: &[f32]) -> Self {
-        Wav { format: 3, bits: 32, data: samples.iter().flat_map(|s| s.to_le_bytes()).collect(), ..Wav::pcm16(&[]) }
+        Wav {
+            format: 3,
+            bits: 32,
+            data: samples.iter().flat_map(|s| s.to_le_bytes()).collect(),
+            ..Wav::pcm16(&[])
+        }
     }
 
     fn bytes(&self) -> Vec<u8> {
@@ -104,18 +109,83 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Option<&'static str>, Expect)> {
         ("truncated header", good[..20].to_vec(), Some("wav"), Expect::AnyErr),
         ("header only, no data chunk", good[..36].to_vec(), Some("wav"), Expect::AnyErr),
         ("truncated data", good[..1_044].to_vec(), Some("wav"), Expect::AnyErr),
-        ("fmt chunk size wrong", Wav { fmt_size: Some(1_000), ..Wav::pcm16(&tone(100)) }.bytes(), Some("wav"), Expect::AnyErr),
-        ("zero channels", Wav { channels: 0, ..Wav::pcm16(&tone(100)) }.bytes(), Some("wav"), Expect::AnyErr),
-        ("zero sample rate", Wav { rate: 0, ..Wav::pcm16(&tone(100)) }.bytes(), Some("wav"), Expect::AnyErr),
-        ("absurd sample rate 4 GHz", Wav { rate: 4_000_000_000, ..Wav::pcm16(&tone(100)) }.bytes(), Some("wav"), Expect::AnyErr),
-        ("sample rate 1 Hz", Wav { rate: 1, ..Wav::pcm16(&tone(100)) }.bytes(), Some("wav"), Expect::AnyErr),
-        ("huge declared data size", Wav { data_size: Some(0xFFFF_FFF0), riff_size: Some(0xFFFF_FFF8), ..Wav::pcm16(&tone(1_000)) }.bytes(), Some("wav"), Expect::AnyErr),
-        ("65535 channels", Wav { channels: 65_535, ..Wav::pcm16(&tone(100)) }.bytes(), Some("wav"), Expect::AnyErr),
-        ("7 bits per sample", Wav { bits: 7, ..Wav::pcm16(&tone(100)) }.bytes(), Some("wav"), Expect::AnyErr),
-        ("unknown format tag", Wav { format: 0x1234, ..Wav::pcm16(&tone(100)) }.bytes(), Some("wav"), Expect::AnyErr),
-        ("NaN float samples", Wav::float32(&[0.0, f32::NAN, 0.5]).bytes(), Some("wav"), Expect::Err(ErrorKind::InvalidInput)),
-        ("infinite float samples", Wav::float32(&[0.0, f32::INFINITY, 0.5]).bytes(), Some("wav"), Expect::Err(ErrorKind::InvalidInput)),
-        ("text renamed .wav", b"This is a text file, not audio.\n".repeat(20), Some("wav"), Expect::Err(ErrorKind::UnsupportedMedia)),
+        (
+            "fmt chunk size wrong",
+            Wav { fmt_size: Some(1_000), ..Wav::pcm16(&tone(100)) }.bytes(),
+            Some("wav"),
+            Expect::AnyErr,
+        ),
+        (
+            "zero channels",
+            Wav { channels: 0, ..Wav::pcm16(&tone(100)) }.bytes(),
+            Some("wav"),
+            Expect::AnyErr,
+        ),
+        (
+            "zero sample rate",
+            Wav { rate: 0, ..Wav::pcm16(&tone(100)) }.bytes(),
+            Some("wav"),
+            Expect::AnyErr,
+        ),
+        (
+            "absurd sample rate 4 GHz",
+            Wav { rate: 4_000_000_000, ..Wav::pcm16(&tone(100)) }.bytes(),
+            Some("wav"),
+            Expect::AnyErr,
+        ),
+        (
+            "sample rate 1 Hz",
+            Wav { rate: 1, ..Wav::pcm16(&tone(100)) }.bytes(),
+            Some("wav"),
+            Expect::AnyErr,
+        ),
+        (
+            "huge declared data size",
+            Wav {
+                data_size: Some(0xFFFF_FFF0),
+                riff_size: Some(0xFFFF_FFF8),
+                ..Wav::pcm16(&tone(1_000))
+            }
+            .bytes(),
+            Some("wav"),
+            Expect::AnyErr,
+        ),
+        (
+            "65535 channels",
+            Wav { channels: 65_535, ..Wav::pcm16(&tone(100)) }.bytes(),
+            Some("wav"),
+            Expect::AnyErr,
+        ),
+        (
+            "7 bits per sample",
+            Wav { bits: 7, ..Wav::pcm16(&tone(100)) }.bytes(),
+            Some("wav"),
+            Expect::AnyErr,
+        ),
+        (
+            "unknown format tag",
+            Wav { format: 0x1234, ..Wav::pcm16(&tone(100)) }.bytes(),
+            Some("wav"),
+            Expect::AnyErr,
+        ),
+        (
+            "NaN float samples",
+            Wav::float32(&[0.0, f32::NAN, 0.5]).bytes(),
+            Some("wav"),
+            Expect::Err(ErrorKind::InvalidInput),
+        ),
+        (
+            "infinite float samples",
+            Wav::float32(&[0.0, f32::INFINITY, 0.5]).bytes(),
+            Some("wav"),
+            Expect::Err(ErrorKind::InvalidInput),
+        ),
+        (
+            "text renamed .wav",
+            b"This is a text file, not audio.\n".repeat(20),
+            Some("wav"),
+            Expect::Err(ErrorKind::UnsupportedMedia),
+        ),
         ("random bytes", noise(50_000, 42), Some("wav"), Expect::AnyErr),
         ("random bytes, no hint", noise(50_000, 43), None, Expect::AnyErr),
         ("MP3 frame headers with garbage bodies", mp3_garbage_frames, Some("mp3"), Expect::AnyErr),
@@ -124,7 +194,12 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Option<&'static str>, Expect)> {
         // Valid edge cases: decoded, not rejected.
         ("one-sample file", Wav::pcm16(&[1000]).bytes(), Some("wav"), Expect::Samples(1)),
         ("empty data chunk", Wav::pcm16(&[]).bytes(), Some("wav"), Expect::Samples(0)),
-        ("MP3 with a garbage middle (intact frames decode)", mp3_garbage_middle, Some("mp3"), Expect::Samples(45_000)),
+        (
+            "MP3 with a garbage middle (intact frames decode)",
+            mp3_garbage_middle,
+            Some("mp3"),
+            Expect::Samples(45_000),
+        ),
     ]
 }
 
@@ -135,7 +210,8 @@ fn malformed_corpus_gives_clear_errors_without_panics() {
     let mut failures = Vec::new();
     for (name, bytes, hint, expect) in cases {
         let start = Instant::now();
-        let result = std::panic::catch_unwind(|| decode_bytes(bytes, hint, &DecodeOptions::whisper()));
+        let result =
+            std::panic::catch_unwind(|| decode_bytes(bytes, hint, &DecodeOptions::whisper()));
         let took = start.elapsed();
         let Ok(result) = result else {
             failures.push(format!("{name}: PANIC"));
@@ -147,8 +223,13 @@ fn malformed_corpus_gives_clear_errors_without_panics() {
         match (&expect, &result) {
             (Expect::Err(kind), Err(e)) if e.kind() == *kind => {}
             (Expect::AnyErr, Err(e)) if e.kind() != ErrorKind::Internal => {}
-            (Expect::Samples(n), Ok(a)) if (a.samples.len() as isize - *n as isize).abs() <= 2 || (*n > 1000 && a.samples.len() > n * 3 / 4) => {}
-            _ => failures.push(format!("{name}: expected {expect:?}, got {:?}", result.as_ref().map(|a| a.samples.len()))),
+            (Expect::Samples(n), Ok(a))
+                if (a.samples.len() as isize - *n as isize).abs() <= 2
+                    || (*n > 1000 && a.samples.len() > n * 3 / 4) => {}
+            _ => failures.push(format!(
+                "{name}: expected {expect:?}, got {:?}",
+                result.as_ref().map(|a| a.samples.len())
+            )),
         }
         if let Err(e) = &result {
             let msg = e.to_string();

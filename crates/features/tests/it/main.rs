@@ -1,6 +1,9 @@
 //! The log-mel front end against faster-whisper's own `FeatureExtractor` on the same samples
 //! (fixture made by `scripts/gen_mel_fixture.py`).
 
+// Test helpers outside #[test] fns: a failed unwrap is a failed test, which is the point.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use harken_features::LogMel;
@@ -32,6 +35,12 @@ fn matches_faster_whisper_feature_extractor() {
         }
     }
     let mean = sum / reference.len() as f64;
-    assert!(worst.0 < TOLERANCE, "max |diff| {} at mel {} frame {}", worst.0, worst.1 / mel.n_frames, worst.1 % mel.n_frames);
+    assert!(
+        worst.0 < TOLERANCE,
+        "max |diff| {} at mel {} frame {}",
+        worst.0,
+        worst.1 / mel.n_frames,
+        worst.1 % mel.n_frames
+    );
     assert!(mean < 1e-5, "mean |diff| {mean}");
 }
