@@ -87,9 +87,14 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Logs go to stderr at the `HARKEN_LOG` level (default `warn`). By default the audio
+/// decoders' own log lines are off: a probe failure is already reported as Harken's one-line
+/// error, and the decoder's internal detail only adds noise.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HARKEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = match std::env::var("HARKEN_LOG") {
+        Ok(spec) => tracing_subscriber::EnvFilter::new(spec),
+        Err(_) => tracing_subscriber::EnvFilter::new("warn,symphonia_core=off,symphonia_bundle_mp3=off,symphonia_bundle_flac=off,symphonia_format_wav=off,symphonia_format_ogg=off,symphonia_codec_vorbis=off,symphonia_codec_pcm=off"),
+    };
     let _ =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

@@ -2,6 +2,28 @@
 
 use crate::{harken, model, read_wav16, stderr, stdout, testdata, wav16};
 
+fn words(s: &str) -> Vec<String> {
+    s.to_lowercase()
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Word-level edit distance over the reference length.
+fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
+    let (r, h) = (words(reference), words(hypothesis));
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for (i, rw) in r.iter().enumerate() {
+        let mut cur = vec![i + 1; h.len() + 1];
+        for (j, hw) in h.iter().enumerate() {
+            cur[j + 1] = (prev[j + 1] + 1).min(cur[j] + 1).min(prev[j] + usize::from(rw != hw));
+        }
+        prev = cur;
+    }
+    prev[h.len()] as f64 / r.len().max(1) as f64
+}
+
 fn json_lines(s: &str) -> Vec<serde_json::Value> {
     s.lines()
         .filter(|l| l.starts_with('{'))
@@ -33,11 +55,12 @@ fn every_encoding_transcribes_to_the_same_sentence() {
     assert!(o.status.success(), "{}", stderr(&o));
     let rows = json_lines(&stdout(&o));
     assert_eq!(rows.len(), files.len(), "one JSON line per file");
-    for r in &rows {
-        let text = r["text"].as_str().unwrap().to_lowercase();
-        // espeak-ng's voice is hard for Whisper base ("jumps" comes out as "dumb"); the opening
-        // words survive every encoding, the 8-kHz telephone band included.
-        assert!(text.contains("quick brown fox"), "{}: {text:?}", r["file"]);
+    // Word error rate against the sentence spoken; looser for lossy and telephone-band copies.
+    let reference = "the quick brown fox jumps over the lazy dog";
+    for (r, max_wer) in rows.iter().zip([0.12, 0.12, 0.25, 0.35, 0.8]) {
+        let text = r["text"].as_str().unwrap();
+        let wer = word_error_rate(reference, text);
+        assert!(wer <= max_wer, "{}: WER {wer:.2} > {max_wer}: {text:?}", r["file"]);
         assert_eq!(r["language"], "en");
         assert!((r["duration"].as_f64().unwrap() - 2.8).abs() < 0.1, "{}", r["duration"]);
     }
@@ -192,7 +215,7 @@ fn audio_longer_than_30_s_is_decoded_window_by_window() {
     );
     let text = v["text"].as_str().unwrap().to_lowercase();
     assert!(text.matches("tuesday").count() >= 5, "sentences lost at window cuts: {text}");
-    assert!(text.matches("fox").count() >= 5, "sentences lost at window cuts: {text}");
+    assert!(text.matches("quick").count() >= 5, "sentences lost at window cuts: {text}");
     let mut prev = 0.0;
     for s in segs {
         let start = s["start"].as_f64().unwrap();

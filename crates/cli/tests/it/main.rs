@@ -48,11 +48,11 @@ pub(crate) fn model(name: &str) -> Option<PathBuf> {
     None
 }
 
-/// Run `harken` with `args`, two compute threads, logs off.
+/// Run `harken` with `args` and the default log level.
 pub(crate) fn harken(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_harken"))
         .args(args)
-        .env("HARKEN_LOG", "error")
+        .env_remove("HARKEN_LOG")
         .env_remove("HARKEN_MODEL_URI")
         .output()
         .expect("the harken binary runs")
