@@ -93,7 +93,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn init_logging() {
     let filter = match std::env::var("HARKEN_LOG") {
         Ok(spec) => tracing_subscriber::EnvFilter::new(spec),
-        Err(_) => tracing_subscriber::EnvFilter::new("warn,symphonia_core=off,symphonia_bundle_mp3=off,symphonia_bundle_flac=off,symphonia_format_wav=off,symphonia_format_ogg=off,symphonia_codec_vorbis=off,symphonia_codec_pcm=off"),
+        Err(_) => tracing_subscriber::EnvFilter::new(
+            "warn,symphonia_core=off,symphonia_bundle_mp3=off,symphonia_bundle_flac=off,symphonia_format_wav=off,symphonia_format_ogg=off,symphonia_codec_vorbis=off,symphonia_codec_pcm=off",
+        ),
     };
     let _ =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();

@@ -13,6 +13,8 @@
 
 mod ct2;
 mod error;
+#[doc(hidden)]
+pub mod ops;
 mod weights;
 mod whisper;
 

@@ -91,6 +91,15 @@ fn qmatmul(w: Tensor, precision: Precision) -> Result<QMatMul> {
     })
 }
 
+/// Exact erf-GELU through [`crate::ops::gelu_erf`], usable with `Tensor::apply`.
+struct GeluErf;
+
+impl Module for GeluErf {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        crate::ops::gelu_erf(x)
+    }
+}
+
 struct LayerNorm {
     g: Tensor,
     b: Tensor,
@@ -138,7 +147,7 @@ impl Mlp {
         })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.fc1.forward(&self.ln.forward(x)?)?.gelu_erf()?;
+        let h = self.fc1.forward(&self.ln.forward(x)?)?.apply(&GeluErf)?;
         self.fc2.forward(&h)
     }
 }
@@ -195,12 +204,13 @@ impl SelfAttention {
             }
             *slot = Some((k.clone(), v.clone()));
         }
+        // Scaling the queries (T×d) is far cheaper than scaling the scores (T×T).
         let scale = 1.0 / ((d / self.heads) as f64).sqrt();
-        let mut att = (q.matmul(&k.t()?)? * scale)?;
+        let mut att = (q * scale)?.matmul(&k.t()?)?;
         if causal && n_new > 1 {
-            att = att.broadcast_add(&causal_mask(n_new, past, q.device())?)?;
+            att = att.broadcast_add(&causal_mask(n_new, past, x.device())?)?;
         }
-        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        let att = crate::ops::softmax_last_dim(&att)?;
         let y = merge_heads(&att.matmul(&v)?)?;
         self.out.forward(&y)
     }
@@ -248,8 +258,8 @@ impl CrossAttention {
         let dh = d / self.heads;
         let q = q.reshape((b * n, self.heads, dh))?.transpose(0, 1)?.contiguous()?;
         let scale = 1.0 / (dh as f64).sqrt();
-        let qk = (q.matmul(&kv.k_t)? * scale)?;
-        let att = candle_nn::ops::softmax_last_dim(&qk)?;
+        let qk = (q * scale)?.matmul(&kv.k_t)?;
+        let att = crate::ops::softmax_last_dim(&qk)?;
         let y = att.matmul(&kv.v)?; // [H, B·n, dh]
         let y = y.transpose(0, 1)?.reshape((b, n, d))?;
         Ok((self.out.forward(&y)?, want_qk.then_some(qk)))
@@ -449,7 +459,7 @@ impl Whisper {
         let x = Tensor::from_slice(mel, (1, self.dims.n_mels, frames), &Device::Cpu)?;
         let conv = |x: &Tensor, (w, b): &(Tensor, Tensor), stride: usize| -> Result<Tensor> {
             let y = x.conv1d(w, 1, stride, 1, 1)?;
-            Ok(y.broadcast_add(&b.reshape((1, b.dim(0)?, 1))?)?.gelu_erf()?)
+            Ok(y.broadcast_add(&b.reshape((1, b.dim(0)?, 1))?)?.apply(&GeluErf)?)
         };
         let x = conv(&x, &self.conv1, 1)?;
         let x = conv(&x, &self.conv2, 2)?;
