@@ -192,12 +192,13 @@ def parse_bench_json(stdout: str):
 class Harken:
     name = "harken"
 
-    def __init__(self, binary, model, threads, beam, language):
+    def __init__(self, binary, model, threads, beam, language, precision="f32"):
         self.bin, self.model, self.threads, self.beam, self.language = binary, model, threads, beam, language
+        self.precision = precision
 
     def common(self):
         return ["--model", self.model, "--threads", str(self.threads), "--beam", str(self.beam),
-                "--language", self.language]
+                "--language", self.language, "--precision", self.precision]
 
     def version(self):
         try:
@@ -208,7 +209,8 @@ class Harken:
 
     def bench(self, clip, runs):
         cmd = [self.bin, "bench", "--model", self.model, "--json", "--runs", str(runs),
-               "--threads", str(self.threads), "--beam", str(self.beam), "--language", self.language, clip]
+               "--threads", str(self.threads), "--beam", str(self.beam), "--language", self.language,
+               "--precision", self.precision, clip]
         rc, wall, rss, out, err = run_measured(cmd)
         doc = parse_bench_json(out) if rc == 0 else None
         if not isinstance(doc, dict) or not doc.get("files"):
@@ -465,6 +467,8 @@ def main():
                     help="harken binary (default: $HARKEN_BIN or ${CARGO_TARGET_DIR:-~/.cache/harken/target}/release/harken)")
     ap.add_argument("--language", default="en", help="language code, or auto (default: en)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--harken-precision", default="f32", choices=["f32", "int8"],
+                    help="Harken's in-memory weight precision (default: %(default)s)")
     ap.add_argument("--beam", type=int, default=5)
     ap.add_argument("--runs", type=int, default=5, help="rounds R for the speed section (default: 5)")
     ap.add_argument("--harken-warmup", type=int, default=1,
@@ -504,7 +508,7 @@ def main():
         if not (os.path.isfile(hb) and os.access(hb, os.X_OK)):
             die(f"harken binary not found at {hb}: build it (cargo build --release) or set HARKEN_BIN "
                 "/ --harken-bin; `--engines fw` runs the faster-whisper half alone")
-        harken = Harken(hb, model, a.threads, a.beam, a.language)
+        harken = Harken(hb, model, a.threads, a.beam, a.language, a.harken_precision)
 
     shared = os.path.abspath(a.shared)
     if not os.path.isdir(shared) and (not a.skip_wer or not a.clip):

@@ -48,6 +48,12 @@ pub enum Error {
     /// Samples that are NaN or infinite.
     #[error("audio contains non-finite samples (NaN or infinity)")]
     NonFinite,
+    /// Float samples so large they cannot be audio (a damaged float stream).
+    #[error("audio sample values are absurd (magnitude above {limit}); the float data is damaged")]
+    OutOfRange {
+        /// The largest magnitude accepted.
+        limit: f32,
+    },
     /// Longer than the caller allows.
     #[error("audio is longer than the limit: more than {limit_ms} ms")]
     TooLong {

@@ -36,6 +36,10 @@ use symphonia::core::probe::Hint;
 
 const TRUNCATION_SLACK_FRAMES: u64 = 4096;
 
+/// Float streams may exceed full scale a little; values this large are damage, and they would
+/// overflow the resampler's FFT.
+const MAX_SAMPLE_MAGNITUDE: f32 = 1000.0;
+
 /// Lowest and highest native sample rates accepted, Hz.
 pub const SUPPORTED_RATES_HZ: std::ops::RangeInclusive<u32> = 4_000..=768_000;
 
@@ -255,6 +259,9 @@ fn decode_inner(
         downmix(interleaved, channels, &mut mono);
         if mono.iter().any(|s| !s.is_finite()) {
             return Err(Error::NonFinite);
+        }
+        if mono.iter().any(|s| s.abs() > MAX_SAMPLE_MAGNITUDE) {
+            return Err(Error::OutOfRange { limit: MAX_SAMPLE_MAGNITUDE });
         }
         native_frames += mono.len() as u64;
         good_packets += 1;

@@ -42,6 +42,7 @@ pub(crate) struct ModelArgs {
 
 fn main() -> ExitCode {
     tune_allocator();
+    one_line_panics();
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
@@ -79,6 +80,23 @@ fn tune_allocator() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
+
+/// Report a panic as one line on stderr instead of the default multi-line message. Libraries
+/// contain panics where they can (the audio decoder turns one into an error); the line still
+/// appears then, so a decoder bug stays visible.
+fn one_line_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_owned());
+        let at =
+            info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("harken: internal panic{at}: {}", what.replace('\n', " "));
+    }));
+}
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {

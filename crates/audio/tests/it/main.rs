@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod malformed;
+mod mutations;
 
 use std::path::{Path, PathBuf};
 
