@@ -127,6 +127,7 @@ pub(crate) fn run(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(Transcript, Timings)> {
     validate(opts)?;
+    let _span = tracing::info_span!("transcribe", duration_s = audio.duration_s()).entered();
     let mut timings = Timings::default();
     let tok = &engine.tokenizer;
     let dims = engine.model.dims();
