@@ -49,6 +49,22 @@ impl Source {
         }
     }
 
+    /// The raw half-precision bits and shape of `name` when the file stores it as f16
+    /// (CTranslate2 only; `None` otherwise, and the caller uses [`Source::get`]).
+    pub(crate) fn get_f16(&self, name: &str) -> Option<(Vec<u16>, Vec<usize>)> {
+        match self {
+            Source::Ct2(f) => {
+                let (var, bytes) = f.var(name)?;
+                (var.dtype == Ct2Dtype::F16).then(|| {
+                    let bits =
+                        bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+                    (bits, var.shape.clone())
+                })
+            }
+            Source::Hf { .. } => None,
+        }
+    }
+
     /// The tensor with CTranslate2 name `name`, as f32 on the CPU.
     pub(crate) fn get(&self, name: &str) -> Result<Tensor> {
         match self {

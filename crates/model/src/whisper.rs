@@ -15,6 +15,7 @@
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{D, DType, Device, Module, Tensor};
 
+use crate::ops::F16Matrix;
 use crate::weights::Source;
 use crate::{Error, Result};
 
@@ -60,25 +61,83 @@ pub enum Precision {
     Q8,
 }
 
+/// A linear layer's weight in the form its callers multiply fastest.
+enum LinearWeight {
+    /// f32 (gemm) or 8-bit blocks: for the encoder's 1500-row products.
+    Q(QMatMul),
+    /// The file's f16 values, widened in registers: for the decoder's few-row products.
+    Half(F16Matrix),
+}
+
 struct Linear {
-    w: QMatMul,
+    w: LinearWeight,
     b: Option<Tensor>,
 }
 
+/// Which products a layer serves, which decides how its weight is held.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    /// Many rows per call (encoder, cross-attention keys/values).
+    Many,
+    /// A few rows per call (decoder steps: one per beam).
+    Few,
+}
+
 impl Linear {
-    fn load(src: &Source, prefix: &str, bias: bool, precision: Precision) -> Result<Self> {
-        let w = src.get(&format!("{prefix}/weight"))?;
+    fn load(
+        src: &Source,
+        prefix: &str,
+        bias: bool,
+        precision: Precision,
+        rows: Rows,
+    ) -> Result<Self> {
+        let name = format!("{prefix}/weight");
         let b = if bias { Some(src.get(&format!("{prefix}/bias"))?) } else { None };
-        Ok(Linear { w: qmatmul(w, precision)?, b })
+        if rows == Rows::Few
+            && precision == Precision::F32
+            && let Some(h) = half_matrix(src, &name)
+        {
+            return Ok(Linear { w: LinearWeight::Half(h), b });
+        }
+        Ok(Linear { w: LinearWeight::Q(qmatmul(src.get(&name)?, precision)?), b })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.w.forward(x)?;
+        let y = match &self.w {
+            LinearWeight::Q(q) => q.forward(x)?,
+            LinearWeight::Half(h) => half_matmul(x, h)?,
+        };
         Ok(match &self.b {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         })
     }
+}
+
+fn half_matrix(src: &Source, name: &str) -> Option<F16Matrix> {
+    let (bits, shape) = src.get_f16(name)?;
+    match shape.as_slice() {
+        [n, k] => F16Matrix::new(bits, *n, *k),
+        _ => None,
+    }
+}
+
+/// `x · Wᵀ` with `W` in f16, for `x` of any rank (leading dimensions fold into rows).
+fn half_matmul(x: &Tensor, w: &F16Matrix) -> Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let k = dims.last().copied().unwrap_or(0);
+    if k != w.cols() {
+        return Err(Error::Input {
+            detail: format!("matmul: input width {k}, weight width {}", w.cols()),
+        });
+    }
+    let m = x.elem_count() / k.max(1);
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let y = w.matmul(&xs, m);
+    if let Some(last) = dims.last_mut() {
+        *last = w.rows();
+    }
+    Ok(Tensor::from_vec(y, dims, x.device())?)
 }
 
 fn qmatmul(w: Tensor, precision: Precision) -> Result<QMatMul> {
@@ -139,11 +198,11 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn load(src: &Source, p: &str, precision: Precision) -> Result<Self> {
+    fn load(src: &Source, p: &str, precision: Precision, rows: Rows) -> Result<Self> {
         Ok(Mlp {
             ln: LayerNorm::load(src, &format!("{p}/ffn/layer_norm"))?,
-            fc1: Linear::load(src, &format!("{p}/ffn/linear_0"), true, precision)?,
-            fc2: Linear::load(src, &format!("{p}/ffn/linear_1"), true, precision)?,
+            fc1: Linear::load(src, &format!("{p}/ffn/linear_0"), true, precision, rows)?,
+            fc2: Linear::load(src, &format!("{p}/ffn/linear_1"), true, precision, rows)?,
         })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -176,11 +235,11 @@ fn merge_heads(x: &Tensor) -> Result<Tensor> {
 }
 
 impl SelfAttention {
-    fn load(src: &Source, p: &str, heads: usize, precision: Precision) -> Result<Self> {
+    fn load(src: &Source, p: &str, heads: usize, precision: Precision, rows: Rows) -> Result<Self> {
         Ok(SelfAttention {
             ln: LayerNorm::load(src, &format!("{p}/self_attention/layer_norm"))?,
-            qkv: Linear::load(src, &format!("{p}/self_attention/linear_0"), true, precision)?,
-            out: Linear::load(src, &format!("{p}/self_attention/linear_1"), true, precision)?,
+            qkv: Linear::load(src, &format!("{p}/self_attention/linear_0"), true, precision, rows)?,
+            out: Linear::load(src, &format!("{p}/self_attention/linear_1"), true, precision, rows)?,
             heads,
         })
     }
@@ -234,9 +293,9 @@ impl CrossAttention {
     fn load(src: &Source, p: &str, heads: usize, precision: Precision) -> Result<Self> {
         Ok(CrossAttention {
             ln: LayerNorm::load(src, &format!("{p}/attention/layer_norm"))?,
-            q: Linear::load(src, &format!("{p}/attention/linear_0"), true, precision)?,
-            kv: Linear::load(src, &format!("{p}/attention/linear_1"), true, precision)?,
-            out: Linear::load(src, &format!("{p}/attention/linear_2"), true, precision)?,
+            q: Linear::load(src, &format!("{p}/attention/linear_0"), true, precision, Rows::Few)?,
+            kv: Linear::load(src, &format!("{p}/attention/linear_1"), true, precision, Rows::Many)?,
+            out: Linear::load(src, &format!("{p}/attention/linear_2"), true, precision, Rows::Few)?,
             heads,
         })
     }
@@ -266,6 +325,23 @@ impl CrossAttention {
     }
 }
 
+/// The token embedding table, which Whisper also uses as its output projection.
+enum Embedding {
+    /// An f32 table for lookups and its f32 or 8-bit copy for the projection.
+    Full { table: Tensor, logits: QMatMul },
+    /// The file's f16 table, serving both.
+    Half(F16Matrix),
+}
+
+impl Embedding {
+    fn dims(&self) -> Result<(usize, usize)> {
+        Ok(match self {
+            Embedding::Full { table, .. } => table.dims2()?,
+            Embedding::Half(h) => (h.rows(), h.cols()),
+        })
+    }
+}
+
 /// A loaded Whisper network.
 pub struct Whisper {
     dims: Dims,
@@ -274,8 +350,8 @@ pub struct Whisper {
     enc_pos: Tensor,
     enc_blocks: Vec<EncoderBlock>,
     enc_ln: LayerNorm,
-    tok_emb: Tensor,
-    logits_w: QMatMul,
+    /// Token embeddings, also the (tied) output projection.
+    tok_emb: Embedding,
     dec_pos: Tensor,
     dec_blocks: Vec<DecoderBlock>,
     dec_ln: LayerNorm,
@@ -364,10 +440,17 @@ impl Whisper {
         let conv1 = (src.get("encoder/conv1/weight")?, src.get("encoder/conv1/bias")?);
         let conv2 = (src.get("encoder/conv2/weight")?, src.get("encoder/conv2/bias")?);
         let enc_pos = src.get("encoder/position_encodings/encodings")?;
-        let tok_emb = src.get("decoder/embeddings/weight")?;
+        let tok_emb = match (precision, half_matrix(src, "decoder/embeddings/weight")) {
+            (Precision::F32, Some(h)) => Embedding::Half(h),
+            _ => {
+                let t = src.get("decoder/embeddings/weight")?;
+                let q = qmatmul(t.clone(), precision)?;
+                Embedding::Full { table: t, logits: q }
+            }
+        };
         let dec_pos = src.get("decoder/position_encodings/encodings")?;
         let (n_audio_ctx, n_audio_state) = enc_pos.dims2()?;
-        let (n_vocab, n_text_state) = tok_emb.dims2()?;
+        let (n_vocab, n_text_state) = tok_emb.dims()?;
         let (n_text_ctx, _) = dec_pos.dims2()?;
         let n_mels = conv1.0.dim(1)?;
         let count = |side: &str| {
@@ -408,8 +491,8 @@ impl Whisper {
             .map(|l| {
                 let p = format!("encoder/layer_{l}");
                 Ok(EncoderBlock {
-                    attn: SelfAttention::load(src, &p, n_audio_head, precision)?,
-                    mlp: Mlp::load(src, &p, precision)?,
+                    attn: SelfAttention::load(src, &p, n_audio_head, precision, Rows::Many)?,
+                    mlp: Mlp::load(src, &p, precision, Rows::Many)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -417,13 +500,12 @@ impl Whisper {
             .map(|l| {
                 let p = format!("decoder/layer_{l}");
                 Ok(DecoderBlock {
-                    attn: SelfAttention::load(src, &p, n_text_head, precision)?,
+                    attn: SelfAttention::load(src, &p, n_text_head, precision, Rows::Few)?,
                     cross: CrossAttention::load(src, &p, n_text_head, precision)?,
-                    mlp: Mlp::load(src, &p, precision)?,
+                    mlp: Mlp::load(src, &p, precision, Rows::Few)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let logits_w = qmatmul(tok_emb.clone(), precision)?;
         Ok(Whisper {
             dims,
             conv1,
@@ -432,7 +514,6 @@ impl Whisper {
             enc_blocks,
             enc_ln: LayerNorm::load(src, "encoder/layer_norm")?,
             tok_emb,
-            logits_w,
             dec_pos,
             dec_blocks,
             dec_ln: LayerNorm::load(src, "decoder/layer_norm")?,
@@ -505,13 +586,28 @@ impl Whisper {
         if let Some(bad) = flat.iter().find(|&&t| t as usize >= self.dims.n_vocab) {
             return Err(Error::Input { detail: format!("token {bad} outside the vocabulary") });
         }
-        let ids = Tensor::from_vec(flat, b * n, &Device::Cpu)?;
-        let x = self.tok_emb.index_select(&ids, 0)?.reshape((b, n, self.dims.n_text_state))?;
+        let x = match &self.tok_emb {
+            Embedding::Full { table, .. } => {
+                let ids = Tensor::from_vec(flat, b * n, &Device::Cpu)?;
+                table.index_select(&ids, 0)?
+            }
+            Embedding::Half(h) => {
+                let mut rows = Vec::with_capacity(flat.len() * h.cols());
+                for &t in &flat {
+                    h.row_f32(t as usize, &mut rows);
+                }
+                Tensor::from_vec(rows, (b * n, h.cols()), &Device::Cpu)?
+            }
+        };
+        let x = x.reshape((b, n, self.dims.n_text_state))?;
         Ok(x.broadcast_add(&self.dec_pos.narrow(0, offset, n)?)?)
     }
 
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.logits_w.forward(x)?)
+        match &self.tok_emb {
+            Embedding::Full { logits, .. } => Ok(logits.forward(x)?),
+            Embedding::Half(h) => half_matmul(x, h),
+        }
     }
 
     /// Cross-attention scores of `heads` (`(layer, head)` pairs) for the whole `tokens`
