@@ -118,12 +118,7 @@ impl Engine {
         opts: &TranscribeOptions,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(Transcript, Timings)> {
-        let t = Instant::now();
-        let audio = harken_audio::decode_file(path, &self.decode_options())?;
-        let audio_time = t.elapsed();
-        let (tr, mut timings) = self.transcribe(&audio, opts, progress)?;
-        timings.audio = audio_time;
-        Ok((tr, timings))
+        self.decode_then_transcribe(|o| harken_audio::decode_file(path, o), opts, progress)
     }
 
     /// Decode audio held in memory (any supported container) and transcribe it.
@@ -134,19 +129,30 @@ impl Engine {
         opts: &TranscribeOptions,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(Transcript, Timings)> {
+        self.decode_then_transcribe(
+            |o| harken_audio::decode_bytes(bytes, ext_hint, o),
+            opts,
+            progress,
+        )
+    }
+
+    /// Decode with the model's rate and the configured length limit, timing the decode.
+    fn decode_then_transcribe(
+        &self,
+        decode: impl FnOnce(&harken_audio::DecodeOptions) -> harken_audio::Result<Audio>,
+        opts: &TranscribeOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Transcript, Timings)> {
+        let decode_opts = harken_audio::DecodeOptions {
+            target_rate_hz: harken_features::SAMPLE_RATE_HZ,
+            max_duration_s: self.config.max_audio_s,
+        };
         let t = Instant::now();
-        let audio = harken_audio::decode_bytes(bytes, ext_hint, &self.decode_options())?;
+        let audio = decode(&decode_opts)?;
         let audio_time = t.elapsed();
         let (tr, mut timings) = self.transcribe(&audio, opts, progress)?;
         timings.audio = audio_time;
         Ok((tr, timings))
-    }
-
-    fn decode_options(&self) -> harken_audio::DecodeOptions {
-        harken_audio::DecodeOptions {
-            target_rate_hz: harken_features::SAMPLE_RATE_HZ,
-            max_duration_s: self.config.max_audio_s,
-        }
     }
 
     /// Transcribe 16-kHz mono audio.
