@@ -3,6 +3,7 @@
 
 mod bench;
 mod model;
+mod serve;
 mod transcribe;
 
 use std::process::ExitCode;
@@ -23,6 +24,8 @@ enum Command {
     Transcribe(transcribe::TranscribeArgs),
     /// Measure load time, real-time factor, per-stage times and peak memory.
     Bench(bench::BenchArgs),
+    /// Serve the SageMaker container contract and the OpenAI transcription API over HTTP.
+    Serve(serve::ServeArgs),
 }
 
 /// Shared model and threading flags.
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Transcribe(args) => transcribe::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,

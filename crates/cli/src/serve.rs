@@ -1,0 +1,106 @@
+//! `harken serve`: resolve configuration (flags > `HARKEN_*` / SageMaker environment >
+//! defaults), load the model once, serve until SIGTERM or Ctrl-C, finish requests in flight.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use harken_server::{AppState, ServerConfig, sagemaker};
+
+use crate::ModelArgs;
+
+/// Flags of `harken serve`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Address to bind.
+    #[arg(long, env = "HARKEN_HOST", default_value = "0.0.0.0")]
+    host: String,
+    /// Port (default 8080, or SAGEMAKER_BIND_TO_PORT).
+    #[arg(long, env = "HARKEN_PORT")]
+    port: Option<u16>,
+    /// Transcriptions at once (default: cores).
+    #[arg(long, env = "HARKEN_WORKERS")]
+    workers: Option<usize>,
+    /// Requests that may wait for a worker before the server answers 503.
+    #[arg(long, env = "HARKEN_QUEUE", default_value_t = 16)]
+    queue: usize,
+    /// Largest request body, bytes (OpenAI's limit is 25 MB).
+    #[arg(long, env = "HARKEN_MAX_BODY_BYTES", default_value_t = 25 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Longest accepted audio, seconds.
+    #[arg(long, env = "HARKEN_MAX_AUDIO_SECONDS", default_value_t = 3600.0)]
+    max_audio_seconds: f64,
+    /// Per-request timeout, seconds.
+    #[arg(long, env = "HARKEN_TIMEOUT_SECONDS", default_value_t = 600)]
+    timeout_seconds: u64,
+}
+
+pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
+    let mut model_args = args.model.clone();
+    if model_args.model.is_none() {
+        // SageMaker unpacks the model here; outside SageMaker the default model is used.
+        let sm = std::env::var(sagemaker::MODEL_DIR_ENV)
+            .unwrap_or_else(|_| sagemaker::MODEL_DIR.to_owned());
+        if std::path::Path::new(&sm).is_dir() {
+            model_args.model = Some(sm);
+        }
+    }
+    let port = match args.port {
+        Some(p) => p,
+        None => match std::env::var(sagemaker::PORT_ENV) {
+            Ok(v) => {
+                v.parse().with_context(|| format!("{}={v:?} is not a port", sagemaker::PORT_ENV))?
+            }
+            Err(_) => sagemaker::PORT,
+        },
+    };
+    let workers =
+        args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let config = ServerConfig {
+        workers,
+        queue: args.queue,
+        request_timeout: Duration::from_secs(args.timeout_seconds),
+        max_body_bytes: args.max_body_bytes,
+        api_key: std::env::var("HARKEN_API_KEY").ok().filter(|k| !k.is_empty()),
+        model_name: "whisper-1".into(),
+    };
+    let engine = crate::model::load(&model_args, Some(args.max_audio_seconds))?;
+    tracing::info!(?config, host = %args.host, port, model = %engine.model_dir().dir.display(), load_seconds = engine.load_time().as_secs_f64(), "starting server");
+    let state = AppState::new(Arc::new(engine), config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("while starting the runtime")?;
+    runtime.block_on(async move {
+        let addr = format!("{}:{port}", args.host);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("while binding {addr}"))?;
+        eprintln!("harken: listening on http://{}", listener.local_addr()?);
+        harken_server::serve(listener, harken_server::router(state), shutdown_signal())
+            .await
+            .context("while serving")
+    })?;
+    tracing::info!("server stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal: finishing requests in flight");
+}

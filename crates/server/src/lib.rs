@@ -1,0 +1,90 @@
+//! The HTTP front end: SageMaker's bring-your-own-container contract and an OpenAI-compatible
+//! transcription API over one shared, loaded [`Engine`].
+//!
+//! Brief overview: [`router`] builds the axum `Router` for an [`AppState`]; [`serve`] runs it on
+//! a listener until a shutdown signal, finishing requests in flight. Inference runs on blocking
+//! threads behind two semaphores: an admission bound (`workers + queue`; past it a request gets
+//! 503 with `Retry-After` at once) and a worker bound (`workers` transcriptions at a time).
+//! `/ping`, `/healthz` and `/metrics` never wait on either. Errors map to status codes through
+//! `harken_api::ErrorInfo`, the one table.
+//!
+//! axum types do not appear outside this crate's public API except `Router` itself.
+
+mod error;
+mod metrics;
+mod routes;
+pub mod sagemaker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use harken_engine::Engine;
+use tokio::sync::Semaphore;
+
+pub use error::ApiError;
+pub use metrics::Metrics;
+pub use routes::router;
+
+/// Deployment settings of the server.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Transcriptions running at once.
+    pub workers: usize,
+    /// Requests allowed to wait for a worker; beyond `workers + queue`, 503.
+    pub queue: usize,
+    /// Longest a request may take end to end; past it, 504.
+    pub request_timeout: Duration,
+    /// Largest accepted request body, bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Bearer token required on inference routes; `None` leaves them open.
+    pub api_key: Option<String>,
+    /// Model name reported by `/v1/models` and accepted in requests.
+    pub model_name: String,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("workers", &self.workers)
+            .field("queue", &self.queue)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("model_name", &self.model_name)
+            .finish()
+    }
+}
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) admission: Arc<Semaphore>,
+    pub(crate) workers: Arc<Semaphore>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// State for `engine` under `config`.
+    pub fn new(engine: Arc<Engine>, config: ServerConfig) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        metrics.set_model_load_seconds(engine.load_time().as_secs_f64());
+        AppState {
+            admission: Arc::new(Semaphore::new(config.workers.max(1) + config.queue)),
+            workers: Arc::new(Semaphore::new(config.workers.max(1))),
+            engine,
+            config: Arc::new(config),
+            metrics,
+        }
+    }
+}
+
+/// Serve `router` on `listener` until `shutdown` completes, then finish in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,339 @@
+//! Routes: SageMaker (`/ping`, `/invocations`, `/endpoints/{name}/invocations`), OpenAI
+//! (`/v1/audio/transcriptions`, `/v1/audio/translations`, `/v1/models`), operations
+//! (`/healthz`, `/metrics`); and the bridge from async handlers to blocking inference.
+
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Multipart, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use harken_api::{ResponseFormat, render};
+use harken_core::{ErrorKind, Task};
+use harken_engine::TranscribeOptions;
+use serde::Deserialize;
+
+use crate::{ApiError, AppState};
+
+/// The router for `state`.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    let inference = Router::new()
+        .route("/invocations", post(invocations))
+        .route("/endpoints/{name}/invocations", post(invocations))
+        .route("/v1/audio/transcriptions", post(transcriptions))
+        .route("/v1/audio/translations", post(translations))
+        .route("/v1/models", get(models))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/ping", get(|| async { StatusCode::OK }))
+        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route("/metrics", get(metrics))
+        .merge(inference)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError::new(ErrorKind::Internal, "a request handler panicked").into_response()
+        }))
+        .with_state(state)
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+}
+
+/// Count and time every request, and log it once with its outcome.
+async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let secs = start.elapsed().as_secs_f64();
+    let status = resp.status().as_u16();
+    // Label by route pattern, never by raw path: unknown paths must not grow the metric set.
+    let label = match route.as_str() {
+        "/ping"
+        | "/healthz"
+        | "/metrics"
+        | "/invocations"
+        | "/v1/audio/transcriptions"
+        | "/v1/audio/translations"
+        | "/v1/models" => route.as_str(),
+        r if r.starts_with("/endpoints/") && r.ends_with("/invocations") => {
+            "/endpoints/{name}/invocations"
+        }
+        _ => "other",
+    };
+    s.metrics.observe(label, status, secs);
+    if status >= 500 {
+        tracing::warn!(%method, route = label, status, seconds = secs, "request");
+    } else {
+        tracing::info!(%method, route = label, status, seconds = secs, "request");
+    }
+    resp
+}
+
+async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(key) = &s.config.api_key {
+        let ok = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| t.trim() == key);
+        if !ok {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn models(State(s): State<AppState>) -> impl IntoResponse {
+    Json(serde_json::json!({
+        "object": "list",
+        "data": [{"id": s.config.model_name, "object": "model", "created": 0, "owned_by": "harken"}]
+    }))
+}
+
+/// One inference request, validated.
+struct Job {
+    audio: Vec<u8>,
+    opts: TranscribeOptions,
+    format: ResponseFormat,
+    task: Task,
+}
+
+/// Run `job` on a worker: admission (or 503 at once), a worker permit, blocking inference,
+/// the request timeout.
+async fn run(s: &AppState, job: Job) -> Result<Response, ApiError> {
+    let Ok(_admitted) = s.admission.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            ErrorKind::Overloaded,
+            "server busy: all workers and queue slots are taken; retry shortly",
+        ));
+    };
+    let deadline = tokio::time::Instant::now() + s.config.request_timeout;
+    s.metrics.queued(1);
+    let permit = tokio::time::timeout_at(deadline, s.workers.clone().acquire_owned()).await;
+    s.metrics.queued(-1);
+    let permit = match permit {
+        Ok(Ok(p)) => p,
+        Ok(Err(_)) => return Err(ApiError::new(ErrorKind::Unavailable, "server shutting down")),
+        Err(_) => return Err(ApiError::new(ErrorKind::Timeout, "timed out waiting for a worker")),
+    };
+    let engine = s.engine.clone();
+    let metrics = s.metrics.clone();
+    metrics.in_flight(1);
+    let Job { audio, opts, format, task } = job;
+    let handle = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        engine.transcribe_bytes(audio, None, &opts, &mut |_| {})
+    });
+    let result = tokio::time::timeout_at(deadline, handle).await;
+    metrics.in_flight(-1);
+    let (transcript, _timings) = match result {
+        Err(_) => {
+            return Err(ApiError::new(
+                ErrorKind::Timeout,
+                "transcription exceeded the request timeout",
+            ));
+        }
+        Ok(Err(join)) => {
+            return Err(ApiError::new(
+                ErrorKind::Internal,
+                format!("transcription worker failed: {join}"),
+            ));
+        }
+        Ok(Ok(r)) => r?,
+    };
+    metrics.add_audio_seconds(transcript.duration_s);
+    let task = if task == Task::Translate { "translate" } else { "transcribe" };
+    let body = render(&transcript, format, None, task);
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+}
+
+fn parse_format(s: &str) -> Result<ResponseFormat, ApiError> {
+    ResponseFormat::parse(s).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "response_format {s:?} is not one of json, text, srt, verbose_json, vtt"
+        ))
+    })
+}
+
+fn options(
+    language: Option<String>,
+    task: Task,
+    word_timestamps: bool,
+    prompt: Option<String>,
+) -> TranscribeOptions {
+    TranscribeOptions {
+        language: language.filter(|l| !l.is_empty() && l != "auto"),
+        task,
+        word_timestamps,
+        initial_prompt: prompt.filter(|p| !p.trim().is_empty()),
+        ..TranscribeOptions::default()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvocationJson {
+    audio_base64: String,
+    language: Option<String>,
+    response_format: Option<String>,
+    #[serde(default)]
+    word_timestamps: bool,
+    task: Option<String>,
+}
+
+fn format_from_accept(headers: &HeaderMap) -> Result<ResponseFormat, ApiError> {
+    let accept =
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    for part in accept.split(',') {
+        let mime = part.split(';').next().unwrap_or("").trim();
+        let f = match mime {
+            "application/json" | "*/*" | "" => Some(ResponseFormat::Json),
+            "text/plain" => Some(ResponseFormat::Text),
+            "text/vtt" => Some(ResponseFormat::Vtt),
+            "application/x-subrip" => Some(ResponseFormat::Srt),
+            _ => None,
+        };
+        if let Some(f) = f {
+            return Ok(f);
+        }
+    }
+    Err(ApiError {
+        status: Some(StatusCode::NOT_ACCEPTABLE),
+        code: Some("not_acceptable"),
+        ..ApiError::bad_request(format!(
+            "Accept {accept:?}: supported are application/json, text/plain, text/vtt, application/x-subrip"
+        ))
+    })
+}
+
+async fn invocations(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(body, s.config.max_body_bytes).await?;
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream");
+    let mime = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let job = match mime.as_str() {
+        "application/json" => {
+            let req: InvocationJson = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+            let audio =
+                base64::engine::general_purpose::STANDARD.decode(req.audio_base64.trim()).map_err(
+                    |e| ApiError::bad_request(format!("audio_base64 is not valid base64: {e}")),
+                )?;
+            let task = match req.task.as_deref() {
+                None | Some("transcribe") => Task::Transcribe,
+                Some("translate") => Task::Translate,
+                Some(t) => {
+                    return Err(ApiError::bad_request(format!(
+                        "task {t:?} is not transcribe or translate"
+                    )));
+                }
+            };
+            let format = match &req.response_format {
+                Some(f) => parse_format(f)?,
+                None => format_from_accept(&headers)?,
+            };
+            Job {
+                audio,
+                opts: options(req.language, task, req.word_timestamps, None),
+                format,
+                task,
+            }
+        }
+        "audio/wav"
+        | "audio/x-wav"
+        | "audio/wave"
+        | "audio/flac"
+        | "audio/x-flac"
+        | "audio/mpeg"
+        | "audio/mp3"
+        | "audio/ogg"
+        | "application/octet-stream" => Job {
+            audio: bytes.to_vec(),
+            opts: options(None, Task::Transcribe, false, None),
+            format: format_from_accept(&headers)?,
+            task: Task::Transcribe,
+        },
+        other => {
+            return Err(ApiError::new(
+                ErrorKind::UnsupportedMedia,
+                format!(
+                    "Content-Type {other:?}: send audio (audio/wav, audio/flac, audio/mpeg, audio/ogg, application/octet-stream) or application/json"
+                ),
+            ));
+        }
+    };
+    run(&s, job).await
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| too_large(limit))
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(ErrorKind::TooLarge, format!("request body exceeds the limit of {limit} bytes"))
+}
+
+async fn transcriptions(State(s): State<AppState>, mp: Multipart) -> Result<Response, ApiError> {
+    openai(s, mp, Task::Transcribe).await
+}
+
+async fn translations(State(s): State<AppState>, mp: Multipart) -> Result<Response, ApiError> {
+    openai(s, mp, Task::Translate).await
+}
+
+async fn openai(s: AppState, mut mp: Multipart, task: Task) -> Result<Response, ApiError> {
+    let (mut file, mut language, mut prompt, mut format, mut words) =
+        (None, None, None, ResponseFormat::Json, false);
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(too_large(s.config.max_body_bytes));
+            }
+            Err(e) => return Err(ApiError::bad_request(format!("malformed multipart body: {e}"))),
+        };
+        let name = field.name().unwrap_or("").to_owned();
+        let data = match field.bytes().await {
+            Ok(d) => d,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(too_large(s.config.max_body_bytes));
+            }
+            Err(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "malformed multipart field {name:?}: {e}"
+                )));
+            }
+        };
+        let text = || String::from_utf8_lossy(&data).trim().to_owned();
+        match name.as_str() {
+            "file" => file = Some(data.to_vec()),
+            "language" => language = Some(text()),
+            "prompt" => prompt = Some(text()),
+            "response_format" => format = parse_format(&text())?,
+            "timestamp_granularities[]" | "timestamp_granularities" => words |= text() == "word",
+            "model" | "temperature" | "stream" => {}
+            other => tracing::debug!(field = other, "ignored multipart field"),
+        }
+    }
+    let audio =
+        file.ok_or_else(|| ApiError::bad_request("multipart field \"file\" is required"))?;
+    // Word timings are reported in verbose_json only, as OpenAI does.
+    let words = words && format == ResponseFormat::VerboseJson;
+    run(&s, Job { audio, opts: options(language, task, words, prompt), format, task }).await
+}
