@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: install models, format check, clippy, docs, all tests
-# (real-model tests included; under CI=true a missing model fails instead of skipping).
+# The whole test suite, as CI runs it: install models, format check, clippy, docs, all tests,
+# then the real openai and boto3 clients against `harken serve` (real-model tests included; under
+# CI=true a missing model fails instead of skipping).
 #
 #   scripts/test.sh
 set -euo pipefail
@@ -22,3 +23,6 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 step "cargo test (release: the real-model tests run the optimised engine)"
 cargo test --workspace --release --locked
+
+step "real clients (openai, boto3) against harken serve"
+tests/clients/run.sh "${CARGO_TARGET_DIR:-$root/target}/release/harken"

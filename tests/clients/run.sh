@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Real clients against a real `harken serve`: the `openai` and `boto3` Python packages.
+#
+#   tests/clients/run.sh [path/to/harken]
+#
+# Installs the clients into a venv under the Harken cache (idempotent), starts the server on a
+# free loopback port with the tiny.en model, runs tests/clients/test_clients.py, stops the server.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cache=${HARKEN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/harken}
+bin=${1:-${CARGO_TARGET_DIR:-$root/target}/release/harken}
+venv="$cache/client-venv"
+[[ -x "$bin" ]] || { echo "clients: no harken binary at $bin" >&2; exit 2; }
+if ! "$venv/bin/python" -c "import openai, boto3" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "openai>=1.40" "boto3>=1.34"
+fi
+start() { # extra env for the server...
+  port=$("$venv/bin/python" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
+  env "$@" "$bin" serve --host 127.0.0.1 --port "$port" --model tiny.en --workers 1 --threads 2 >"$log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$port/ping" >/dev/null && return 0
+    kill -0 $pid 2>/dev/null || { cat "$log" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "clients: server did not answer /ping" >&2; exit 1
+}
+stop() {
+  kill -TERM $pid
+  wait $pid
+}
+log=$(mktemp)
+pid=
+trap '[[ -n $pid ]] && kill $pid 2>/dev/null; rm -f "$log"' EXIT
+py() { HARKEN_URL="http://127.0.0.1:$port" HARKEN_AUDIO="$root/testdata/audio/numbers_16k.wav" "$venv/bin/python" "$root/tests/clients/test_clients.py" "$@"; }
+
+# Open server (as behind SageMaker, where IAM authenticates): openai and boto3.
+start HARKEN_API_KEY=
+py
+stop
+echo "clients: server exited cleanly on SIGTERM"
+# With HARKEN_API_KEY: the openai client's key is checked.
+start HARKEN_API_KEY=sk-test
+py --auth
+stop
