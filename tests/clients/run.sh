@@ -27,12 +27,17 @@ start() { # extra env for the server...
   echo "clients: server did not answer /ping" >&2; exit 1
 }
 stop() {
-  kill -TERM $pid
-  wait $pid
+  kill -TERM "$pid"
+  wait "$pid"   # harken exits 0 after a graceful shutdown; anything else fails the run
+  pid=
 }
 log=$(mktemp)
 pid=
-trap '[[ -n $pid ]] && kill $pid 2>/dev/null; rm -f "$log"' EXIT
+cleanup() {
+  if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; fi
+  rm -f "$log"
+}
+trap cleanup EXIT
 py() { HARKEN_URL="http://127.0.0.1:$port" HARKEN_AUDIO="$root/testdata/audio/numbers_16k.wav" "$venv/bin/python" "$root/tests/clients/test_clients.py" "$@"; }
 
 # Open server (as behind SageMaker, where IAM authenticates): openai and boto3.
