@@ -46,12 +46,30 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }
 
-/// Count and time every request, and log it once with its outcome.
+/// Give every request an id (the caller's `x-request-id` when it sends one), run it inside a
+/// span carrying that id, count and time it, and log it once with its outcome.
 async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let route = req.uri().path().to_owned();
     let method = req.method().clone();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            let n = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("{:x}-{n}", std::process::id())
+        });
+    let span = tracing::info_span!("request", request_id = %request_id);
     let start = Instant::now();
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    let _entered = span.enter();
     let secs = start.elapsed().as_secs_f64();
     let status = resp.status().as_u16();
     // Label by route pattern, never by raw path: unknown paths must not grow the metric set.

@@ -144,8 +144,12 @@ async fn openai_transcriptions_in_every_format() {
 async fn sagemaker_invocations_raw_json_and_endpoint_path() {
     let Some(e) = engine() else { return };
     let app = router(AppState::new(e, config()));
-    let (s, _, t) = send(&app, Request::get("/ping").body(Body::empty()).unwrap()).await;
+    let (s, h, t) = send(&app, Request::get("/ping").body(Body::empty()).unwrap()).await;
     assert_eq!((s, t.as_str()), (StatusCode::OK, ""));
+    assert!(h.contains_key("x-request-id"));
+    let req = Request::get("/ping").header("x-request-id", "abc-123").body(Body::empty()).unwrap();
+    let (_, h, _) = send(&app, req).await;
+    assert_eq!(h["x-request-id"], "abc-123");
     for (accept, check) in [
         ("application/json", "\"segments\""),
         ("text/plain", "Tuesday"),
@@ -239,6 +243,41 @@ async fn errors_use_the_table_and_openai_shape() {
 }
 
 #[tokio::test]
+async fn malformed_audio_over_http_gives_4xx_and_the_server_stays_healthy() {
+    let Some(e) = engine() else { return };
+    let app = router(AppState::new(e, config()));
+    let good = wav();
+    let mut nan = good[..44].to_vec();
+    nan[20] = 3; // format tag: IEEE float
+    nan[34] = 32; // 32 bits per sample
+    nan.extend(std::iter::repeat_n(f32::NAN.to_le_bytes(), 100).flatten());
+    let mut zero_ch = good.clone();
+    zero_ch[22] = 0;
+    let mut zero_rate = good.clone();
+    zero_rate[24..28].copy_from_slice(&0u32.to_le_bytes());
+    let corpus: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("text", b"this is a text file renamed to .wav\n".repeat(30)),
+        ("random", (0..20_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()),
+        ("truncated header", good[..20].to_vec()),
+        ("truncated data", good[..2_000].to_vec()),
+        ("NaN floats", nan),
+        ("zero channels", zero_ch),
+        ("zero sample rate", zero_rate),
+    ];
+    for (name, body) in corpus {
+        let (status, _, text) =
+            send(&app, post("/invocations", "application/octet-stream", body)).await;
+        assert!(status.is_client_error(), "{name}: {status} {text}");
+        error_code(&text);
+    }
+    let (status, _, _) = send(&app, Request::get("/ping").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, text) = send(&app, post("/invocations", "audio/wav", good)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+}
+
+#[tokio::test]
 async fn api_key_guards_inference_but_not_health() {
     let Some(e) = engine() else { return };
     let mut cfg = config();
@@ -284,6 +323,13 @@ async fn overload_answers_503_at_once_and_metrics_count_it() {
             send(&app, post("/invocations", "audio/wav", body)).await
         }));
     }
+    // /ping is answered at once while the worker is busy (SageMaker's health check allows 2 s).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t0 = std::time::Instant::now();
+    let (status, _, _) = send(&app, Request::get("/ping").body(Body::empty()).unwrap()).await;
+    let ping = t0.elapsed();
+    assert_eq!(status, StatusCode::OK);
+    assert!(ping < Duration::from_millis(500), "/ping took {ping:?} with the worker busy");
     let mut ok = 0;
     let mut busy = 0;
     for t in tasks {
