@@ -43,6 +43,13 @@ py() { HARKEN_URL="http://127.0.0.1:$port" HARKEN_AUDIO="$root/testdata/audio/nu
 # Open server (as behind SageMaker, where IAM authenticates): openai and boto3.
 start HARKEN_API_KEY=
 py
+# curl with raw bodies: audio in, subtitles out; a text file in, a JSON 415 out.
+vtt=$(curl -sf -H 'Content-Type: audio/wav' -H 'Accept: text/vtt' --data-binary @"$root/testdata/audio/numbers_16k.wav" "http://127.0.0.1:$port/invocations")
+[[ $vtt == WEBVTT* && $vtt == *Tuesday* ]] || { echo "FAIL curl raw wav -> vtt: $vtt" >&2; exit 1; }
+code=$(curl -s -o "$log.body" -w '%{http_code}' -H 'Content-Type: application/octet-stream' --data-binary @"$root/README.md" "http://127.0.0.1:$port/invocations")
+[[ $code == 415 ]] && grep -q '"code":"unsupported_media"' "$log.body" || { echo "FAIL curl text -> $code $(cat "$log.body")" >&2; exit 1; }
+rm -f "$log.body"
+echo "ok   curl raw bodies"
 stop
 echo "clients: server exited cleanly on SIGTERM"
 # With HARKEN_API_KEY: the openai client's key is checked.

@@ -317,6 +317,7 @@ async fn translations(State(s): State<AppState>, mp: Multipart) -> Result<Respon
 async fn openai(s: AppState, mut mp: Multipart, task: Task) -> Result<Response, ApiError> {
     let (mut file, mut language, mut prompt, mut format, mut words) =
         (None, None, None, ResponseFormat::Json, false);
+    let mut temperature: Option<f32> = None;
     loop {
         let field = match mp.next_field().await {
             Ok(Some(f)) => f,
@@ -345,7 +346,16 @@ async fn openai(s: AppState, mut mp: Multipart, task: Task) -> Result<Response, 
             "prompt" => prompt = Some(text()),
             "response_format" => format = parse_format(&text())?,
             "timestamp_granularities[]" | "timestamp_granularities" => words |= text() == "word",
-            "model" | "temperature" | "stream" => {}
+            "temperature" => {
+                let t: f32 = text().parse().map_err(|_| {
+                    ApiError::bad_request(format!("temperature {:?} is not a number", text()))
+                })?;
+                if !(0.0..=1.0).contains(&t) {
+                    return Err(ApiError::bad_request(format!("temperature {t} is outside 0–1")));
+                }
+                temperature = Some(t);
+            }
+            "model" | "stream" => {}
             other => tracing::debug!(field = other, "ignored multipart field"),
         }
     }
@@ -353,5 +363,11 @@ async fn openai(s: AppState, mut mp: Multipart, task: Task) -> Result<Response, 
         file.ok_or_else(|| ApiError::bad_request("multipart field \"file\" is required"))?;
     // Word timings are reported in verbose_json only, as OpenAI does.
     let words = words && format == ResponseFormat::VerboseJson;
-    run(&s, Job { audio, opts: options(language, task, words, prompt), format, task }).await
+    let mut opts = options(language, task, words, prompt);
+    // OpenAI: 0 (the default) lets the server raise the temperature as needed; a positive value
+    // samples at exactly that temperature.
+    if let Some(t) = temperature.filter(|&t| t > 0.0) {
+        opts.temperatures = vec![t];
+    }
+    run(&s, Job { audio, opts, format, task }).await
 }

@@ -129,6 +129,18 @@ async fn openai_transcriptions_in_every_format() {
         assert!(text.contains(check), "{format}: {text}");
         assert!(text.to_lowercase().contains("tuesday"), "{format}: {text}");
     }
+    // A positive temperature samples at exactly that temperature; nonsense is refused.
+    let (ct, body) =
+        multipart(&[("response_format", "verbose_json"), ("temperature", "0.4")], Some(&wav()));
+    let (status, _, text) = send(&app, post("/v1/audio/transcriptions", &ct, body)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!((v["segments"][0]["temperature"].as_f64().unwrap() - 0.4).abs() < 1e-6, "{text}");
+    for bad in ["hot", "3"] {
+        let (ct, body) = multipart(&[("temperature", bad)], Some(&wav()));
+        let (status, _, _) = send(&app, post("/v1/audio/transcriptions", &ct, body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
     // Word timestamps in verbose_json.
     let (ct, body) = multipart(
         &[("response_format", "verbose_json"), ("timestamp_granularities[]", "word")],
