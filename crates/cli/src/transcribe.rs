@@ -70,7 +70,14 @@ pub(crate) fn run(args: TranscribeArgs) -> Result<ExitCode> {
     let mut failures = 0usize;
     let stdout = std::io::stdout();
     for file in &args.files {
-        match transcribe_one(&engine, file, &opts, format, several, &args) {
+        // A bug that panics on one input must not lose the other files' transcripts.
+        let one = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            transcribe_one(&engine, file, &opts, format, several, &args)
+        }))
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!("internal error while transcribing (see the panic line above)"))
+        });
+        match one {
             Ok(body) => {
                 if let Some(dir) = &args.output_dir {
                     let stem = file
