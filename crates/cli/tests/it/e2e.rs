@@ -1,6 +1,6 @@
 //! Behaviour of `harken transcribe` and `harken bench` on real audio and bad input.
 
-use crate::{harken, model, read_wav16, stderr, stdout, testdata, wav16};
+use crate::{harken, model, read_wav16, stderr, stdout, testdata, transcribe, wav16};
 
 fn words(s: &str) -> Vec<String> {
     s.to_lowercase()
@@ -71,14 +71,10 @@ fn every_encoding_transcribes_to_the_same_sentence() {
 #[test]
 fn silence_gives_an_empty_transcript() {
     let Some(m) = model("base") else { return };
-    let o = harken(&[
-        "transcribe",
-        "--model",
+    let o = transcribe(
         m.to_str().unwrap(),
-        "--format",
-        "json",
-        testdata("silence_2s.wav").to_str().unwrap(),
-    ]);
+        &["--format", "json", testdata("silence_2s.wav").to_str().unwrap()],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["text"], "");
@@ -95,17 +91,17 @@ fn bad_input_exits_2_with_one_line_and_keeps_other_results() {
     std::fs::write(&empty, b"").unwrap();
     let missing = dir.path().join("missing.flac");
     let good = testdata("numbers_16k.wav");
-    let o = harken(&[
-        "transcribe",
-        "--model",
+    let o = transcribe(
         m.to_str().unwrap(),
-        "--language",
-        "en",
-        text.to_str().unwrap(),
-        empty.to_str().unwrap(),
-        good.to_str().unwrap(),
-        missing.to_str().unwrap(),
-    ]);
+        &[
+            "--language",
+            "en",
+            text.to_str().unwrap(),
+            empty.to_str().unwrap(),
+            good.to_str().unwrap(),
+            missing.to_str().unwrap(),
+        ],
+    );
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     let lines: Vec<&str> = err.lines().collect();
@@ -148,17 +144,17 @@ fn bad_flags_are_rejected() {
 #[test]
 fn word_timestamps_are_ordered_and_inside_the_audio() {
     let Some(m) = model("base") else { return };
-    let o = harken(&[
-        "transcribe",
-        "--model",
+    let o = transcribe(
         m.to_str().unwrap(),
-        "--language",
-        "en",
-        "--format",
-        "verbose_json",
-        "--word-timestamps",
-        testdata("numbers_16k.wav").to_str().unwrap(),
-    ]);
+        &[
+            "--language",
+            "en",
+            "--format",
+            "verbose_json",
+            "--word-timestamps",
+            testdata("numbers_16k.wav").to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     let words = v["words"].as_array().expect("words");
@@ -192,18 +188,10 @@ fn audio_longer_than_30_s_is_decoded_window_by_window() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("long.wav");
     std::fs::write(&path, wav16(&samples)).unwrap();
-    let o = harken(&[
-        "transcribe",
-        "--model",
+    let o = transcribe(
         m.to_str().unwrap(),
-        "--threads",
-        "2",
-        "--language",
-        "en",
-        "--format",
-        "json",
-        path.to_str().unwrap(),
-    ]);
+        &["--threads", "2", "--language", "en", "--format", "json", path.to_str().unwrap()],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     let segs = v["segments"].as_array().unwrap();
@@ -227,22 +215,13 @@ fn audio_longer_than_30_s_is_decoded_window_by_window() {
 #[test]
 fn english_only_model_refuses_other_languages() {
     let Some(m) = model("tiny.en") else { return };
-    let o = harken(&[
-        "transcribe",
-        "--model",
+    let o = transcribe(
         m.to_str().unwrap(),
-        "--language",
-        "de",
-        testdata("numbers_16k.wav").to_str().unwrap(),
-    ]);
+        &["--language", "de", testdata("numbers_16k.wav").to_str().unwrap()],
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("English-only"), "{}", stderr(&o));
-    let o = harken(&[
-        "transcribe",
-        "--model",
-        m.to_str().unwrap(),
-        testdata("numbers_16k.wav").to_str().unwrap(),
-    ]);
+    let o = transcribe(m.to_str().unwrap(), &[testdata("numbers_16k.wav").to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).to_lowercase().contains("tuesday"), "{}", stdout(&o));
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::{harken, model, stdout, testdata};
+use crate::{model, stdout, testdata, transcribe};
 
 fn normalise(format: &str, s: &str) -> String {
     if !format.contains("json") {
@@ -52,34 +52,14 @@ fn every_format_matches_its_golden_file() {
         ("srt", "numbers.srt"),
         ("vtt", "numbers.vtt"),
     ] {
-        let o = harken(&[
-            "transcribe",
-            "--model",
-            &m,
-            "--threads",
-            "2",
-            "--language",
-            "en",
-            "--format",
-            format,
-            &wav,
-        ]);
+        let o = transcribe(&m, &["--threads", "2", "--language", "en", "--format", format, &wav]);
         assert!(o.status.success(), "{format}: {}", String::from_utf8_lossy(&o.stderr));
         check(name, format, &stdout(&o));
     }
-    let o = harken(&[
-        "transcribe",
-        "--model",
+    let o = transcribe(
         &m,
-        "--threads",
-        "2",
-        "--language",
-        "en",
-        "--format",
-        "json",
-        "--word-timestamps",
-        &wav,
-    ]);
+        &["--threads", "2", "--language", "en", "--format", "json", "--word-timestamps", &wav],
+    );
     assert!(o.status.success());
     check("numbers.words.json", "json", &stdout(&o));
 }

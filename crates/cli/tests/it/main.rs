@@ -58,6 +58,13 @@ pub(crate) fn harken(args: &[&str]) -> Output {
         .expect("the harken binary runs")
 }
 
+/// Run `harken transcribe --model MODEL ARGS...`.
+pub(crate) fn transcribe(model: &str, args: &[&str]) -> Output {
+    let mut all = vec!["transcribe", "--model", model];
+    all.extend_from_slice(args);
+    harken(&all)
+}
+
 pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
