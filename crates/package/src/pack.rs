@@ -1,0 +1,249 @@
+//! Building a package from a CTranslate2 or Hugging Face Whisper directory.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::manifest::{
+    Decoding, Family, FileEntry, Flavors, Frontend, HarkenFlavor, MlModel, SCHEMA_VERSION,
+    SelfTest, WeightsFormat,
+};
+use crate::{Error, Hasher, MLMODEL, Package, Result};
+
+/// What to put into a package besides the model's own files.
+#[derive(Debug, Clone, Default)]
+pub struct PackOptions {
+    /// Package name (default: the source directory's name).
+    pub name: Option<String>,
+    /// Package version (default `1`).
+    pub version: Option<String>,
+    /// Decoding defaults.
+    pub decoding: Decoding,
+    /// Self-test clips: audio file and expected text. Copied under `selftest/`.
+    pub self_test: Vec<(PathBuf, String)>,
+    /// `utc_time_created` as Unix seconds (default: now; pass `SOURCE_DATE_EPOCH` for
+    /// reproducible packages).
+    pub created_unix_s: Option<u64>,
+}
+
+/// Copy the Whisper model in `src` into a new package directory `out` (which must not exist or
+/// be empty), hashing every file on the way, and write its `MLmodel`. `progress(done, total)`
+/// reports bytes copied.
+pub fn pack(
+    src: &Path,
+    out: &Path,
+    opts: &PackOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Package> {
+    let not_model = |detail: &str| Error::NotAModel { dir: src.to_owned(), detail: detail.into() };
+    if !src.is_dir() {
+        return Err(not_model("not a directory"));
+    }
+    let (weights, format) = if src.join("model.bin").is_file() {
+        ("model.bin", WeightsFormat::Ctranslate2)
+    } else if src.join("model.safetensors").is_file() {
+        ("model.safetensors", WeightsFormat::Safetensors)
+    } else {
+        return Err(not_model(
+            "no model.bin (CTranslate2) or model.safetensors (Hugging Face) inside",
+        ));
+    };
+    if !src.join("tokenizer.json").is_file() {
+        return Err(not_model("no tokenizer.json inside"));
+    }
+    if src.join(MLMODEL).exists() {
+        return Err(not_model("it is already a package (has an MLmodel)"));
+    }
+    if out.exists() && std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.next().is_some() {
+        return Err(Error::NotAModel {
+            dir: out.to_owned(),
+            detail: "output directory exists and is not empty".into(),
+        });
+    }
+
+    // (relative path in package, source path)
+    let mut sources: Vec<(String, PathBuf)> = Vec::new();
+    collect(src, "", &mut sources)?;
+    for (i, (audio, _)) in opts.self_test.iter().enumerate() {
+        let name = audio
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::NotAModel {
+                dir: audio.clone(),
+                detail: "self-test clip needs a UTF-8 file name".into(),
+            })?;
+        sources.push((format!("selftest/{i:02}-{name}"), audio.clone()));
+    }
+    sources.sort();
+
+    let total: u64 = sources
+        .iter()
+        .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut done = 0u64;
+    let mut files = Vec::with_capacity(sources.len());
+    for (rel, from) in &sources {
+        crate::check_relative(rel)?;
+        let to = rel.split('/').fold(out.to_owned(), |p, c| p.join(c));
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        let (size, sha256) = copy_hashing(from, &to, &mut |n| progress(done + n, total))?;
+        done += size;
+        files.push(FileEntry { path: rel.clone(), size, sha256 });
+    }
+
+    let has = |name: &str| files.iter().any(|f| f.path == name);
+    let family = Family::Whisper {
+        weights: weights.into(),
+        format,
+        tokenizer: "tokenizer.json".into(),
+        config: has("config.json").then(|| "config.json".into()),
+        generation_config: has("generation_config.json").then(|| "generation_config.json".into()),
+    };
+    let n_mels = detect_n_mels(src);
+    let name = match &opts.name {
+        Some(n) => n.clone(),
+        None => src
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "whisper".into()),
+    };
+    let self_test = opts
+        .self_test
+        .iter()
+        .zip(sources.iter().filter(|(r, _)| r.starts_with("selftest/")))
+        .map(|((_, text), (rel, _))| SelfTest { audio: rel.clone(), text: text.clone(), max_wer: None })
+        .collect();
+    let flavor = HarkenFlavor {
+        schema_version: SCHEMA_VERSION,
+        name,
+        version: opts.version.clone().unwrap_or_else(|| "1".into()),
+        family,
+        frontend: Frontend { sample_rate_hz: 16_000, n_mels },
+        decoding: opts.decoding.clone(),
+        files,
+        self_test,
+    };
+    let created = opts.created_unix_s.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
+    // A UUID derived from the contents keeps `pack` reproducible.
+    let mut h = Hasher::new();
+    for f in &flavor.files {
+        h.update(f.sha256.as_bytes());
+    }
+    let u = h.finish();
+    let uuid = format!("{}-{}-{}-{}-{}", &u[0..8], &u[8..12], &u[12..16], &u[16..20], &u[20..32]);
+    let mlmodel = MlModel {
+        artifact_path: Some("model".into()),
+        flavors: Flavors { harken: flavor, other: BTreeMap::new() },
+        model_uuid: Some(uuid),
+        utc_time_created: Some(format_utc(created)),
+        other: BTreeMap::new(),
+    };
+    let yaml = serde_norway::to_string(&mlmodel)
+        .map_err(|e| Error::Manifest { detail: format!("serialising MLmodel: {e}") })?;
+    let path = out.join(MLMODEL);
+    std::fs::write(&path, yaml.as_bytes()).map_err(|e| Error::io(&path, e))?;
+    Package::open(out)
+}
+
+/// Every regular, non-hidden file under `dir`, recursively, as (`/`-joined relative path, path).
+fn collect(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            return Err(Error::NotAModel {
+                dir: entry.path(),
+                detail: "file names must be UTF-8".into(),
+            });
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        let rel = if prefix.is_empty() { name.to_owned() } else { format!("{prefix}/{name}") };
+        let ty = entry.file_type().map_err(|e| Error::io(&entry.path(), e))?;
+        // Follow symlinks (Hugging Face caches are symlink farms) by asking for metadata.
+        let meta = std::fs::metadata(entry.path()).map_err(|e| Error::io(&entry.path(), e))?;
+        if meta.is_dir() && !ty.is_symlink() {
+            collect(&entry.path(), &rel, out)?;
+        } else if meta.is_file() {
+            out.push((rel, entry.path()));
+        }
+    }
+    Ok(())
+}
+
+fn copy_hashing(from: &Path, to: &Path, progress: &mut dyn FnMut(u64)) -> Result<(u64, String)> {
+    let mut input = std::fs::File::open(from).map_err(|e| Error::io(from, e))?;
+    let mut output = std::fs::File::create(to).map_err(|e| Error::io(to, e))?;
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n_total = 0u64;
+    loop {
+        let n = input.read(&mut buf).map_err(|e| Error::io(from, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        output.write_all(&buf[..n]).map_err(|e| Error::io(to, e))?;
+        n_total += n as u64;
+        progress(n_total);
+    }
+    output.sync_all().map_err(|e| Error::io(to, e))?;
+    Ok((n_total, hasher.finish()))
+}
+
+/// Mel bins from the model's configs (`num_mel_bins` in a Hugging Face config,
+/// `feature_size` in a preprocessor config); 80 otherwise, as all Whisper models before large-v3.
+fn detect_n_mels(src: &Path) -> u32 {
+    let read = |name: &str, key: &str| -> Option<u32> {
+        let bytes = std::fs::read(src.join(name)).ok()?;
+        let v: serde_norway::Value = serde_norway::from_slice(&bytes).ok()?;
+        v.get(key)?.as_u64().and_then(|n| u32::try_from(n).ok())
+    };
+    read("config.json", "num_mel_bins")
+        .or_else(|| read("preprocessor_config.json", "feature_size"))
+        .unwrap_or(80)
+}
+
+/// `YYYY-MM-DD HH:MM:SS.000000`, MLflow's `utc_time_created` format.
+fn format_utc(unix_s: u64) -> String {
+    let days = i64::try_from(unix_s / 86_400).unwrap_or(0);
+    let secs = unix_s % 86_400;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.000000",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting_matches_known_dates() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00.000000");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00.000000");
+        assert_eq!(format_utc(1_795_867_200), "2026-11-28 12:00:00.000000");
+    }
+}
