@@ -34,7 +34,8 @@ pub(crate) struct BenchArgs {
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<ExitCode> {
-    let engine = crate::model::load(&args.model, None)?;
+    let loaded = crate::model::load(&args.model, None)?;
+    let engine = &loaded.engine;
     let load_s = engine.load_time().as_secs_f64();
     let opts = TranscribeOptions {
         language: (args.language != "auto").then(|| args.language.clone()),

@@ -3,6 +3,7 @@
 
 mod bench;
 mod model;
+mod package_cmd;
 mod serve;
 mod transcribe;
 
@@ -26,13 +27,17 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Serve the SageMaker container contract and the OpenAI transcription API over HTTP.
     Serve(serve::ServeArgs),
+    /// Model packages and the local model cache.
+    #[command(subcommand)]
+    Model(package_cmd::ModelCommand),
 }
 
 /// Shared model and threading flags.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct ModelArgs {
-    /// Model directory (CTranslate2 or Hugging Face layout), or an installed model name
-    /// (`base`, `tiny.en`). Default: the installed Whisper base.
+    /// Model: a package or Whisper directory, an installed name (`base`, `tiny.en`), or a URI
+    /// (`file://`, `s3://BUCKET/PREFIX`, `https://…/model.tar.gz`, `models:/NAME/VERSION`,
+    /// `models:/NAME@ALIAS`, `runs:/RUN_ID/PATH`). Default: the installed Whisper base.
     #[arg(long, env = "HARKEN_MODEL_URI")]
     model: Option<String>,
     /// Compute threads (default: all cores).
@@ -52,6 +57,7 @@ fn main() -> ExitCode {
         Command::Transcribe(args) => transcribe::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Model(cmd) => package_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

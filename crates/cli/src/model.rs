@@ -1,18 +1,27 @@
-//! Model resolution for the CLI: flag or `HARKEN_MODEL_URI`, installed names, the default model,
-//! and thread setup. Fetching from remote stores is not here yet; local directories only.
+//! Model resolution for every subcommand: `--model` / `HARKEN_MODEL_URI` (a path, an installed
+//! name, or a URI the artifact store fetches), the cache configuration from the environment, the
+//! progress display for transfers, and thread setup.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
+use harken_artifacts::{Event, ModelUri, Resolved, Store, StoreConfig};
 use harken_engine::{Engine, EngineConfig, Precision};
+use harken_server::ModelIdentity;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::ModelArgs;
 
-/// The user's Harken cache directory (`HARKEN_CACHE_DIR`, else `$XDG_CACHE_HOME/harken`, else
-/// `~/.cache/harken`).
+/// The user's Harken cache directory (`HARKEN_CACHE_DIR`, else `/tmp/harken` on AWS Lambda —
+/// the only writable place there — else `$XDG_CACHE_HOME/harken`, else `~/.cache/harken`).
 pub(crate) fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("HARKEN_CACHE_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(d);
+    }
+    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+        return PathBuf::from("/tmp/harken");
     }
     if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(d).join("harken");
@@ -21,34 +30,132 @@ pub(crate) fn cache_dir() -> PathBuf {
     home.join(".cache").join("harken")
 }
 
-/// Resolve `--model` to a local directory.
-pub(crate) fn resolve(model: Option<&str>) -> Result<PathBuf> {
-    let spec = model.unwrap_or("base");
-    let spec = spec.strip_prefix("file://").unwrap_or(spec);
-    if spec.contains("://") || spec.starts_with("models:/") || spec.starts_with("runs:/") {
-        bail!(
-            "model URI {spec:?}: remote model stores are not supported yet; pass a local model directory"
-        );
-    }
-    let path = PathBuf::from(spec);
-    if path.is_dir() {
-        return Ok(path);
-    }
-    let installed = cache_dir().join("models").join(format!("whisper-{spec}"));
-    if installed.is_dir() {
-        return Ok(installed);
-    }
-    let hint = match spec {
-        "base" | "tiny.en" => {
-            format!("install it with `scripts/install-models.sh {spec}` (from a Harken checkout)")
-        }
-        _ => "pass --model with a CTranslate2 or Hugging Face Whisper directory".to_owned(),
+/// Parse `10GB`, `500MB`, `64KiB` or plain bytes.
+pub(crate) fn parse_bytes(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().with_context(|| format!("{s:?} is not a size (e.g. 500MB, 10GB)"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => bail!("unknown size unit {other:?} in {s:?}"),
     };
-    bail!(
-        "model {spec:?} not found (looked for a directory {} and {}); {hint}",
-        path.display(),
-        installed.display()
-    )
+    Ok((n * mult) as u64)
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"))
+}
+
+/// The artifact store as configured by the environment (`HARKEN_CACHE_DIR`,
+/// `HARKEN_CACHE_MAX_BYTES`, `HARKEN_OFFLINE`), with progress bars on a terminal.
+pub(crate) fn store() -> Result<Store> {
+    let max_bytes = match std::env::var("HARKEN_CACHE_MAX_BYTES") {
+        Ok(v) if !v.is_empty() => Some(parse_bytes(&v).context("HARKEN_CACHE_MAX_BYTES")?),
+        _ => None,
+    };
+    let cfg =
+        StoreConfig { root: cache_dir().join("store"), max_bytes, offline: env_flag("HARKEN_OFFLINE") };
+    let root = cfg.root.clone();
+    Store::new(cfg, progress_sink())
+        .with_context(|| format!("while opening the model cache in {}", root.display()))
+}
+
+/// Progress bars (hidden when stderr is not a terminal) and log events for transfers.
+fn progress_sink() -> impl Fn(Event) + Send + Sync + 'static {
+    let bars: Mutex<HashMap<String, ProgressBar>> = Mutex::new(HashMap::new());
+    move |e| {
+        let Ok(mut bars) = bars.lock() else { return };
+        match e {
+            Event::Download { file, total, resume_at } => {
+                tracing::info!(file, total, resume_at, "transfer started");
+                let bar = ProgressBar::new(total.unwrap_or(0));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{msg:24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                bar.set_message(file.clone());
+                bar.set_position(resume_at);
+                bars.insert(file, bar);
+            }
+            Event::Bytes { file, done } => {
+                if let Some(b) = bars.get(&file) {
+                    b.set_position(done);
+                }
+            }
+            Event::Downloaded { file, bytes } => {
+                if let Some(b) = bars.remove(&file) {
+                    b.finish_and_clear();
+                }
+                tracing::info!(file, bytes, "transfer done");
+            }
+            Event::Retry { file, attempt, delay, error } => {
+                tracing::warn!(file, attempt, delay_ms = delay.as_millis() as u64, error, "transfer failed; retrying");
+            }
+            Event::Waiting { file } => {
+                tracing::info!(file, "another process is downloading this file; waiting for it");
+            }
+            Event::StaleFallback { uri, error } => {
+                tracing::warn!(uri, error, "model store unreachable; using the cached copy");
+            }
+            Event::Evicted { digest, bytes } => tracing::info!(digest, bytes, "evicted from cache"),
+            _ => {}
+        }
+    }
+}
+
+/// A single-threaded runtime for the store's async calls from synchronous subcommands.
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("while starting the I/O runtime")?;
+    Ok(rt.block_on(f))
+}
+
+/// Turn `--model` into a URI: installed names (`base`, `tiny.en`) map to their directories.
+pub(crate) fn model_uri(model: Option<&str>) -> Result<ModelUri> {
+    let spec = model.unwrap_or("base");
+    let uri = ModelUri::parse(spec)?;
+    if let ModelUri::Local(path) = &uri {
+        if !path.exists() && !spec.contains('/') {
+            let installed = cache_dir().join("models").join(format!("whisper-{spec}"));
+            if installed.is_dir() {
+                return Ok(ModelUri::Local(installed));
+            }
+            let hint = match spec {
+                "base" | "tiny.en" => format!(
+                    "install it with `scripts/install-models.sh {spec}` (from a Harken checkout)"
+                ),
+                _ => "pass --model with a package, a Whisper directory or a URI (s3://, https://, models:/, runs:/)".to_owned(),
+            };
+            bail!(
+                "model {spec:?} not found (looked for a directory {} and {}); {hint}",
+                path.display(),
+                installed.display()
+            );
+        }
+    }
+    Ok(uri)
+}
+
+/// Resolve `--model` to a local directory through the artifact store.
+pub(crate) fn resolve(model: Option<&str>) -> Result<Resolved> {
+    let uri = model_uri(model)?;
+    let store = store()?;
+    let resolved =
+        block_on(store.resolve(&uri))?.with_context(|| format!("while resolving model {uri}"))?;
+    Ok(resolved)
 }
 
 /// Apply `--threads` before any compute thread starts.
@@ -67,12 +174,59 @@ pub(crate) fn set_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-/// Resolve, then load.
-pub(crate) fn load(args: &ModelArgs, max_audio_s: Option<f64>) -> Result<Engine> {
+/// A loaded engine and where it came from.
+pub(crate) struct Loaded {
+    pub engine: Engine,
+    pub identity: Option<ModelIdentity>,
+    /// Holds the cache lease: the package is not evicted while this process runs.
+    pub lease: Resolved,
+}
+
+/// Resolve, then load; logs one structured line with the phases of the cold start.
+pub(crate) fn load(args: &ModelArgs, max_audio_s: Option<f64>) -> Result<Loaded> {
     set_threads(args.threads)?;
-    let dir = resolve(args.model.as_deref())?;
+    let resolved = resolve(args.model.as_deref())?;
     let precision = if args.precision == "int8" { Precision::Q8 } else { Precision::F32 };
-    let engine = Engine::load(&dir, &EngineConfig { precision, max_audio_s })
-        .with_context(|| format!("while loading the model in {}", dir.display()))?;
-    Ok(engine)
+    let config = EngineConfig { precision, max_audio_s };
+    let engine = match &resolved.package {
+        Some(p) => Engine::load_package(p, &config),
+        None => Engine::load(&resolved.dir, &config),
+    }
+    .with_context(|| format!("while loading the model in {}", resolved.dir.display()))?;
+    let identity = resolved.package.as_ref().map(|p| ModelIdentity {
+        package: p.flavor().name.clone(),
+        version: p.flavor().version.clone(),
+        digest: format!("sha256:{}", p.digest()),
+        source: resolved.source.clone(),
+        registry_version: resolved.registry_version.clone(),
+    });
+    tracing::info!(
+        source = %resolved.source,
+        package = identity.as_ref().map_or("-", |i| i.package.as_str()),
+        version = identity.as_ref().map_or("-", |i| i.version.as_str()),
+        digest = identity.as_ref().map_or("-", |i| i.digest.as_str()),
+        cache_hit = resolved.cache_hit,
+        downloaded_bytes = resolved.downloaded_bytes,
+        resolve_ms = resolved.timings.resolve.as_millis() as u64,
+        download_ms = resolved.timings.download.as_millis() as u64,
+        verify_ms = resolved.timings.verify.as_millis() as u64,
+        load_ms = engine.load_time().as_millis() as u64,
+        "model ready"
+    );
+    Ok(Loaded { engine, identity, lease: resolved })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_bytes("1234").ok(), Some(1234));
+        assert_eq!(parse_bytes("500MB").ok(), Some(500_000_000));
+        assert_eq!(parse_bytes("1.5 GB").ok(), Some(1_500_000_000));
+        assert_eq!(parse_bytes("2MiB").ok(), Some(2 * 1024 * 1024));
+        assert!(parse_bytes("ten").is_err());
+        assert!(parse_bytes("5XB").is_err());
+    }
 }

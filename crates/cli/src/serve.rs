@@ -66,8 +66,13 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
         max_body_bytes: args.max_body_bytes,
         api_key: std::env::var("HARKEN_API_KEY").ok().filter(|k| !k.is_empty()),
         model_name: "whisper-1".into(),
+        model: None,
     };
-    let engine = crate::model::load(&model_args, Some(args.max_audio_seconds))?;
+    let loaded = crate::model::load(&model_args, Some(args.max_audio_seconds))?;
+    let config = ServerConfig { model: loaded.identity.clone(), ..config };
+    let engine = loaded.engine;
+    // Keep the cache lease for the server's lifetime.
+    let _lease = loaded.lease;
     tracing::info!(?config, host = %args.host, port, model = %engine.model_dir().dir.display(), load_seconds = engine.load_time().as_secs_f64(), "starting server");
     let state = AppState::new(Arc::new(engine), config);
     let runtime = tokio::runtime::Builder::new_multi_thread()

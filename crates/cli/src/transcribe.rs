@@ -65,14 +65,15 @@ pub(crate) fn run(args: TranscribeArgs) -> Result<ExitCode> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("while creating {}", dir.display()))?;
     }
-    let engine = crate::model::load(&args.model, args.max_audio_seconds)?;
+    let loaded = crate::model::load(&args.model, args.max_audio_seconds)?;
+    let engine = &loaded.engine;
     let several = args.files.len() > 1;
     let mut failures = 0usize;
     let stdout = std::io::stdout();
     for file in &args.files {
         // A bug that panics on one input must not lose the other files' transcripts.
         let one = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            transcribe_one(&engine, file, &opts, format, several, &args)
+            transcribe_one(engine, file, &opts, format, several, &args)
         }))
         .unwrap_or_else(|_| {
             Err(anyhow::anyhow!("internal error while transcribing (see the panic line above)"))

@@ -67,11 +67,39 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Load the model in directory `dir`.
+    /// Load the model in directory `dir` (a raw CTranslate2 or Hugging Face Whisper directory).
     pub fn load(dir: &Path, config: &EngineConfig) -> Result<Self> {
+        Self::load_model_dir(ModelDir::open(dir)?, None, config)
+    }
+
+    /// Load a verified package: the manifest says which file is which, and its front end must
+    /// match the weights.
+    pub fn load_package(package: &harken_package::Package, config: &EngineConfig) -> Result<Self> {
+        let engine = Self::load_model_dir(ModelDir::from_package(package)?, Some(package), config)?;
+        let want = package.flavor().frontend.n_mels as usize;
+        if engine.dims().n_mels != want {
+            return Err(Error::ModelDir {
+                dir: package.dir().to_owned(),
+                detail: format!(
+                    "the manifest says {want} mel bins, the weights take {}",
+                    engine.dims().n_mels
+                ),
+            });
+        }
+        Ok(engine)
+    }
+
+    fn load_model_dir(
+        md: ModelDir,
+        package: Option<&harken_package::Package>,
+        config: &EngineConfig,
+    ) -> Result<Self> {
         let start = Instant::now();
-        let md = ModelDir::open(dir)?;
-        let _span = tracing::info_span!("load", dir = %dir.display()).entered();
+        let dir = md.dir.clone();
+        let label = package.map(harken_package::Package::label);
+        let _span =
+            tracing::info_span!("load", dir = %dir.display(), package = label.as_deref().unwrap_or("-"))
+                .entered();
         let model = match &md.weights {
             WeightsFormat::Ct2(p) => Whisper::load_ct2(p, config.precision)?,
             WeightsFormat::SafeTensors(p) => {

@@ -64,6 +64,65 @@ fn read_config(path: &Path) -> Result<Option<Config>> {
 }
 
 impl ModelDir {
+    /// The files a package manifest names (the manifest, not file-name guessing, decides which
+    /// file is the weights).
+    pub fn from_package(package: &harken_package::Package) -> Result<Self> {
+        let dir = package.dir();
+        let err = |detail: String| Error::ModelDir { dir: dir.to_owned(), detail };
+        let harken_package::Family::Whisper { weights, format, tokenizer, config, generation_config } =
+            &package.flavor().family
+        else {
+            return Err(err(format!(
+                "package {} is a {} model; this build runs Whisper packages only",
+                package.label(),
+                package.flavor().family.name()
+            )));
+        };
+        let weights = match format {
+            harken_package::WeightsFormat::Ctranslate2 => WeightsFormat::Ct2(package.path(weights)),
+            harken_package::WeightsFormat::Safetensors => {
+                WeightsFormat::SafeTensors(package.path(weights))
+            }
+        };
+        let read = |p: &Option<String>| match p {
+            Some(p) => read_config(&package.path(p)),
+            None => Ok(None),
+        };
+        let config = read(config)?.unwrap_or_default();
+        let generation = read(generation_config)?.unwrap_or_default();
+        Ok(Self::from_configs(dir, weights, package.path(tokenizer), config, generation))
+    }
+
+    fn from_configs(
+        dir: &Path,
+        weights: WeightsFormat,
+        tokenizer: PathBuf,
+        config: Config,
+        generation: Config,
+    ) -> Self {
+        let alignment_heads =
+            config.alignment_heads.or(generation.alignment_heads).unwrap_or_default();
+        let suppress = config
+            .suppress_ids
+            .or(config.suppress_tokens)
+            .or(generation.suppress_tokens)
+            .unwrap_or_default();
+        let suppress_at_begin = config
+            .suppress_ids_begin
+            .or(config.begin_suppress_tokens)
+            .or(generation.begin_suppress_tokens)
+            .unwrap_or_default();
+        ModelDir {
+            dir: dir.to_owned(),
+            weights,
+            tokenizer,
+            alignment_heads,
+            suppress,
+            suppress_at_begin,
+            heads: (config.encoder_attention_heads, config.decoder_attention_heads),
+        }
+    }
+
     /// Inspect `dir`. Fails with a message naming the missing file when it is not a model.
     pub fn open(dir: &Path) -> Result<Self> {
         let err = |detail: String| Error::ModelDir { dir: dir.to_owned(), detail };
@@ -85,26 +144,6 @@ impl ModelDir {
         }
         let config = read_config(&dir.join("config.json"))?.unwrap_or_default();
         let generation = read_config(&dir.join("generation_config.json"))?.unwrap_or_default();
-        let alignment_heads =
-            config.alignment_heads.or(generation.alignment_heads).unwrap_or_default();
-        let suppress = config
-            .suppress_ids
-            .or(config.suppress_tokens)
-            .or(generation.suppress_tokens)
-            .unwrap_or_default();
-        let suppress_at_begin = config
-            .suppress_ids_begin
-            .or(config.begin_suppress_tokens)
-            .or(generation.begin_suppress_tokens)
-            .unwrap_or_default();
-        Ok(ModelDir {
-            dir: dir.to_owned(),
-            weights,
-            tokenizer,
-            alignment_heads,
-            suppress,
-            suppress_at_begin,
-            heads: (config.encoder_attention_heads, config.decoder_attention_heads),
-        })
+        Ok(Self::from_configs(dir, weights, tokenizer, config, generation))
     }
 }

@@ -68,9 +68,11 @@ pub struct HarkenFlavor {
 }
 
 /// The model family, with the role of each artifact. Paths are relative to the package root and
-/// must appear in [`HarkenFlavor::files`].
+/// must appear in [`HarkenFlavor::files`]. Internally tagged (`family: {kind: whisper, …}`):
+/// an externally tagged enum would become a YAML tag (`!whisper`), which MLflow's
+/// `yaml.safe_load` rejects.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Family {
     /// An encoder-decoder Whisper model.
     Whisper {

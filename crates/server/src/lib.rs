@@ -40,6 +40,25 @@ pub struct ServerConfig {
     pub api_key: Option<String>,
     /// Model name reported by `/v1/models` and accepted in requests.
     pub model_name: String,
+    /// Which package is loaded (reported by `/v1/models` and `/metrics`); `None` for a raw
+    /// model directory.
+    pub model: Option<ModelIdentity>,
+}
+
+/// The identity of the loaded model package: what changes when `HARKEN_MODEL_URI` or a
+/// registry alias moves.
+#[derive(Debug, Clone, Default)]
+pub struct ModelIdentity {
+    /// Package name.
+    pub package: String,
+    /// Package version.
+    pub version: String,
+    /// `sha256:<hex>` of the package manifest.
+    pub digest: String,
+    /// The URI it was resolved from (and the chain of resolution).
+    pub source: String,
+    /// MLflow registry version, for `models:/` URIs.
+    pub registry_version: Option<String>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -51,6 +70,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("model_name", &self.model_name)
+            .field("model", &self.model)
             .finish()
     }
 }

@@ -43,7 +43,17 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+    let mut body = s.metrics.render();
+    if let Some(m) = &s.config.model {
+        let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+        body.push_str(&format!(
+            "# HELP harken_model_info The loaded model package.\n# TYPE harken_model_info gauge\nharken_model_info{{package=\"{}\",version=\"{}\",digest=\"{}\"}} 1\n",
+            esc(&m.package),
+            esc(&m.version),
+            esc(&m.digest)
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
 /// Give every request an id (the caller's `x-request-id` when it sends one), run it inside a
@@ -111,10 +121,20 @@ async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
 }
 
 async fn models(State(s): State<AppState>) -> impl IntoResponse {
-    Json(serde_json::json!({
-        "object": "list",
-        "data": [{"id": s.config.model_name, "object": "model", "created": 0, "owned_by": "harken"}]
-    }))
+    let mut model = serde_json::json!({
+        "id": s.config.model_name, "object": "model", "created": 0, "owned_by": "harken"
+    });
+    // Extra fields are ignored by OpenAI clients and tell operators which package is live.
+    if let Some(m) = &s.config.model {
+        model["package"] = serde_json::json!({
+            "name": m.package,
+            "version": m.version,
+            "digest": m.digest,
+            "source": m.source,
+            "registry_version": m.registry_version,
+        });
+    }
+    Json(serde_json::json!({"object": "list", "data": [model]}))
 }
 
 /// One inference request, validated.

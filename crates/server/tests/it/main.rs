@@ -55,6 +55,7 @@ fn config() -> ServerConfig {
         max_body_bytes: 2 * 1024 * 1024,
         api_key: None,
         model_name: "whisper-1".into(),
+        model: None,
     }
 }
 

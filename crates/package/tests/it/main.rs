@@ -1,0 +1,97 @@
+//! Package round trips on a synthetic model directory: pack, open, verify, tamper, reject.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use harken_package::{Error, MLMODEL, PackOptions, Package, pack, parse_manifest};
+
+fn fake_model(dir: &Path) {
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("model.bin"), vec![7u8; 300_000]).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), b"{}").unwrap();
+    std::fs::write(dir.join("config.json"), br#"{"num_mel_bins": 128}"#).unwrap();
+    std::fs::write(dir.join("sub/extra.txt"), b"x").unwrap();
+    std::fs::write(dir.join(".hidden"), b"skip me").unwrap();
+}
+
+fn packed(tmp: &Path) -> Package {
+    fake_model(&tmp.join("src"));
+    let opts = PackOptions { name: Some("m".into()), created_unix_s: Some(0), ..Default::default() };
+    pack(&tmp.join("src"), &tmp.join("pkg"), &opts, &mut |_, _| {}).unwrap()
+}
+
+#[test]
+fn pack_lists_every_file_and_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = packed(tmp.path());
+    let paths: Vec<_> = p.flavor().files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["config.json", "model.bin", "sub/extra.txt", "tokenizer.json"]);
+    assert_eq!(p.flavor().frontend.n_mels, 128);
+    assert_eq!(p.flavor().family.name(), "whisper");
+    p.verify(&mut |_, _| {}).unwrap();
+    // Reproducible: the same inputs give the same digest.
+    let again = pack(
+        &tmp.path().join("src"),
+        &tmp.path().join("pkg2"),
+        &PackOptions { name: Some("m".into()), created_unix_s: Some(0), ..Default::default() },
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(p.digest(), again.digest());
+}
+
+#[test]
+fn manifest_is_plain_yaml_without_tags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = packed(tmp.path());
+    let text = std::fs::read_to_string(p.dir().join(MLMODEL)).unwrap();
+    assert!(!text.contains('!'), "YAML tags break MLflow's safe_load:\n{text}");
+    assert!(text.contains("kind: whisper"), "{text}");
+}
+
+#[test]
+fn tampering_is_detected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = packed(tmp.path());
+    let f = p.dir().join("model.bin");
+    let mut bytes = std::fs::read(&f).unwrap();
+    bytes[1000] ^= 1;
+    std::fs::write(&f, &bytes).unwrap();
+    assert!(matches!(p.verify(&mut |_, _| {}), Err(Error::DigestMismatch { .. })));
+    std::fs::write(&f, &bytes[..10]).unwrap();
+    assert!(matches!(Package::open(p.dir()), Err(Error::SizeMismatch { .. })));
+    std::fs::remove_file(&f).unwrap();
+    assert!(matches!(Package::open(p.dir()), Err(Error::Missing { .. })));
+}
+
+#[test]
+fn bad_manifests_get_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = packed(tmp.path());
+    let good = std::fs::read_to_string(p.dir().join(MLMODEL)).unwrap();
+    let cases = [
+        (good.replace("schema_version: 1", "schema_version: 9"), "schema_version 9"),
+        (good.replace("path: model.bin", "path: ../model.bin"), "not a plain relative path"),
+        (good.replace("name: m", "name: m\n    nmae: typo"), "unknown field"),
+        (good.replace("weights: model.bin", "weights: other.bin"), "not in files"),
+        ("- a list\n".to_owned(), "flavors.harken"),
+        (String::new(), "flavors.harken"),
+        ("flavors: {harken: [".to_owned(), "not valid YAML"),
+    ];
+    for (text, want) in cases {
+        let err = parse_manifest(text.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains(want), "{want:?} not in {err:?}");
+    }
+}
+
+#[test]
+fn other_flavors_and_keys_survive_a_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = packed(tmp.path());
+    let text = std::fs::read_to_string(p.dir().join(MLMODEL)).unwrap();
+    let text = format!("{text}mlflow_version: 3.1.0\nsignature: {{inputs: '[]'}}\n")
+        .replace("flavors:\n", "flavors:\n  python_function: {loader_module: x}\n");
+    let m = parse_manifest(text.as_bytes()).unwrap();
+    assert!(m.flavors.other.contains_key("python_function"));
+    assert!(m.other.contains_key("mlflow_version"));
+}
