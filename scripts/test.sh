@@ -12,6 +12,10 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 step "models"
 scripts/install-models.sh all
 
+step "test servers (moto, MLflow)"
+HARKEN_STORE_VENV=$(scripts/install-test-tools.sh)
+export HARKEN_STORE_VENV
+
 step "cargo fmt --check"
 cargo fmt --all --check
 

@@ -1,0 +1,184 @@
+//! The artifact store against real servers, through the real `harken` binary: moto (an
+//! S3-protocol server), Python's `http.server`, and an MLflow tracking server with its model
+//! registry. Faults: the S3 server killed mid-download, a wrong sha256, a full disk (a tmpfs),
+//! two processes pulling at once, archives with escaping entries.
+//!
+//! The servers come from the venv `scripts/install-test-tools.sh` installs (`HARKEN_STORE_VENV`,
+//! else `~/.cache/harken/store-venv`). Without it the tests print a loud SKIP line, except under
+//! `CI=true`, where they fail.
+
+#![allow(clippy::unwrap_used)]
+
+mod faults;
+mod mlflow;
+mod s3;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub(crate) fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The venv with moto, boto3 and mlflow, or `None` after a SKIP notice.
+pub(crate) fn venv() -> Option<PathBuf> {
+    let dir = std::env::var_os("HARKEN_STORE_VENV").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/harken/store-venv")
+    });
+    if dir.join("bin/moto_server").is_file() && dir.join("bin/mlflow").is_file() {
+        return Some(dir);
+    }
+    let msg = format!("no moto/mlflow venv at {} (run scripts/install-test-tools.sh)", dir.display());
+    assert!(!ci(), "CI=true: {msg}");
+    eprintln!("\n*** SKIP store test: {msg} ***\n");
+    None
+}
+
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process killed when dropped.
+pub(crate) struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Wait until `url` answers 200 (plain HTTP/1.0 GET, no client library needed).
+pub(crate) fn wait_http(port: u16, path: &str, timeout: Duration, child: &mut Child) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("server exited early: {status}");
+        }
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: localhost:{port}\r\n\r\n");
+            let mut buf = [0u8; 12];
+            if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.") && &buf[9..12] == b"200" {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("server on port {port} did not answer {path} within {timeout:?}");
+}
+
+/// A moto S3 server on `port`.
+pub(crate) fn moto(venv: &Path, port: u16) -> Proc {
+    let mut child = Command::new(venv.join("bin/moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_http(port, "/moto-api/", Duration::from_secs(60), &mut child);
+    Proc(child)
+}
+
+/// Run Python from the venv (boto3 set up for the moto on `port`).
+pub(crate) fn boto(venv: &Path, port: u16, code: &str) {
+    let script = format!(
+        "import boto3\ns3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{port}', region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')\n{code}\n"
+    );
+    let out = Command::new(venv.join("bin/python")).arg("-c").arg(script).output().unwrap();
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The `harken` binary with a private cache and S3 settings for the moto on `s3_port`.
+pub(crate) fn harken(cache: &Path, s3_port: u16) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_harken"));
+    c.env("HARKEN_CACHE_DIR", cache)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{s3_port}"))
+        .env_remove("HARKEN_OFFLINE")
+        .env_remove("HARKEN_MODEL_URI")
+        .env_remove("HARKEN_CACHE_MAX_BYTES")
+        .env("HARKEN_LOG", "info");
+    c
+}
+
+pub(crate) fn run_ok(c: &mut Command) -> Output {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{c:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub(crate) fn run_err(c: &mut Command) -> String {
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{c:?} should fail with exit 2: {}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("panic"), "{err}");
+    err
+}
+
+/// `harken model pull --json` → the JSON report.
+pub(crate) fn pull_json(c: &mut Command, uri: &str) -> serde_json::Value {
+    let out = run_ok(c.args(["model", "pull", "--json", uri]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap()).unwrap()
+}
+
+/// A synthetic Whisper-shaped directory (not loadable; the store never loads it) of about
+/// `mb` MB, packed into `dir/pkg`. Returns (package dir, weights sha256 path in the cache).
+pub(crate) fn synthetic_package(dir: &Path, mb: usize, version: &str) -> PathBuf {
+    let src = dir.join(format!("src-{version}"));
+    std::fs::create_dir_all(&src).unwrap();
+    // Deterministic, incompressible-enough bytes.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ mb as u64;
+    let bytes: Vec<u8> = (0..mb << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(src.join("model.bin"), bytes).unwrap();
+    std::fs::write(src.join("tokenizer.json"), b"{\"synthetic\": true}").unwrap();
+    std::fs::write(src.join("config.json"), b"{}").unwrap();
+    let pkg = dir.join(format!("pkg-{version}"));
+    run_ok(Command::new(env!("CARGO_BIN_EXE_harken")).args([
+        "model",
+        "pack",
+        src.to_str().unwrap(),
+        "-o",
+        pkg.to_str().unwrap(),
+        "--name",
+        "synthetic",
+        "--pkg-version",
+        version,
+    ]));
+    pkg
+}
+
+/// Files directly in `dir` (empty when it does not exist).
+pub(crate) fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// The installed tiny.en model, or `None` after a SKIP notice (a failure under CI=true).
+pub(crate) fn tiny_en() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/harken/models/whisper-tiny.en");
+    if dir.join("model.bin").is_file() {
+        return Some(dir);
+    }
+    assert!(!ci(), "CI=true: tiny.en is not installed (scripts/install-models.sh all)");
+    eprintln!("\n*** SKIP: tiny.en not installed ***\n");
+    None
+}
