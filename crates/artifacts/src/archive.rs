@@ -62,11 +62,9 @@ fn check_link(name: &str, target: &Path, label: &str) -> Result<()> {
         return Err(unsafe_entry(label, name, "is a symbolic link to an absolute path"));
     }
     // Depth of the link's directory, then walk the target.
-    let mut depth: i64 = Path::new(name)
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .count() as i64
-        - 1;
+    let mut depth: i64 =
+        Path::new(name).components().filter(|c| matches!(c, Component::Normal(_))).count() as i64
+            - 1;
     for c in target.components() {
         match c {
             Component::Normal(_) => depth += 1,
@@ -113,7 +111,11 @@ fn extract_tar_gz(archive: &Path, dest: &Path, label: &str) -> Result<()> {
                 .ok_or_else(|| unsafe_entry(label, &name, "is a symbolic link without a target"))?;
             check_link(&name, &link, label)?;
         } else if ty.is_hard_link() {
-            return Err(unsafe_entry(label, &name, "is a hard link (not supported in model archives)"));
+            return Err(unsafe_entry(
+                label,
+                &name,
+                "is a hard link (not supported in model archives)",
+            ));
         } else if !ty.is_file() && ty != tar::EntryType::Continuous {
             // pax/GNU metadata entries are consumed by the iterator; anything else is a device,
             // FIFO or something we do not want in a model.

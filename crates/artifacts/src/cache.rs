@@ -86,7 +86,8 @@ impl Layout {
     pub(crate) fn write_ref(&self, r: &Ref) -> Result<()> {
         let path = self.ref_path(&r.uri);
         let tmp = self.tmp().join(format!("ref-{}-{}", std::process::id(), unique()));
-        let bytes = serde_json::to_vec_pretty(r).map_err(|e| Error::io(&path, std::io::Error::other(e)))?;
+        let bytes =
+            serde_json::to_vec_pretty(r).map_err(|e| Error::io(&path, std::io::Error::other(e)))?;
         std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
     }
@@ -102,7 +103,12 @@ impl Layout {
     /// Open (creating) a lock file.
     pub(crate) fn lock_file(&self, name: &str) -> Result<File> {
         let p = self.locks().join(format!("{name}.lock"));
-        File::options().create(true).truncate(false).write(true).open(&p).map_err(|e| Error::io(&p, e))
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| Error::io(&p, e))
     }
 
     /// Record a use of package `digest` now.

@@ -43,7 +43,9 @@ pub enum Error {
         transient: bool,
     },
     /// Downloaded bytes do not match the manifest.
-    #[error("{location}: sha256 is {actual}, the manifest says {expected}; the download was discarded")]
+    #[error(
+        "{location}: sha256 is {actual}, the manifest says {expected}; the download was discarded"
+    )]
     DigestMismatch {
         /// The remote file.
         location: String,
@@ -53,7 +55,9 @@ pub enum Error {
         actual: String,
     },
     /// Downloaded size differs from the manifest.
-    #[error("{location}: {actual} bytes arrived, the manifest says {expected}; the download was discarded")]
+    #[error(
+        "{location}: {actual} bytes arrived, the manifest says {expected}; the download was discarded"
+    )]
     SizeMismatch {
         /// The remote file.
         location: String,
@@ -112,7 +116,11 @@ impl Error {
         Error::Io { path: path.to_owned(), source }
     }
 
-    pub(crate) fn remote(location: impl Into<String>, detail: impl ToString, transient: bool) -> Self {
+    pub(crate) fn remote(
+        location: impl Into<String>,
+        detail: impl ToString,
+        transient: bool,
+    ) -> Self {
         Error::Remote { location: location.into(), detail: detail.to_string(), transient }
     }
 

@@ -220,11 +220,14 @@ impl Store {
                 return Ok(self.resolved_local(p, None, &key));
             }
             if uri::archive_kind(&p.to_string_lossy()).is_none() {
-                return Err(Error::NotFound { location: p.display().to_string(), detail: Some("no such directory or archive".into()) });
+                return Err(Error::NotFound {
+                    location: p.display().to_string(),
+                    detail: Some("no such directory or archive".into()),
+                });
             }
         }
         if self.cfg.offline && uri.is_remote() {
-            return self.from_ref(&key, "offline").ok_or(Error::Offline { uri: key });
+            return self.cached_ref(&key, "offline").ok_or(Error::Offline { uri: key });
         }
         match self.resolve_online(uri, &key).await {
             Ok(r) => {
@@ -235,7 +238,7 @@ impl Store {
                 Ok(r)
             }
             // A cold start must not fail because S3 hiccupped when the cache has the model.
-            Err(e) if e.is_transient() => match self.from_ref(&key, "stale") {
+            Err(e) if e.is_transient() => match self.cached_ref(&key, "stale") {
                 Some(r) => {
                     self.emit(Event::StaleFallback { uri: key, error: e.to_string() });
                     Ok(r)
@@ -259,7 +262,7 @@ impl Store {
         }
     }
 
-    fn from_ref(&self, key: &str, why: &str) -> Option<Resolved> {
+    fn cached_ref(&self, key: &str, why: &str) -> Option<Resolved> {
         let r = self.layout.read_ref(key)?;
         let dir = self.layout.package(&r.digest);
         let package = Package::open(&dir).ok()?;
@@ -287,17 +290,27 @@ impl Store {
         let (loc, source, version) = match uri {
             ModelUri::Local(p) => (Location::Local(p.clone()), key.to_owned(), None),
             ModelUri::S3 { bucket, key: k } => (
-                Location::S3 { store: remote::s3_store(bucket)?, bucket: bucket.clone(), key: k.clone() },
+                Location::S3 {
+                    store: remote::s3_store(bucket)?,
+                    bucket: bucket.clone(),
+                    key: k.clone(),
+                },
                 key.to_owned(),
                 None,
             ),
-            ModelUri::Http(url) => {
-                (Location::Http { client: self.client.clone(), url: url.clone(), auth: None }, key.to_owned(), None)
-            }
+            ModelUri::Http(url) => (
+                Location::Http { client: self.client.clone(), url: url.clone(), auth: None },
+                key.to_owned(),
+                None,
+            ),
             ModelUri::MlflowModel { name, selector } => {
                 let m = mlflow::Mlflow::from_env(self.client.clone(), key)?;
                 let (version, art) = m.resolve_model(name, selector).await?;
-                (m.artifact_location(&art)?, format!("{key} → version {version} → {art}"), Some(version))
+                (
+                    m.artifact_location(&art)?,
+                    format!("{key} → version {version} → {art}"),
+                    Some(version),
+                )
             }
             ModelUri::MlflowRun { run_id, path } => {
                 let m = mlflow::Mlflow::from_env(self.client.clone(), key)?;
@@ -353,7 +366,8 @@ impl Store {
         let hit = dir.is_dir();
         if !hit {
             for f in &remote_pkg.flavor().files {
-                downloaded += self.fetch_blob(&loc.join(&f.path), &f.path, f.size, &f.sha256).await?;
+                downloaded +=
+                    self.fetch_blob(&loc.join(&f.path), &f.path, f.size, &f.sha256).await?;
             }
             self.assemble(&digest, &bytes, &remote_pkg)?;
         }
@@ -385,7 +399,8 @@ impl Store {
                 std::fs::hard_link(&blob, &to).map_err(|e| Error::io(&to, e))?;
             }
             let m = staging.join(MLMODEL);
-            std::fs::write(&m, manifest).map_err(|e| self.write_error(&m, e, manifest.len() as u64))?;
+            std::fs::write(&m, manifest)
+                .map_err(|e| self.write_error(&m, e, manifest.len() as u64))?;
             match std::fs::rename(&staging, &final_dir) {
                 Ok(()) => {}
                 // Another process assembled the same package first.
@@ -402,7 +417,9 @@ impl Store {
     }
 
     fn write_error(&self, file: &Path, e: std::io::Error, needed: u64) -> Error {
-        if e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded {
+        if e.kind() == std::io::ErrorKind::StorageFull
+            || e.kind() == std::io::ErrorKind::QuotaExceeded
+        {
             Error::DiskFull { cache: self.cfg.root.clone(), file: file.to_owned(), needed }
         } else {
             Error::io(file, e)
@@ -436,11 +453,19 @@ impl Store {
         let actual_size = std::fs::metadata(&partial).map_err(|e| Error::io(&partial, e))?.len();
         if actual_size != size {
             let _ = std::fs::remove_file(&partial);
-            return Err(Error::SizeMismatch { location: loc.to_string(), expected: size, actual: actual_size });
+            return Err(Error::SizeMismatch {
+                location: loc.to_string(),
+                expected: size,
+                actual: actual_size,
+            });
         }
         if actual != sha256 {
             let _ = std::fs::remove_file(&partial);
-            return Err(Error::DigestMismatch { location: loc.to_string(), expected: sha256.to_owned(), actual });
+            return Err(Error::DigestMismatch {
+                location: loc.to_string(),
+                expected: sha256.to_owned(),
+                actual,
+            });
         }
         cache::make_read_only(&partial)?;
         std::fs::rename(&partial, &blob).map_err(|e| Error::io(&blob, e))?;
@@ -451,7 +476,13 @@ impl Store {
 
     /// Download `loc` into `partial`, resuming from its current length, retrying transient
     /// failures with exponential backoff. Returns bytes transferred.
-    async fn download(&self, loc: &Location, name: &str, partial: &Path, size: Option<u64>) -> Result<u64> {
+    async fn download(
+        &self,
+        loc: &Location,
+        name: &str,
+        partial: &Path,
+        size: Option<u64>,
+    ) -> Result<u64> {
         let mut transferred = 0u64;
         let mut attempt = 0;
         loop {
@@ -464,12 +495,20 @@ impl Store {
                 return Ok(transferred);
             }
             self.emit(Event::Download { file: name.to_owned(), total: size, resume_at: have });
-            match self.download_once(loc, name, partial, have, size.unwrap_or(0), &mut transferred).await {
+            match self
+                .download_once(loc, name, partial, have, size.unwrap_or(0), &mut transferred)
+                .await
+            {
                 Ok(()) => return Ok(transferred),
                 Err(e) if e.is_transient() && attempt < ATTEMPTS => {
                     let delay = FIRST_BACKOFF * 2u32.pow(attempt - 1);
                     tracing::warn!(file = name, attempt, ?delay, error = %e, "download failed; retrying");
-                    self.emit(Event::Retry { file: name.to_owned(), attempt, delay, error: e.to_string() });
+                    self.emit(Event::Retry {
+                        file: name.to_owned(),
+                        attempt,
+                        delay,
+                        error: e.to_string(),
+                    });
                     tokio::time::sleep(delay).await;
                 }
                 Err(e) => {
@@ -517,7 +556,11 @@ impl Store {
         file.sync_all().map_err(|e| self.write_error(partial, e, total))?;
         self.emit(Event::Bytes { file: name.to_owned(), done });
         if total > 0 && done < total {
-            return Err(Error::remote(loc.to_string(), format!("connection ended after {done} of {total} bytes"), true));
+            return Err(Error::remote(
+                loc.to_string(),
+                format!("connection ended after {done} of {total} bytes"),
+                true,
+            ));
         }
         Ok(())
     }
@@ -534,19 +577,21 @@ impl Store {
         let t = Instant::now();
         let meta = loc.head().await?;
         timings.resolve += t.elapsed();
-        if let (Some(r), Some(v)) = (self.layout.read_ref(key), meta.validator.as_ref()) {
-            if r.validator.as_ref() == Some(v) {
-                if let Ok(p) = Package::open(&self.layout.package(&r.digest)) {
-                    return Ok((p, 0, true));
-                }
-            }
+        if let (Some(r), Some(v)) = (self.layout.read_ref(key), meta.validator.as_ref())
+            && r.validator.as_ref() == Some(v)
+            && let Ok(p) = Package::open(&self.layout.package(&r.digest))
+        {
+            return Ok((p, 0, true));
         }
         let t = Instant::now();
         let label = loc.to_string();
         let (archive_path, downloaded, temp_archive) = match loc {
             Location::Local(p) => (p.clone(), 0, false),
             _ => {
-                let partial = self.layout.tmp().join(format!("archive-{}.partial", harken_package::sha256_hex(key.as_bytes())));
+                let partial = self.layout.tmp().join(format!(
+                    "archive-{}.partial",
+                    harken_package::sha256_hex(key.as_bytes())
+                ));
                 // An archive whose validator changed must not resume onto old bytes.
                 let marker = partial.with_extension("validator");
                 let old = std::fs::read_to_string(&marker).ok();
@@ -602,17 +647,24 @@ impl Store {
         } else {
             let out = self.layout.staging("packed")?;
             let _ = std::fs::remove_dir(&out);
-            harken_package::pack(&root, &out, &harken_package::PackOptions::default(), &mut |_, _| {})?;
+            harken_package::pack(
+                &root,
+                &out,
+                &harken_package::PackOptions::default(),
+                &mut |_, _| {},
+            )?;
             packed = out;
             packed.clone()
         };
         let pkg = Package::open(&root)?;
         pkg.verify(&mut |_, _| {}).map_err(|e| match e {
-            harken_package::Error::DigestMismatch { file, expected, actual } => Error::DigestMismatch {
-                location: format!("{label}: {}", file.display()),
-                expected,
-                actual,
-            },
+            harken_package::Error::DigestMismatch { file, expected, actual } => {
+                Error::DigestMismatch {
+                    location: format!("{label}: {}", file.display()),
+                    expected,
+                    actual,
+                }
+            }
             other => Error::Package(other),
         })?;
         for f in &pkg.flavor().files {
@@ -623,7 +675,9 @@ impl Store {
             let src = pkg.path(&f.path);
             let tmp = self.layout.tmp().join(format!("{}.import-{}", f.sha256, cache::unique()));
             // Symlinks inside archives are copied through; plain files are moved.
-            let is_link = std::fs::symlink_metadata(&src).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+            let is_link = std::fs::symlink_metadata(&src)
+                .map(|m| m.file_type().is_symlink())
+                .unwrap_or(false);
             if is_link {
                 std::fs::copy(&src, &tmp).map_err(|e| self.write_error(&tmp, e, f.size))?;
             } else {
@@ -644,18 +698,28 @@ impl Store {
     /// Upload the package in `pkg` to `uri` (`s3://`, a local path / `file://`, or
     /// `models:/NAME` to register a new MLflow model version, optionally moving `alias`).
     /// Files go first and `MLmodel` last, so readers never see a manifest without its files.
-    pub async fn push(&self, pkg: &Package, uri: &ModelUri, alias: Option<&str>) -> Result<PushReport> {
+    pub async fn push(
+        &self,
+        pkg: &Package,
+        uri: &ModelUri,
+        alias: Option<&str>,
+    ) -> Result<PushReport> {
         if self.cfg.offline {
             return Err(Error::Offline { uri: uri.to_string() });
         }
         let key = uri.to_string();
-        let upload = |dest: Location, rel: String, events: Sink, src: PathBuf| -> futures::future::BoxFuture<'static, Result<()>> {
+        let upload = |dest: Location,
+                      rel: String,
+                      events: Sink,
+                      src: PathBuf|
+         -> futures::future::BoxFuture<'static, Result<()>> {
             Box::pin(async move {
                 let total = std::fs::metadata(&src).map(|m| m.len()).ok();
                 events(Event::Download { file: format!("↑ {rel}"), total, resume_at: 0 });
                 let ev = Arc::clone(&events);
                 let name = format!("↑ {rel}");
-                dest.put_file(&src, &move |done| ev(Event::Bytes { file: name.clone(), done })).await?;
+                dest.put_file(&src, &move |done| ev(Event::Bytes { file: name.clone(), done }))
+                    .await?;
                 events(Event::Downloaded { file: format!("↑ {rel}"), bytes: total.unwrap_or(0) });
                 Ok(())
             })
@@ -676,22 +740,46 @@ impl Store {
                     upload(dest, rel, Arc::clone(&events), src)
                 };
                 let version = m.push(name, alias, pkg, &mut up).await?;
-                Ok(PushReport { uri: format!("models:/{name}/{version}"), registry_version: Some(version) })
+                Ok(PushReport {
+                    uri: format!("models:/{name}/{version}"),
+                    registry_version: Some(version),
+                })
             }
-            ModelUri::MlflowRun { .. } => Err(Error::BadUri { uri: key, detail: "push to models:/NAME, s3:// or a directory".into() }),
-            ModelUri::Http(_) => Err(Error::BadUri { uri: key, detail: "push over plain HTTP is not supported; push to s3:// or models:/NAME".into() }),
+            ModelUri::MlflowRun { .. } => Err(Error::BadUri {
+                uri: key,
+                detail: "push to models:/NAME, s3:// or a directory".into(),
+            }),
+            ModelUri::Http(_) => Err(Error::BadUri {
+                uri: key,
+                detail: "push over plain HTTP is not supported; push to s3:// or models:/NAME"
+                    .into(),
+            }),
             ModelUri::S3 { .. } | ModelUri::Local(_) => {
                 let dest = match uri {
-                    ModelUri::S3 { bucket, key: k } => {
-                        Location::S3 { store: remote::s3_store(bucket)?, bucket: bucket.clone(), key: k.clone() }
-                    }
+                    ModelUri::S3 { bucket, key: k } => Location::S3 {
+                        store: remote::s3_store(bucket)?,
+                        bucket: bucket.clone(),
+                        key: k.clone(),
+                    },
                     ModelUri::Local(p) => Location::Local(p.clone()),
                     _ => unreachable!("matched above"),
                 };
                 for f in &pkg.flavor().files {
-                    upload(dest.join(&f.path), f.path.clone(), Arc::clone(&self.events), pkg.path(&f.path)).await?;
+                    upload(
+                        dest.join(&f.path),
+                        f.path.clone(),
+                        Arc::clone(&self.events),
+                        pkg.path(&f.path),
+                    )
+                    .await?;
                 }
-                upload(dest.join(MLMODEL), MLMODEL.into(), Arc::clone(&self.events), pkg.dir().join(MLMODEL)).await?;
+                upload(
+                    dest.join(MLMODEL),
+                    MLMODEL.into(),
+                    Arc::clone(&self.events),
+                    pkg.dir().join(MLMODEL),
+                )
+                .await?;
                 Ok(PushReport { uri: key, registry_version: None })
             }
         }
@@ -701,7 +789,8 @@ impl Store {
     pub fn list(&self) -> Result<Vec<CacheEntry>> {
         let refs = self.layout.all_refs();
         let mut out = Vec::new();
-        let rd = std::fs::read_dir(self.layout.packages()).map_err(|e| Error::io(&self.layout.packages(), e))?;
+        let rd = std::fs::read_dir(self.layout.packages())
+            .map_err(|e| Error::io(&self.layout.packages(), e))?;
         for entry in rd.filter_map(|e| e.ok()) {
             let digest = entry.file_name().to_string_lossy().into_owned();
             let Ok(p) = Package::open(&entry.path()) else { continue };
@@ -717,7 +806,7 @@ impl Store {
                 digest,
             });
         }
-        out.sort_by(|a, b| b.last_used.cmp(&a.last_used));
+        out.sort_by_key(|e| std::cmp::Reverse(e.last_used));
         Ok(out)
     }
 
@@ -749,7 +838,9 @@ impl Store {
                 if Some(e.digest.as_str()) == keep {
                     continue;
                 }
-                let Ok(lock) = self.layout.lock_file(&format!("pkg-{}", e.digest)) else { continue };
+                let Ok(lock) = self.layout.lock_file(&format!("pkg-{}", e.digest)) else {
+                    continue;
+                };
                 if lock.try_lock().is_err() {
                     continue;
                 }
@@ -767,7 +858,10 @@ impl Store {
         // Refs to packages that are gone.
         for r in self.layout.all_refs() {
             if !self.layout.package(&r.digest).is_dir() {
-                let p = self.layout.refs().join(format!("{}.json", harken_package::sha256_hex(r.uri.as_bytes())));
+                let p = self
+                    .layout
+                    .refs()
+                    .join(format!("{}.json", harken_package::sha256_hex(r.uri.as_bytes())));
                 let _ = std::fs::remove_file(p);
             }
         }
@@ -779,7 +873,10 @@ impl Store {
                     Some(sha) if sha.len() == 64 => {
                         self.layout.lock_file(sha).map(|l| l.try_lock().is_err()).unwrap_or(true)
                     }
-                    _ => e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(3600)),
+                    _ => e
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(3600)),
                 };
                 if !busy {
                     let p = e.path();
@@ -799,7 +896,9 @@ impl Store {
     /// Total bytes of content in the cache.
     pub fn blob_bytes(&self) -> u64 {
         std::fs::read_dir(self.layout.blobs())
-            .map(|rd| rd.filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
+            })
             .unwrap_or(0)
     }
 
@@ -809,10 +908,11 @@ impl Store {
         let mut freed = 0;
         if let Ok(rd) = std::fs::read_dir(self.layout.blobs()) {
             for e in rd.filter_map(|e| e.ok()) {
-                if let Ok(m) = e.metadata() {
-                    if m.nlink() == 1 && std::fs::remove_file(e.path()).is_ok() {
-                        freed += m.len();
-                    }
+                if let Ok(m) = e.metadata()
+                    && m.nlink() == 1
+                    && std::fs::remove_file(e.path()).is_ok()
+                {
+                    freed += m.len();
                 }
             }
         }
@@ -834,7 +934,8 @@ pub struct PushReport {
 fn find_root(dir: &Path) -> Option<PathBuf> {
     let is_model = |d: &Path| {
         d.join(MLMODEL).is_file()
-            || ((d.join("model.bin").is_file() || d.join("model.safetensors").is_file()) && d.join("tokenizer.json").is_file())
+            || ((d.join("model.bin").is_file() || d.join("model.safetensors").is_file())
+                && d.join("tokenizer.json").is_file())
     };
     if is_model(dir) {
         return Some(dir.to_owned());

@@ -60,7 +60,13 @@ impl Mlflow {
         self.base.to_string()
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, query: &[(&str, &str)], body: Option<Value>) -> Result<Value> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Result<Value> {
         let url = self.url(path);
         let mut req = self.client.request(method, url.clone()).query(query);
         if let Some(a) = &self.auth {
@@ -81,7 +87,10 @@ impl Mlflow {
         let message = v.get("message").and_then(Value::as_str).unwrap_or(&text).to_owned();
         let code = v.get("error_code").and_then(Value::as_str).unwrap_or("").to_owned();
         if status == reqwest::StatusCode::NOT_FOUND || code == "RESOURCE_DOES_NOT_EXIST" {
-            return Err(Error::NotFound { location: format!("{}{path}", self.location()), detail: Some(message) });
+            return Err(Error::NotFound {
+                location: format!("{}{path}", self.location()),
+                detail: Some(message),
+            });
         }
         Err(Error::Remote {
             location: format!("{}{path}", self.location()),
@@ -91,12 +100,21 @@ impl Mlflow {
     }
 
     /// (version, artifact URI) of a registered model version.
-    pub(crate) async fn resolve_model(&self, name: &str, selector: &Selector) -> Result<(String, String)> {
+    pub(crate) async fn resolve_model(
+        &self,
+        name: &str,
+        selector: &Selector,
+    ) -> Result<(String, String)> {
         let version = match selector {
             Selector::Version(v) => v.clone(),
             Selector::Alias(a) => {
                 let v = self
-                    .call(reqwest::Method::GET, "api/2.0/mlflow/registered-models/alias", &[("name", name), ("alias", a)], None)
+                    .call(
+                        reqwest::Method::GET,
+                        "api/2.0/mlflow/registered-models/alias",
+                        &[("name", name), ("alias", a)],
+                        None,
+                    )
                     .await?;
                 field(&v, &["model_version", "version"])?
             }
@@ -139,7 +157,9 @@ impl Mlflow {
 
     /// The artifact URI of `path` in run `run_id`.
     pub(crate) async fn resolve_run(&self, run_id: &str, path: &str) -> Result<String> {
-        let v = self.call(reqwest::Method::GET, "api/2.0/mlflow/runs/get", &[("run_id", run_id)], None).await?;
+        let v = self
+            .call(reqwest::Method::GET, "api/2.0/mlflow/runs/get", &[("run_id", run_id)], None)
+            .await?;
         let root = field(&v, &["run", "info", "artifact_uri"])?;
         Ok(if path.is_empty() { root } else { format!("{}/{path}", root.trim_end_matches('/')) })
     }
@@ -159,7 +179,11 @@ impl Mlflow {
                     segs.push(s);
                 }
             }
-            return Ok(Location::Http { client: self.client.clone(), url, auth: self.auth.clone() });
+            return Ok(Location::Http {
+                client: self.client.clone(),
+                url,
+                auth: self.auth.clone(),
+            });
         }
         if let Some(rest) = artifact_uri.strip_prefix("s3://") {
             let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
@@ -170,7 +194,8 @@ impl Mlflow {
             });
         }
         if artifact_uri.starts_with("http://") || artifact_uri.starts_with("https://") {
-            let url = url::Url::parse(artifact_uri).map_err(|e| Error::BadUri { uri: artifact_uri.into(), detail: e.to_string() })?;
+            let url = url::Url::parse(artifact_uri)
+                .map_err(|e| Error::BadUri { uri: artifact_uri.into(), detail: e.to_string() })?;
             return Ok(Location::Http { client: self.client.clone(), url, auth: None });
         }
         let local = artifact_uri.strip_prefix("file://").unwrap_or(artifact_uri);
@@ -190,7 +215,10 @@ impl Mlflow {
         name: &str,
         alias: Option<&str>,
         package: &harken_package::Package,
-        upload: &mut (dyn FnMut(Location, String) -> futures::future::BoxFuture<'static, Result<()>> + Send),
+        upload: &mut (
+                 dyn FnMut(Location, String) -> futures::future::BoxFuture<'static, Result<()>>
+                     + Send
+             ),
     ) -> Result<String> {
         let f = package.flavor();
         let run = self
@@ -206,7 +234,10 @@ impl Mlflow {
             )
             .await?;
         let run_id = field(&run, &["run", "info", "run_id"])?;
-        let artifact_uri = format!("{}/model", field(&run, &["run", "info", "artifact_uri"])?.trim_end_matches('/'));
+        let artifact_uri = format!(
+            "{}/model",
+            field(&run, &["run", "info", "artifact_uri"])?.trim_end_matches('/')
+        );
         let dest = self.artifact_location(&artifact_uri)?;
         // Files first, MLmodel last: a reader never sees a manifest whose files are missing.
         for entry in &f.files {
@@ -221,7 +252,12 @@ impl Mlflow {
         )
         .await?;
         match self
-            .call(reqwest::Method::POST, "api/2.0/mlflow/registered-models/create", &[], Some(json!({"name": name})))
+            .call(
+                reqwest::Method::POST,
+                "api/2.0/mlflow/registered-models/create",
+                &[],
+                Some(json!({"name": name})),
+            )
             .await
         {
             Ok(_) => {}
@@ -264,7 +300,9 @@ impl Mlflow {
 fn field(v: &Value, path: &[&str]) -> Result<String> {
     let mut cur = v;
     for p in path {
-        cur = cur.get(p).ok_or_else(|| Error::remote("MLflow", format!("answer has no {}", path.join(".")), false))?;
+        cur = cur.get(p).ok_or_else(|| {
+            Error::remote("MLflow", format!("answer has no {}", path.join(".")), false)
+        })?;
     }
     match cur {
         Value::String(s) => Ok(s.clone()),

@@ -30,10 +30,8 @@ fn section(text: &str, section: &str) -> Vec<(String, String)> {
             inside = name.trim() == section;
             continue;
         }
-        if inside {
-            if let Some((k, v)) = line.split_once('=') {
-                out.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-            }
+        if inside && let Some((k, v)) = line.split_once('=') {
+            out.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
         }
     }
     out
@@ -49,7 +47,9 @@ pub(crate) fn load() -> Option<Profile> {
         .or_else(|| home().map(|h| h.join(".aws/config")));
     let creds = std::fs::read_to_string(creds_path).ok()?;
     let kv = section(&creds, &name);
-    let get = |kv: &[(String, String)], k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let get = |kv: &[(String, String)], k: &str| {
+        kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
+    };
     let config_section = if name == "default" { name.clone() } else { format!("profile {name}") };
     let config = config_path.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
     let ckv = section(&config, &config_section);

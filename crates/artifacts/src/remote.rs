@@ -51,26 +51,28 @@ pub(crate) fn s3_store(bucket: &str) -> Result<Arc<AmazonS3>> {
         max_retries: 2,
         retry_timeout: Duration::from_secs(20),
     });
-    if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
-        if let Some(p) = crate::profile::load() {
-            b = b.with_access_key_id(p.access_key_id).with_secret_access_key(p.secret_access_key);
-            if let Some(t) = p.session_token {
-                b = b.with_token(t);
-            }
-            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
-                if let Some(r) = p.region {
-                    b = b.with_region(r);
-                }
-            }
+    if std::env::var("AWS_ACCESS_KEY_ID").is_err()
+        && let Some(p) = crate::profile::load()
+    {
+        b = b.with_access_key_id(p.access_key_id).with_secret_access_key(p.secret_access_key);
+        if let Some(t) = p.session_token {
+            b = b.with_token(t);
+        }
+        if std::env::var("AWS_REGION").is_err()
+            && std::env::var("AWS_DEFAULT_REGION").is_err()
+            && let Some(r) = p.region
+        {
+            b = b.with_region(r);
         }
     }
-    let endpoint = std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL"));
+    let endpoint =
+        std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL"));
     if endpoint.is_ok_and(|e| e.starts_with("http://")) {
         b = b.with_allow_http(true);
     }
-    let store = b
-        .build()
-        .map_err(|e| Error::remote(format!("s3://{bucket}"), format!("S3 client set-up: {e}"), false))?;
+    let store = b.build().map_err(|e| {
+        Error::remote(format!("s3://{bucket}"), format!("S3 client set-up: {e}"), false)
+    })?;
     Ok(Arc::new(store))
 }
 
@@ -127,7 +129,12 @@ impl Location {
         }
     }
 
-    fn request(&self, client: &reqwest::Client, method: reqwest::Method, url: &url::Url) -> reqwest::RequestBuilder {
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        url: &url::Url,
+    ) -> reqwest::RequestBuilder {
         let mut r = client.request(method, url.clone());
         if let Location::Http { auth: Some(a), .. } = self {
             r = r.header(reqwest::header::AUTHORIZATION, a.clone());
@@ -138,24 +145,40 @@ impl Location {
     pub(crate) async fn head(&self) -> Result<Meta> {
         match self {
             Location::S3 { store, key, .. } => {
-                let m = store.head(&object_store::path::Path::from(key.as_str())).await.map_err(|e| os_err(self, e))?;
-                Ok(Meta { size: Some(m.size), validator: m.e_tag.or(Some(m.last_modified.to_rfc3339())) })
+                let m = store
+                    .head(&object_store::path::Path::from(key.as_str()))
+                    .await
+                    .map_err(|e| os_err(self, e))?;
+                Ok(Meta {
+                    size: Some(m.size),
+                    validator: m.e_tag.or(Some(m.last_modified.to_rfc3339())),
+                })
             }
             Location::Http { client, url, .. } => {
-                let resp = self.request(client, reqwest::Method::HEAD, url).send().await.map_err(|e| http_err(self, e))?;
+                let resp = self
+                    .request(client, reqwest::Method::HEAD, url)
+                    .send()
+                    .await
+                    .map_err(|e| http_err(self, e))?;
                 if !resp.status().is_success() {
                     return Err(status_err(self, resp.status(), ""));
                 }
                 let h = resp.headers();
-                let text = |k: reqwest::header::HeaderName| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let text = |k: reqwest::header::HeaderName| {
+                    h.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned)
+                };
                 Ok(Meta {
                     size: text(reqwest::header::CONTENT_LENGTH).and_then(|s| s.parse().ok()),
-                    validator: text(reqwest::header::ETAG).or_else(|| text(reqwest::header::LAST_MODIFIED)),
+                    validator: text(reqwest::header::ETAG)
+                        .or_else(|| text(reqwest::header::LAST_MODIFIED)),
                 })
             }
             Location::Local(p) => {
                 let m = std::fs::metadata(p).map_err(|e| not_found_or_io(p, e))?;
-                Ok(Meta { size: Some(m.len()), validator: m.modified().ok().map(|t| format!("{t:?}")) })
+                Ok(Meta {
+                    size: Some(m.len()),
+                    validator: m.modified().ok().map(|t| format!("{t:?}")),
+                })
             }
         }
     }
@@ -167,7 +190,11 @@ impl Location {
         while let Some(chunk) = stream.next().await {
             out.extend_from_slice(&chunk?);
             if out.len() as u64 > limit {
-                return Err(Error::remote(self.to_string(), format!("larger than {limit} bytes"), false));
+                return Err(Error::remote(
+                    self.to_string(),
+                    format!("larger than {limit} bytes"),
+                    false,
+                ));
             }
         }
         Ok(Bytes::from(out))
@@ -175,14 +202,20 @@ impl Location {
 
     /// Bytes from `offset` to the end. The flag is true when the source ignored the offset and
     /// streams from byte 0.
-    pub(crate) async fn stream_from(&self, offset: u64) -> Result<(BoxStream<'static, Result<Bytes>>, bool)> {
+    pub(crate) async fn stream_from(
+        &self,
+        offset: u64,
+    ) -> Result<(BoxStream<'static, Result<Bytes>>, bool)> {
         match self {
             Location::S3 { store, key, .. } => {
                 let opts = GetOptions {
                     range: (offset > 0).then_some(GetRange::Offset(offset)),
                     ..GetOptions::default()
                 };
-                let r = store.get_opts(&object_store::path::Path::from(key.as_str()), opts).await.map_err(|e| os_err(self, e))?;
+                let r = store
+                    .get_opts(&object_store::path::Path::from(key.as_str()), opts)
+                    .await
+                    .map_err(|e| os_err(self, e))?;
                 let loc = self.clone();
                 Ok((r.into_stream().map_err(move |e| os_err(&loc, e)).boxed(), false))
             }
@@ -221,7 +254,11 @@ impl Location {
     }
 
     /// Upload the local file `src` here (multipart for large files on S3).
-    pub(crate) async fn put_file(&self, src: &Path, progress: &(dyn Fn(u64) + Send + Sync)) -> Result<()> {
+    pub(crate) async fn put_file(
+        &self,
+        src: &Path,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<()> {
         match self {
             Location::S3 { store, key, .. } => {
                 use std::io::Read;

@@ -89,7 +89,9 @@ impl ModelUri {
                 });
             }
             let Some((name, v)) = rest.rsplit_once('/') else {
-                return Err(bad("expected models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest"));
+                return Err(bad(
+                    "expected models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest",
+                ));
             };
             if name.is_empty() || v.is_empty() {
                 return Err(bad("expected models:/NAME/VERSION"));
@@ -132,7 +134,10 @@ impl ModelUri {
     pub fn is_mutable(&self) -> bool {
         matches!(
             self,
-            ModelUri::MlflowModel { selector: Selector::Alias(_) | Selector::Latest | Selector::Stage(_), .. }
+            ModelUri::MlflowModel {
+                selector: Selector::Alias(_) | Selector::Latest | Selector::Stage(_),
+                ..
+            }
         )
     }
 }

@@ -61,8 +61,11 @@ pub(crate) fn store() -> Result<Store> {
         Ok(v) if !v.is_empty() => Some(parse_bytes(&v).context("HARKEN_CACHE_MAX_BYTES")?),
         _ => None,
     };
-    let cfg =
-        StoreConfig { root: cache_dir().join("store"), max_bytes, offline: env_flag("HARKEN_OFFLINE") };
+    let cfg = StoreConfig {
+        root: cache_dir().join("store"),
+        max_bytes,
+        offline: env_flag("HARKEN_OFFLINE"),
+    };
     let root = cfg.root.clone();
     Store::new(cfg, progress_sink())
         .with_context(|| format!("while opening the model cache in {}", root.display()))
@@ -100,7 +103,13 @@ fn progress_sink() -> impl Fn(Event) + Send + Sync + 'static {
                 tracing::info!(file, bytes, "transfer done");
             }
             Event::Retry { file, attempt, delay, error } => {
-                tracing::warn!(file, attempt, delay_ms = delay.as_millis() as u64, error, "transfer failed; retrying");
+                tracing::warn!(
+                    file,
+                    attempt,
+                    delay_ms = delay.as_millis() as u64,
+                    error,
+                    "transfer failed; retrying"
+                );
             }
             Event::Waiting { file } => {
                 tracing::info!(file, "another process is downloading this file; waiting for it");
@@ -127,24 +136,25 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
 pub(crate) fn model_uri(model: Option<&str>) -> Result<ModelUri> {
     let spec = model.unwrap_or("base");
     let uri = ModelUri::parse(spec)?;
-    if let ModelUri::Local(path) = &uri {
-        if !path.exists() && !spec.contains('/') {
-            let installed = cache_dir().join("models").join(format!("whisper-{spec}"));
-            if installed.is_dir() {
-                return Ok(ModelUri::Local(installed));
-            }
-            let hint = match spec {
+    if let ModelUri::Local(path) = &uri
+        && !path.exists()
+        && !spec.contains('/')
+    {
+        let installed = cache_dir().join("models").join(format!("whisper-{spec}"));
+        if installed.is_dir() {
+            return Ok(ModelUri::Local(installed));
+        }
+        let hint = match spec {
                 "base" | "tiny.en" => format!(
                     "install it with `scripts/install-models.sh {spec}` (from a Harken checkout)"
                 ),
                 _ => "pass --model with a package, a Whisper directory or a URI (s3://, https://, models:/, runs:/)".to_owned(),
             };
-            bail!(
-                "model {spec:?} not found (looked for a directory {} and {}); {hint}",
-                path.display(),
-                installed.display()
-            );
-        }
+        bail!(
+            "model {spec:?} not found (looked for a directory {} and {}); {hint}",
+            path.display(),
+            installed.display()
+        );
     }
     Ok(uri)
 }

@@ -166,10 +166,9 @@ fn open_any(model: &str) -> Result<(Package, Option<harken_artifacts::Resolved>)
         return Ok((Package::open(path)?, None));
     }
     let resolved = crate::model::resolve(Some(model))?;
-    let pkg = resolved
-        .package
-        .clone()
-        .with_context(|| format!("{model} is a raw model directory, not a package (run `harken model pack`)"))?;
+    let pkg = resolved.package.clone().with_context(|| {
+        format!("{model} is a raw model directory, not a package (run `harken model pack`)")
+    })?;
     Ok((pkg, Some(resolved)))
 }
 
@@ -216,16 +215,23 @@ fn verify(a: VerifyArgs) -> Result<ExitCode> {
     let bar = bytes_bar(pkg.total_bytes(), "sha256");
     pkg.verify(&mut |done, _| bar.set_position(done))?;
     bar.finish_and_clear();
-    println!("ok   {} files, {} bytes match the manifest", pkg.flavor().files.len(), pkg.total_bytes());
+    println!(
+        "ok   {} files, {} bytes match the manifest",
+        pkg.flavor().files.len(),
+        pkg.total_bytes()
+    );
     if !a.self_test {
         return Ok(ExitCode::SUCCESS);
     }
     let tests = &pkg.flavor().self_test;
     if tests.is_empty() {
-        bail!("--self-test: the package has no self-test clips (add them with `harken model pack --self-test AUDIO=TEXT`)");
+        bail!(
+            "--self-test: the package has no self-test clips (add them with `harken model pack --self-test AUDIO=TEXT`)"
+        );
     }
     crate::model::set_threads(a.threads)?;
-    let engine = harken_engine::Engine::load_package(&pkg, &harken_engine::EngineConfig::default())?;
+    let engine =
+        harken_engine::Engine::load_package(&pkg, &harken_engine::EngineConfig::default())?;
     let mut failed = 0;
     for t in tests {
         let opts = harken_engine::TranscribeOptions {
@@ -281,7 +287,8 @@ fn word_error_rate(reference: &str, hypothesis: &str) -> f32 {
 }
 
 fn push(a: PushArgs) -> Result<ExitCode> {
-    let pkg = Package::open(&a.package).with_context(|| format!("while opening {}", a.package.display()))?;
+    let pkg = Package::open(&a.package)
+        .with_context(|| format!("while opening {}", a.package.display()))?;
     // Never publish bytes that do not match their manifest.
     let bar = bytes_bar(pkg.total_bytes(), "sha256");
     pkg.verify(&mut |done, _| bar.set_position(done))?;
@@ -323,11 +330,16 @@ fn pull(a: PullArgs) -> Result<ExitCode> {
         });
         println!("{out}");
     } else {
-        let label = r.package.as_ref().map_or_else(|| "(raw model directory)".to_owned(), Package::label);
+        let label =
+            r.package.as_ref().map_or_else(|| "(raw model directory)".to_owned(), Package::label);
         println!(
             "{label}  {}  ({})",
             r.dir.display(),
-            if r.cache_hit { "cached".to_owned() } else { format!("downloaded {} bytes", r.downloaded_bytes) }
+            if r.cache_hit {
+                "cached".to_owned()
+            } else {
+                format!("downloaded {} bytes", r.downloaded_bytes)
+            }
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -348,7 +360,10 @@ fn ls(a: LsArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<14} {:<24} {:<10} {:>12}  {:<6} uris", "digest", "name", "version", "bytes", "in use");
+    println!(
+        "{:<14} {:<24} {:<10} {:>12}  {:<6} uris",
+        "digest", "name", "version", "bytes", "in use"
+    );
     for e in &entries {
         println!(
             "{:<14} {:<24} {:<10} {:>12}  {:<6} {}",
@@ -360,7 +375,12 @@ fn ls(a: LsArgs) -> Result<ExitCode> {
             e.uris.join(", ")
         );
     }
-    println!("{} packages, {} bytes of content in {}", entries.len(), store.blob_bytes(), store.root().display());
+    println!(
+        "{} packages, {} bytes of content in {}",
+        entries.len(),
+        store.blob_bytes(),
+        store.root().display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

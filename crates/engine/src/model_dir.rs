@@ -69,8 +69,13 @@ impl ModelDir {
     pub fn from_package(package: &harken_package::Package) -> Result<Self> {
         let dir = package.dir();
         let err = |detail: String| Error::ModelDir { dir: dir.to_owned(), detail };
-        let harken_package::Family::Whisper { weights, format, tokenizer, config, generation_config } =
-            &package.flavor().family
+        let harken_package::Family::Whisper {
+            weights,
+            format,
+            tokenizer,
+            config,
+            generation_config,
+        } = &package.flavor().family
         else {
             return Err(err(format!(
                 "package {} is a {} model; this build runs Whisper packages only",

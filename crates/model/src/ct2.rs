@@ -186,6 +186,27 @@ impl Ct2File {
         self.vars.get(name).map(|v| (v, &self.map[v.range.clone()]))
     }
 
+    /// Drop `var`'s pages from this process's resident set once its values have been copied
+    /// out. The loader converts every tensor into its own buffer, so without this the whole file
+    /// stays resident beside the converted weights and peak RSS while loading is file + copies.
+    /// The page cache keeps the pages, so a second process still loads from memory.
+    pub fn release(&self, var: &Ct2Var) {
+        if var.range.is_empty() {
+            return;
+        }
+        // SAFETY: the map is private and read-only, so MADV_DONTNEED cannot discard data: a
+        // later access re-reads the unchanged file. `var.range` was bounds-checked against the
+        // map when the file was parsed.
+        #[allow(unsafe_code)] // madvise on our own read-only mapping
+        let _ = unsafe {
+            self.map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                var.range.start,
+                var.range.len(),
+            )
+        };
+    }
+
     /// A scalar integer variable (`encoder/num_heads` and the like).
     pub fn int_scalar(&self, name: &str) -> Option<i64> {
         let (v, b) = self.var(name)?;

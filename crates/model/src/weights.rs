@@ -58,6 +58,7 @@ impl Source {
                 (var.dtype == Ct2Dtype::F16).then(|| {
                     let bits =
                         bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+                    f.release(var);
                     (bits, var.shape.clone())
                 })
             }
@@ -84,8 +85,10 @@ impl Source {
                         });
                     }
                 };
-                let t = Tensor::from_raw_buffer(bytes, dtype, &var.shape, &Device::Cpu)?;
-                Ok(t.to_dtype(DType::F32)?)
+                let t = Tensor::from_raw_buffer(bytes, dtype, &var.shape, &Device::Cpu)?
+                    .to_dtype(DType::F32)?;
+                f.release(var);
+                Ok(t)
             }
             Source::Hf { st, path } => hf_get(st, path, name),
         }

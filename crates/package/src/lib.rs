@@ -51,10 +51,8 @@ impl Package {
         let package = Self::from_manifest_bytes(dir, &bytes)?;
         for f in &package.flavor().files {
             let p = package.path(&f.path);
-            let meta = std::fs::metadata(&p).map_err(|e| Error::Missing {
-                file: p.clone(),
-                detail: e.to_string(),
-            })?;
+            let meta = std::fs::metadata(&p)
+                .map_err(|e| Error::Missing { file: p.clone(), detail: e.to_string() })?;
             if !meta.is_file() {
                 return Err(Error::Missing { file: p, detail: "not a regular file".into() });
             }
@@ -136,9 +134,7 @@ fn read_manifest_bytes(path: &Path) -> Result<Vec<u8>> {
         },
     })?;
     let mut bytes = Vec::new();
-    file.take(MAX_MANIFEST_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io(path, e))?;
+    file.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
     if bytes.len() as u64 > MAX_MANIFEST_BYTES {
         return Err(Error::Manifest {
             detail: format!("MLmodel is larger than {MAX_MANIFEST_BYTES} bytes"),
@@ -185,13 +181,18 @@ fn validate(f: &HarkenFlavor) -> Result<()> {
         if !seen.insert(file.path.as_str()) {
             return bad(format!("file {:?} is listed twice", file.path));
         }
-        if file.sha256.len() != 64 || !file.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if file.sha256.len() != 64
+            || !file.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return bad(format!("file {:?}: sha256 must be 64 lower-case hex digits", file.path));
         }
     }
     for p in f.family.paths() {
         if !seen.contains(p) {
-            return bad(format!("the {} family names {p:?}, which is not in files", f.family.name()));
+            return bad(format!(
+                "the {} family names {p:?}, which is not in files",
+                f.family.name()
+            ));
         }
     }
     for t in &f.self_test {
@@ -213,11 +214,7 @@ pub fn check_relative(path: &str) -> Result<()> {
         && !path.contains('\0')
         && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
         && Path::new(path).components().all(|c| matches!(c, Component::Normal(_)));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::UnsafePath { path: path.to_owned() })
-    }
+    if ok { Ok(()) } else { Err(Error::UnsafePath { path: path.to_owned() }) }
 }
 
 /// Lower-case hex sha256 of `bytes`.

@@ -65,21 +65,16 @@ pub fn pack(
     let mut sources: Vec<(String, PathBuf)> = Vec::new();
     collect(src, "", &mut sources)?;
     for (i, (audio, _)) in opts.self_test.iter().enumerate() {
-        let name = audio
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::NotAModel {
-                dir: audio.clone(),
-                detail: "self-test clip needs a UTF-8 file name".into(),
-            })?;
+        let name = audio.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::NotAModel {
+            dir: audio.clone(),
+            detail: "self-test clip needs a UTF-8 file name".into(),
+        })?;
         sources.push((format!("selftest/{i:02}-{name}"), audio.clone()));
     }
     sources.sort();
 
-    let total: u64 = sources
-        .iter()
-        .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .sum();
+    let total: u64 =
+        sources.iter().map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let mut done = 0u64;
     let mut files = Vec::with_capacity(sources.len());
@@ -115,7 +110,11 @@ pub fn pack(
         .self_test
         .iter()
         .zip(sources.iter().filter(|(r, _)| r.starts_with("selftest/")))
-        .map(|((_, text), (rel, _))| SelfTest { audio: rel.clone(), text: text.clone(), max_wer: None })
+        .map(|((_, text), (rel, _))| SelfTest {
+            audio: rel.clone(),
+            text: text.clone(),
+            max_wer: None,
+        })
         .collect();
     let flavor = HarkenFlavor {
         schema_version: SCHEMA_VERSION,

@@ -17,7 +17,10 @@ struct Proxy {
     port: u16,
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream, limit: Option<(u64, Arc<AtomicBool>, mpsc::Sender<()>, Arc<std::sync::Mutex<mpsc::Receiver<()>>>)>) {
+/// Where to cut a response: byte count, armed flag, "cut happened" and "go on" signals.
+type Cut = (u64, Arc<AtomicBool>, mpsc::Sender<()>, Arc<std::sync::Mutex<mpsc::Receiver<()>>>);
+
+fn pump(mut from: TcpStream, mut to: TcpStream, limit: Option<Cut>) {
     let mut buf = [0u8; 64 * 1024];
     let mut n_total = 0u64;
     loop {
@@ -25,14 +28,15 @@ fn pump(mut from: TcpStream, mut to: TcpStream, limit: Option<(u64, Arc<AtomicBo
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Some((cut, armed, hit, go)) = &limit {
-            if armed.load(Ordering::SeqCst) && n_total + n as u64 >= *cut {
-                armed.store(false, Ordering::SeqCst);
-                let _ = to.write_all(&buf[..(*cut - n_total) as usize]);
-                let _ = hit.send(());
-                let _ = go.lock().unwrap().recv();
-                break;
-            }
+        if let Some((cut, armed, hit, go)) = &limit
+            && armed.load(Ordering::SeqCst)
+            && n_total + n as u64 >= *cut
+        {
+            armed.store(false, Ordering::SeqCst);
+            let _ = to.write_all(&buf[..(*cut - n_total) as usize]);
+            let _ = hit.send(());
+            let _ = go.lock().unwrap().recv();
+            break;
         }
         if to.write_all(&buf[..n]).is_err() {
             break;
@@ -44,7 +48,11 @@ fn pump(mut from: TcpStream, mut to: TcpStream, limit: Option<(u64, Arc<AtomicBo
 }
 
 impl Proxy {
-    fn start(upstream: u16, cut_after: u64, armed: Arc<AtomicBool>) -> (Proxy, mpsc::Receiver<()>, mpsc::Sender<()>) {
+    fn start(
+        upstream: u16,
+        cut_after: u64,
+        armed: Arc<AtomicBool>,
+    ) -> (Proxy, mpsc::Receiver<()>, mpsc::Sender<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let (hit_tx, hit_rx) = mpsc::channel();
@@ -59,7 +67,8 @@ impl Proxy {
                 };
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 std::thread::spawn(move || pump(c2, s2, None));
-                let limit = Some((cut_after, Arc::clone(&armed), hit_tx.clone(), Arc::clone(&go_rx)));
+                let limit =
+                    Some((cut_after, Arc::clone(&armed), hit_tx.clone(), Arc::clone(&go_rx)));
                 std::thread::spawn(move || pump(server, client, limit));
             }
         });
@@ -76,7 +85,12 @@ fn s3_server_killed_mid_download_fails_cleanly_then_resumes() {
     boto(&venv, moto_port, "s3.create_bucket(Bucket='models')");
     let pkg = synthetic_package(tmp.path(), 24, "1");
     let cache = tmp.path().join("cache");
-    run_ok(harken(&cache, moto_port).args(["model", "push", pkg.to_str().unwrap(), "s3://models/m"]));
+    run_ok(harken(&cache, moto_port).args([
+        "model",
+        "push",
+        pkg.to_str().unwrap(),
+        "s3://models/m",
+    ]));
 
     let armed = Arc::new(AtomicBool::new(true));
     let (proxy, hit, go) = Proxy::start(moto_port, 5 << 20, Arc::clone(&armed));
@@ -97,9 +111,13 @@ fn s3_server_killed_mid_download_fails_cleanly_then_resumes() {
     assert!(err.contains("retrying"), "retries are logged: {err}");
     assert!(err.contains("harken: while resolving model s3://models/m"), "{err}");
     // Nothing partial became visible; the partial download waits in tmp/ for a resume.
-    assert!(entries(&cache.join("store/blobs/sha256")).len() <= 2, "only small files may have landed");
+    assert!(
+        entries(&cache.join("store/blobs/sha256")).len() <= 2,
+        "only small files may have landed"
+    );
     assert!(entries(&cache.join("store/packages")).is_empty());
-    let partial = entries(&cache.join("store/tmp")).into_iter().find(|e| e.ends_with(".partial")).unwrap();
+    let partial =
+        entries(&cache.join("store/tmp")).into_iter().find(|e| e.ends_with(".partial")).unwrap();
     let have = std::fs::metadata(cache.join("store/tmp").join(&partial)).unwrap().len();
     assert!(have >= 4 << 20, "kept {have} bytes");
 
@@ -107,12 +125,21 @@ fn s3_server_killed_mid_download_fails_cleanly_then_resumes() {
     // and the pull resumes from the partial file instead of starting over.
     let _moto2 = moto(&venv, moto_port);
     boto(&venv, moto_port, "s3.create_bucket(Bucket='models')");
-    run_ok(harken(&tmp.path().join("push-cache"), moto_port).args(["model", "push", pkg.to_str().unwrap(), "s3://models/m"]));
+    run_ok(harken(&tmp.path().join("push-cache"), moto_port).args([
+        "model",
+        "push",
+        pkg.to_str().unwrap(),
+        "s3://models/m",
+    ]));
     let r = pull_json(&mut harken(&cache, proxy.port), "s3://models/m");
     let weights = std::fs::metadata(pkg.join("model.bin")).unwrap().len();
     let got = r["downloaded_bytes"].as_u64().unwrap();
     assert!(got < weights - (4 << 20), "resumed: {got} bytes transferred for {weights} of weights");
-    run_ok(Command::new(env!("CARGO_BIN_EXE_harken")).args(["model", "verify", r["dir"].as_str().unwrap()]));
+    run_ok(Command::new(env!("CARGO_BIN_EXE_harken")).args([
+        "model",
+        "verify",
+        r["dir"].as_str().unwrap(),
+    ]));
 }
 
 #[test]
@@ -128,7 +155,10 @@ fn wrong_sha256_never_lands_in_the_cache() {
     // Replace the weights in the bucket with other bytes of the same size.
     boto(&venv, port, "s3.put_object(Bucket='models', Key='m/model.bin', Body=bytes(2*1024*1024))");
     let err = run_err(harken(&cache, port).args(["model", "pull", "s3://models/m"]));
-    assert!(err.contains("sha256 is") && err.contains("the manifest says") && err.contains("discarded"), "{err}");
+    assert!(
+        err.contains("sha256 is") && err.contains("the manifest says") && err.contains("discarded"),
+        "{err}"
+    );
     let sha = harken_sha(&pkg, "model.bin");
     assert!(!entries(&cache.join("store/blobs/sha256")).contains(&sha));
     assert!(entries(&cache.join("store/packages")).is_empty());
@@ -151,7 +181,12 @@ fn full_disk_fails_clearly_and_leaves_nothing_behind() {
     let _moto = moto(&venv, port);
     boto(&venv, port, "s3.create_bucket(Bucket='models')");
     let pkg = synthetic_package(tmp.path(), 16, "1");
-    run_ok(harken(&tmp.path().join("c0"), port).args(["model", "push", pkg.to_str().unwrap(), "s3://models/m"]));
+    run_ok(harken(&tmp.path().join("c0"), port).args([
+        "model",
+        "push",
+        pkg.to_str().unwrap(),
+        "s3://models/m",
+    ]));
     let small = tmp.path().join("small");
     std::fs::create_dir_all(&small).unwrap();
     let mounted = Command::new("mount")
@@ -173,7 +208,10 @@ fn full_disk_fails_clearly_and_leaves_nothing_behind() {
     let err = run_err(harken(&small, port).args(["model", "pull", "s3://models/m"]));
     assert!(err.contains("no space left on the device holding the cache"), "{err}");
     assert!(entries(&small.join("store/packages")).is_empty());
-    assert!(entries(&small.join("store/tmp")).iter().all(|e| !e.ends_with(".partial")), "the partial file is removed on a full disk");
+    assert!(
+        entries(&small.join("store/tmp")).iter().all(|e| !e.ends_with(".partial")),
+        "the partial file is removed on a full disk"
+    );
     assert!(!entries(&small.join("store/blobs/sha256")).contains(&harken_sha(&pkg, "model.bin")));
 }
 
@@ -209,7 +247,12 @@ fn archives_with_escaping_entries_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let cases = [
-        ("dotdot.tar.gz", "tar", r#"[("model.bin", b"x", None), ("../evil", b"pwned", None)]"#, "contains `..`"),
+        (
+            "dotdot.tar.gz",
+            "tar",
+            r#"[("model.bin", b"x", None), ("../evil", b"pwned", None)]"#,
+            "contains `..`",
+        ),
         ("abs.tar.gz", "tar", r#"[("/tmp/harken-evil-abs", b"pwned", None)]"#, "absolute path"),
         ("link.tar.gz", "tar", r#"[("model.bin", None, "../../etc/passwd")]"#, "points outside"),
         ("dotdot.zip", "zip", r#"[("a/../../evil", b"pwned", None)]"#, "contains `..`"),
@@ -222,7 +265,11 @@ fn archives_with_escaping_entries_are_refused() {
     }
     assert!(!tmp.path().join("evil").exists() && !Path::new("/tmp/harken-evil-abs").exists());
     assert!(entries(&cache.join("store/packages")).is_empty());
-    assert!(entries(&cache.join("store/tmp")).is_empty(), "staging dirs are cleaned up: {:?}", entries(&cache.join("store/tmp")));
+    assert!(
+        entries(&cache.join("store/tmp")).is_empty(),
+        "staging dirs are cleaned up: {:?}",
+        entries(&cache.join("store/tmp"))
+    );
 }
 
 #[test]
@@ -233,13 +280,23 @@ fn archives_over_http_are_extracted_verified_and_revalidated() {
     let pkg = synthetic_package(tmp.path(), 3, "1");
     // A package archive (MLmodel inside a top directory) and a raw model (packed on arrival).
     let ok = Command::new("tar")
-        .args(["czf", serve.join("pkg.tar.gz").to_str().unwrap(), "-C", tmp.path().to_str().unwrap(), "pkg-1"])
+        .args([
+            "czf",
+            serve.join("pkg.tar.gz").to_str().unwrap(),
+            "-C",
+            tmp.path().to_str().unwrap(),
+            "pkg-1",
+        ])
         .status()
         .unwrap();
     assert!(ok.success());
     let ok = Command::new("sh")
         .arg("-c")
-        .arg(format!("cd {} && python3 -m zipfile -c {} model.bin tokenizer.json config.json", tmp.path().join("src-1").display(), serve.join("raw.zip").display()))
+        .arg(format!(
+            "cd {} && python3 -m zipfile -c {} model.bin tokenizer.json config.json",
+            tmp.path().join("src-1").display(),
+            serve.join("raw.zip").display()
+        ))
         .status()
         .unwrap();
     assert!(ok.success());
@@ -259,19 +316,33 @@ fn archives_over_http_are_extracted_verified_and_revalidated() {
     let a = pull_json(&mut harken(&cache, 1), &url);
     assert_eq!(a["cache_hit"], false);
     assert_eq!(a["version"], "1");
-    let local = Command::new(env!("CARGO_BIN_EXE_harken")).args(["model", "inspect", "--json", pkg.to_str().unwrap()]).output().unwrap();
+    let local = Command::new(env!("CARGO_BIN_EXE_harken"))
+        .args(["model", "inspect", "--json", pkg.to_str().unwrap()])
+        .output()
+        .unwrap();
     let local: serde_json::Value = serde_json::from_slice(&local.stdout).unwrap();
     assert_eq!(a["digest"], local["digest"], "the archive's package keeps its identity");
     let b = pull_json(&mut harken(&cache, 1), &url);
-    assert_eq!(b["cache_hit"], true, "revalidated by Last-Modified/ETag, not downloaded again: {b}");
+    assert_eq!(
+        b["cache_hit"], true,
+        "revalidated by Last-Modified/ETag, not downloaded again: {b}"
+    );
 
     let raw = pull_json(&mut harken(&cache, 1), &format!("http://127.0.0.1:{port}/raw.zip"));
     assert_eq!(raw["name"].as_str().map(|s| s.starts_with("packed") || !s.is_empty()), Some(true));
-    run_ok(Command::new(env!("CARGO_BIN_EXE_harken")).args(["model", "verify", raw["dir"].as_str().unwrap()]));
+    run_ok(Command::new(env!("CARGO_BIN_EXE_harken")).args([
+        "model",
+        "verify",
+        raw["dir"].as_str().unwrap(),
+    ]));
     // Its weights are the same bytes as the first package's: stored once.
     let blobs = entries(&cache.join("store/blobs/sha256"));
     assert_eq!(blobs.len(), 3, "model.bin, tokenizer.json, config.json once each: {blobs:?}");
 
-    let err = run_err(harken(&cache, 1).args(["model", "pull", &format!("http://127.0.0.1:{port}/missing.tar.gz")]));
+    let err = run_err(harken(&cache, 1).args([
+        "model",
+        "pull",
+        &format!("http://127.0.0.1:{port}/missing.tar.gz"),
+    ]));
     assert!(err.contains("not found"), "{err}");
 }

@@ -31,7 +31,8 @@ pub(crate) fn venv() -> Option<PathBuf> {
     if dir.join("bin/moto_server").is_file() && dir.join("bin/mlflow").is_file() {
         return Some(dir);
     }
-    let msg = format!("no moto/mlflow venv at {} (run scripts/install-test-tools.sh)", dir.display());
+    let msg =
+        format!("no moto/mlflow venv at {} (run scripts/install-test-tools.sh)", dir.display());
     assert!(!ci(), "CI=true: {msg}");
     eprintln!("\n*** SKIP store test: {msg} ***\n");
     None
@@ -61,7 +62,10 @@ pub(crate) fn wait_http(port: u16, path: &str, timeout: Duration, child: &mut Ch
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
             let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: localhost:{port}\r\n\r\n");
             let mut buf = [0u8; 12];
-            if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.") && &buf[9..12] == b"200" {
+            if s.read_exact(&mut buf).is_ok()
+                && buf.starts_with(b"HTTP/1.")
+                && &buf[9..12] == b"200"
+            {
                 return;
             }
         }
@@ -119,7 +123,12 @@ pub(crate) fn run_ok(c: &mut Command) -> Output {
 
 pub(crate) fn run_err(c: &mut Command) -> String {
     let out = c.output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{c:?} should fail with exit 2: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{c:?} should fail with exit 2: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!err.contains("panic"), "{err}");
     err
@@ -168,13 +177,18 @@ pub(crate) fn synthetic_package(dir: &Path, mb: usize, version: &str) -> PathBuf
 /// Files directly in `dir` (empty when it does not exist).
 pub(crate) fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// The installed tiny.en model, or `None` after a SKIP notice (a failure under CI=true).
 pub(crate) fn tiny_en() -> Option<PathBuf> {
-    let dir = PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/harken/models/whisper-tiny.en");
+    let dir = PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+        .join(".cache/harken/models/whisper-tiny.en");
     if dir.join("model.bin").is_file() {
         return Some(dir);
     }

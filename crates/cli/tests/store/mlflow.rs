@@ -10,7 +10,19 @@ fn serve(cache: &std::path::Path, mlflow_port: u16, uri: &str) -> (Proc, u16) {
     let port = free_port();
     let mut child = harken(cache, 1)
         .env("MLFLOW_TRACKING_URI", format!("http://127.0.0.1:{mlflow_port}"))
-        .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1", "--threads", "1", "--model", uri])
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--workers",
+            "1",
+            "--threads",
+            "1",
+            "--model",
+            uri,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -20,7 +32,10 @@ fn serve(cache: &std::path::Path, mlflow_port: u16, uri: &str) -> (Proc, u16) {
 }
 
 fn get(port: u16, path: &str) -> String {
-    let out = Command::new("curl").args(["-sf", &format!("http://127.0.0.1:{port}{path}")]).output().unwrap();
+    let out = Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{port}{path}")])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "GET {path}");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -61,16 +76,34 @@ fn registry_alias_moves_the_served_model() {
     for v in ["1", "2"] {
         let pkg = tmp.path().join(format!("pkg{v}"));
         run_ok(Command::new(env!("CARGO_BIN_EXE_harken")).args([
-            "model", "pack", tiny.to_str().unwrap(), "-o", pkg.to_str().unwrap(), "--name", "whisper-tiny.en", "--pkg-version", v,
+            "model",
+            "pack",
+            tiny.to_str().unwrap(),
+            "-o",
+            pkg.to_str().unwrap(),
+            "--name",
+            "whisper-tiny.en",
+            "--pkg-version",
+            v,
         ]));
         let mut push = harken(&tmp.path().join("push-cache"), 1);
-        push.env("MLFLOW_TRACKING_URI", &tracking).args(["model", "push", pkg.to_str().unwrap(), "models:/asr"]);
+        push.env("MLFLOW_TRACKING_URI", &tracking).args([
+            "model",
+            "push",
+            pkg.to_str().unwrap(),
+            "models:/asr",
+        ]);
         if v == "1" {
             push.args(["--alias", "prod"]);
         }
         let out = run_ok(&mut push);
         assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("models:/asr/{v}")));
-        let inspect = run_ok(Command::new(env!("CARGO_BIN_EXE_harken")).args(["model", "inspect", "--json", pkg.to_str().unwrap()]));
+        let inspect = run_ok(Command::new(env!("CARGO_BIN_EXE_harken")).args([
+            "model",
+            "inspect",
+            "--json",
+            pkg.to_str().unwrap(),
+        ]));
         let inspect: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
         digests.push(inspect["digest"].as_str().unwrap().to_owned());
     }
@@ -82,12 +115,23 @@ fn registry_alias_moves_the_served_model() {
     assert_eq!(p["version"], "1", "{models}");
     assert_eq!(p["registry_version"], "1");
     assert_eq!(p["digest"], digests[0].as_str());
-    assert!(get(hport, "/metrics").contains(&format!("harken_model_info{{package=\"whisper-tiny.en\",version=\"1\",digest=\"{}\"}} 1", digests[0])));
+    assert!(get(hport, "/metrics").contains(&format!(
+        "harken_model_info{{package=\"whisper-tiny.en\",version=\"1\",digest=\"{}\"}} 1",
+        digests[0]
+    )));
     drop(server);
 
     // Move the alias with a plain REST call, as an operator would.
     let out = Command::new("curl")
-        .args(["-sf", "-X", "POST", "-H", "Content-Type: application/json", "-d", r#"{"name":"asr","alias":"prod","version":"2"}"#])
+        .args([
+            "-sf",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"name":"asr","alias":"prod","version":"2"}"#,
+        ])
         .arg(format!("{tracking}/api/2.0/mlflow/registered-models/alias"))
         .output()
         .unwrap();
@@ -109,7 +153,10 @@ fn registry_alias_moves_the_served_model() {
         .unwrap();
     let mv: serde_json::Value = serde_json::from_slice(&mv.stdout).unwrap();
     let run_id = mv["model_version"]["run_id"].as_str().unwrap();
-    let r = pull_json(harken(&cache, 1).env("MLFLOW_TRACKING_URI", &tracking), &format!("runs:/{run_id}/model"));
+    let r = pull_json(
+        harken(&cache, 1).env("MLFLOW_TRACKING_URI", &tracking),
+        &format!("runs:/{run_id}/model"),
+    );
     assert_eq!(r["digest"], digests[0].as_str());
 
     // MLflow itself accepts the package it stores.

@@ -14,7 +14,12 @@ fn push_pull_cache_hit_and_offline() {
     let pkg = synthetic_package(tmp.path(), 8, "1");
     let cache = tmp.path().join("cache");
 
-    let out = run_ok(harken(&cache, port).args(["model", "push", pkg.to_str().unwrap(), "s3://models/synthetic/v1"]));
+    let out = run_ok(harken(&cache, port).args([
+        "model",
+        "push",
+        pkg.to_str().unwrap(),
+        "s3://models/synthetic/v1",
+    ]));
     assert!(String::from_utf8_lossy(&out.stdout).contains("s3://models/synthetic/v1"));
 
     let first = pull_json(&mut harken(&cache, port), "s3://models/synthetic/v1");
@@ -28,14 +33,22 @@ fn push_pull_cache_hit_and_offline() {
 
     // The cached package is a real package whose weights are hard links to verified blobs.
     let dir = std::path::PathBuf::from(first["dir"].as_str().unwrap());
-    run_ok(Command::new(env!("CARGO_BIN_EXE_harken")).args(["model", "verify", dir.to_str().unwrap()]));
+    run_ok(Command::new(env!("CARGO_BIN_EXE_harken")).args([
+        "model",
+        "verify",
+        dir.to_str().unwrap(),
+    ]));
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(dir.join("model.bin")).unwrap().nlink(), 2);
 
     // Offline: the cached URI works with no network; an unknown one fails clearly.
     let off = pull_json(harken(&cache, 1).env("HARKEN_OFFLINE", "1"), "s3://models/synthetic/v1");
     assert_eq!(off["digest"], first["digest"]);
-    let err = run_err(harken(&cache, port).env("HARKEN_OFFLINE", "1").args(["model", "pull", "s3://models/other"]));
+    let err = run_err(harken(&cache, port).env("HARKEN_OFFLINE", "1").args([
+        "model",
+        "pull",
+        "s3://models/other",
+    ]));
     assert!(err.contains("HARKEN_OFFLINE=1"), "{err}");
 
     // A prefix without a package names the problem.
@@ -61,8 +74,9 @@ fn two_processes_pulling_at_once_download_once() {
     let pkg = synthetic_package(tmp.path(), 24, "1");
     let cache = tmp.path().join("cache");
     run_ok(harken(&cache, port).args(["model", "push", pkg.to_str().unwrap(), "s3://models/m"]));
-    let total: u64 = std::fs::read_dir(&pkg).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum::<u64>()
-        - std::fs::metadata(pkg.join("MLmodel")).unwrap().len();
+    let total: u64 =
+        std::fs::read_dir(&pkg).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum::<u64>()
+            - std::fs::metadata(pkg.join("MLmodel")).unwrap().len();
 
     let spawn = || {
         harken(&cache, port)
@@ -83,7 +97,10 @@ fn two_processes_pulling_at_once_download_once() {
         .collect();
     assert_eq!(reports[0]["digest"], reports[1]["digest"]);
     let downloaded: u64 = reports.iter().map(|r| r["downloaded_bytes"].as_u64().unwrap()).sum();
-    assert_eq!(downloaded, total, "both processes together must download each byte once: {reports:?}");
+    assert_eq!(
+        downloaded, total,
+        "both processes together must download each byte once: {reports:?}"
+    );
     assert!(entries(&cache.join("store/tmp")).iter().all(|e| !e.ends_with(".partial")));
 }
 
@@ -97,15 +114,24 @@ fn size_cap_evicts_least_recently_used() {
     let cache = tmp.path().join("cache");
     for v in ["1", "2", "3"] {
         let pkg = synthetic_package(tmp.path(), 4 + v.parse::<usize>().unwrap(), v);
-        run_ok(harken(&cache, port).args(["model", "push", pkg.to_str().unwrap(), &format!("s3://models/m{v}")]));
+        run_ok(harken(&cache, port).args([
+            "model",
+            "push",
+            pkg.to_str().unwrap(),
+            &format!("s3://models/m{v}"),
+        ]));
     }
     // Cap at 14 MB: m1 (5.2 MB) and m2 (6.3 MB) fit; pulling m3 (7.3 MB) evicts the oldest, m1.
     let cap = "14MB";
     for v in ["1", "2", "3"] {
-        pull_json(harken(&cache, port).env("HARKEN_CACHE_MAX_BYTES", cap), &format!("s3://models/m{v}"));
+        pull_json(
+            harken(&cache, port).env("HARKEN_CACHE_MAX_BYTES", cap),
+            &format!("s3://models/m{v}"),
+        );
     }
     let ls = run_ok(harken(&cache, port).args(["model", "ls", "--json"]));
     let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
-    let versions: Vec<&str> = ls.as_array().unwrap().iter().map(|e| e["version"].as_str().unwrap()).collect();
+    let versions: Vec<&str> =
+        ls.as_array().unwrap().iter().map(|e| e["version"].as_str().unwrap()).collect();
     assert_eq!(versions, ["3", "2"], "{ls}");
 }

@@ -16,7 +16,8 @@ fn fake_model(dir: &Path) {
 
 fn packed(tmp: &Path) -> Package {
     fake_model(&tmp.join("src"));
-    let opts = PackOptions { name: Some("m".into()), created_unix_s: Some(0), ..Default::default() };
+    let opts =
+        PackOptions { name: Some("m".into()), created_unix_s: Some(0), ..Default::default() };
     pack(&tmp.join("src"), &tmp.join("pkg"), &opts, &mut |_, _| {}).unwrap()
 }
 
