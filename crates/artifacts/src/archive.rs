@@ -204,4 +204,62 @@ mod tests {
         assert!(check_link("a/link", Path::new("../../b"), "t").is_err());
         assert!(check_link("link", Path::new("/etc/passwd"), "t").is_err());
     }
+
+    /// Deterministic mutants of a valid tar.gz and zip: extraction fails cleanly or succeeds
+    /// inside the destination, never panics.
+    #[test]
+    fn mutated_archives_never_panic() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let src = tmp.path().join("a.tar.gz");
+        {
+            let f = std::fs::File::create(&src).unwrap_or_else(|e| panic!("{e}"));
+            let gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+            let mut t = tar::Builder::new(gz);
+            for (name, len) in [("model/model.bin", 5000usize), ("model/tokenizer.json", 300)] {
+                let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+                let mut h = tar::Header::new_gnu();
+                h.set_size(len as u64);
+                h.set_mode(0o644);
+                h.set_cksum();
+                t.append_data(&mut h, name, data.as_slice()).unwrap_or_else(|e| panic!("{e}"));
+            }
+            t.into_inner().and_then(|gz| gz.finish()).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let zip_path = tmp.path().join("a.zip");
+        {
+            let f = std::fs::File::create(&zip_path).unwrap_or_else(|e| panic!("{e}"));
+            let mut z = zip::ZipWriter::new(f);
+            z.start_file("model/model.bin", zip::write::SimpleFileOptions::default())
+                .unwrap_or_else(|e| panic!("{e}"));
+            std::io::Write::write_all(&mut z, &[3u8; 4000]).unwrap_or_else(|e| panic!("{e}"));
+            z.finish().unwrap_or_else(|e| panic!("{e}"));
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for (kind, path) in [(ArchiveKind::TarGz, &src), (ArchiveKind::Zip, &zip_path)] {
+            let good = std::fs::read(path).unwrap_or_else(|e| panic!("{e}"));
+            for i in 0..300 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let mut m = good.clone();
+                if i % 3 == 0 {
+                    m.truncate(x as usize % m.len());
+                } else {
+                    for k in 0..(1 + i % 4) {
+                        let at = (x as usize).wrapping_add(k * 97) % m.len();
+                        m[at] ^= (x >> 8) as u8 | 1;
+                    }
+                }
+                let mutant = tmp.path().join("m");
+                std::fs::write(&mutant, &m).unwrap_or_else(|e| panic!("{e}"));
+                let dest = tmp.path().join(format!("out{i}"));
+                std::fs::create_dir_all(&dest).unwrap_or_else(|e| panic!("{e}"));
+                let r = std::panic::catch_unwind(|| {
+                    extract(kind, &mutant, &dest, "mutant").map(|_| ())
+                });
+                assert!(r.is_ok(), "{kind:?} mutant {i} panicked");
+                let _ = std::fs::remove_dir_all(&dest);
+            }
+        }
+    }
 }

@@ -96,3 +96,42 @@ fn other_flavors_and_keys_survive_a_round_trip() {
     assert!(m.flavors.other.contains_key("python_function"));
     assert!(m.other.contains_key("mlflow_version"));
 }
+
+/// Deterministic mutants of a real manifest (byte flips, truncations, splices): parsing returns
+/// `Ok` or an error, never panics.
+#[test]
+fn mutated_manifests_never_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = packed(tmp.path());
+    let good = std::fs::read(p.dir().join(MLMODEL)).unwrap();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..2000 {
+        let mut m = good.clone();
+        match i % 4 {
+            0 => {
+                let at = next() as usize % m.len();
+                m[at] = next() as u8;
+            }
+            1 => m.truncate(next() as usize % m.len()),
+            2 => {
+                let at = next() as usize % m.len();
+                let from = next() as usize % good.len();
+                m.splice(at..at, good[from..].iter().take(40).copied());
+            }
+            _ => {
+                for _ in 0..8 {
+                    let at = next() as usize % m.len();
+                    m[at] = b"{}[]:-!&*\n '\""[next() as usize % 13];
+                }
+            }
+        }
+        let r = std::panic::catch_unwind(|| parse_manifest(&m).map(|_| ()));
+        assert!(r.is_ok(), "mutant {i} panicked:\n{}", String::from_utf8_lossy(&m));
+    }
+}
