@@ -56,6 +56,15 @@ fn safe_join(dest: &Path, name: &str, label: &str) -> Result<Option<PathBuf>> {
     Ok((depth > 0).then_some(out))
 }
 
+/// Refuse an entry at or beneath a symbolic link an earlier entry created: writing through it
+/// would land wherever the link points, whatever the entry's own name says.
+fn check_not_under_link(links: &[PathBuf], target: &Path, name: &str, label: &str) -> Result<()> {
+    if links.iter().any(|l| target.starts_with(l)) {
+        return Err(unsafe_entry(label, name, "lies beneath a symbolic link of the same archive"));
+    }
+    Ok(())
+}
+
 /// A symbolic link at `name` pointing to `target` must resolve inside the archive.
 fn check_link(name: &str, target: &Path, label: &str) -> Result<()> {
     if target.is_absolute() {
@@ -92,6 +101,7 @@ fn extract_tar_gz(archive: &Path, dest: &Path, label: &str) -> Result<()> {
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
     let entries = tar.entries().map_err(|e| archive_err(label, e))?;
     let mut total = 0u64;
+    let mut links: Vec<PathBuf> = Vec::new();
     for (i, entry) in entries.enumerate() {
         if i >= MAX_ENTRIES {
             return Err(archive_err(label, format!("more than {MAX_ENTRIES} entries")));
@@ -99,6 +109,7 @@ fn extract_tar_gz(archive: &Path, dest: &Path, label: &str) -> Result<()> {
         let mut entry = entry.map_err(|e| archive_err(label, format!("corrupt archive: {e}")))?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let Some(target) = safe_join(dest, &name, label)? else { continue };
+        check_not_under_link(&links, &target, &name, label)?;
         let ty = entry.header().entry_type();
         if ty.is_dir() {
             std::fs::create_dir_all(&target).map_err(|e| Error::io(&target, e))?;
@@ -110,6 +121,7 @@ fn extract_tar_gz(archive: &Path, dest: &Path, label: &str) -> Result<()> {
                 .map_err(|e| archive_err(label, e))?
                 .ok_or_else(|| unsafe_entry(label, &name, "is a symbolic link without a target"))?;
             check_link(&name, &link, label)?;
+            links.push(target.clone());
         } else if ty.is_hard_link() {
             return Err(unsafe_entry(
                 label,
@@ -150,6 +162,7 @@ fn extract_zip(archive: &Path, dest: &Path, label: &str) -> Result<()> {
         return Err(archive_err(label, format!("more than {MAX_ENTRIES} entries")));
     }
     let mut total = 0u64;
+    let mut links: Vec<PathBuf> = Vec::new();
     for i in 0..zip.len() {
         let mut entry =
             zip.by_index(i).map_err(|e| archive_err(label, format!("corrupt entry {i}: {e}")))?;
@@ -158,6 +171,7 @@ fn extract_zip(archive: &Path, dest: &Path, label: &str) -> Result<()> {
             .map_err(|e| archive_err(label, format!("entry {i} has an unreadable name: {e}")))?
             .into_owned();
         let Some(target) = safe_join(dest, &name, label)? else { continue };
+        check_not_under_link(&links, &target, &name, label)?;
         if entry.is_dir() {
             std::fs::create_dir_all(&target).map_err(|e| Error::io(&target, e))?;
             continue;
@@ -170,6 +184,7 @@ fn extract_zip(archive: &Path, dest: &Path, label: &str) -> Result<()> {
             entry.read_to_string(&mut link).map_err(|e| archive_err(label, e))?;
             check_link(&name, Path::new(&link), label)?;
             std::os::unix::fs::symlink(&link, &target).map_err(|e| Error::io(&target, e))?;
+            links.push(target);
             continue;
         }
         total = total.saturating_add(entry.size());

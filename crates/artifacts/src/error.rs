@@ -68,7 +68,7 @@ pub enum Error {
     },
     /// The cache's file system is full.
     #[error(
-        "no space left on the device holding the cache ({}) while writing {}: {needed} bytes needed; free space, lower HARKEN_CACHE_MAX_BYTES' neighbours with `harken model gc`, or point HARKEN_CACHE_DIR elsewhere",
+        "no space left on the device holding the cache ({}) while writing {}: {needed} bytes needed; free space (`harken model gc` removes unused models) or point HARKEN_CACHE_DIR elsewhere",
         cache.display(), file.display()
     )]
     DiskFull {

@@ -318,7 +318,11 @@ impl Store {
                 (m.artifact_location(&art)?, format!("{key} → {art}"), None)
             }
         };
-        let is_archive = uri::archive_kind(&loc.to_string());
+        // Judge by the path alone: a presigned URL's query string follows the extension.
+        let is_archive = match &loc {
+            Location::Http { url, .. } => uri::archive_kind(url.path()),
+            other => uri::archive_kind(&other.to_string()),
+        };
         let mut timings = Timings { resolve: t0.elapsed(), ..Timings::default() };
         let (package, downloaded, hit) = match is_archive {
             Some(kind) => self.archive_flow(&loc, kind, key, version.clone(), &mut timings).await?,
@@ -365,11 +369,15 @@ impl Store {
         let mut downloaded = 0;
         let hit = dir.is_dir();
         if !hit {
+            let mut held = Vec::new();
             for f in &remote_pkg.flavor().files {
-                downloaded +=
+                let (n, lock) =
                     self.fetch_blob(&loc.join(&f.path), &f.path, f.size, &f.sha256).await?;
+                downloaded += n;
+                held.push(lock);
             }
             self.assemble(&digest, &bytes, &remote_pkg)?;
+            drop(held);
         }
         timings.download += t.elapsed();
         self.layout.write_ref(&Ref {
@@ -428,11 +436,17 @@ impl Store {
 
     /// Ensure blob `sha256` is in the cache, downloading it from `loc` when missing. Returns
     /// bytes transferred by this process.
-    async fn fetch_blob(&self, loc: &Location, name: &str, size: u64, sha256: &str) -> Result<u64> {
+    ///
+    /// The blob's lock comes back held: until the caller has linked the blob into a package, a
+    /// `gc` in another process (which deletes unlinked blobs only under their lock) leaves it.
+    async fn fetch_blob(
+        &self,
+        loc: &Location,
+        name: &str,
+        size: u64,
+        sha256: &str,
+    ) -> Result<(u64, std::fs::File)> {
         let blob = self.layout.blob(sha256);
-        if blob.is_file() {
-            return Ok(0);
-        }
         let lock = self.layout.lock_file(sha256)?;
         if lock.try_lock().is_err() {
             self.emit(Event::Waiting { file: name.to_owned() });
@@ -444,7 +458,7 @@ impl Store {
         }
         // The lock is released when `lock` drops, on every path out of here.
         if blob.is_file() {
-            return Ok(0);
+            return Ok((0, lock));
         }
         let partial = self.layout.tmp().join(format!("{sha256}.partial"));
         let transferred = self.download(loc, name, &partial, Some(size)).await?;
@@ -471,7 +485,7 @@ impl Store {
         std::fs::rename(&partial, &blob).map_err(|e| Error::io(&blob, e))?;
         cache::sync_dir(&self.layout.blobs());
         self.emit(Event::Downloaded { file: name.to_owned(), bytes: transferred });
-        Ok(transferred)
+        Ok((transferred, lock))
     }
 
     /// Download `loc` into `partial`, resuming from its current length, retrying transient
@@ -489,6 +503,8 @@ impl Store {
             attempt += 1;
             let mut have = std::fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
             if size.is_some_and(|s| have > s) {
+                // Longer than the object: not a prefix of it. Start over.
+                let _ = std::fs::remove_file(partial);
                 have = 0;
             }
             if size.is_some_and(|s| have == s && s > 0) {
@@ -647,12 +663,20 @@ impl Store {
         } else {
             let out = self.layout.staging("packed")?;
             let _ = std::fs::remove_dir(&out);
-            harken_package::pack(
-                &root,
-                &out,
-                &harken_package::PackOptions::default(),
-                &mut |_, _| {},
-            )?;
+            // A stable identity for a raw archive: named after the archive, time zero, so the
+            // same bytes always give the same digest.
+            let base = label.rsplit('/').next().unwrap_or(label);
+            let base = base.split(['?', '#']).next().unwrap_or(base);
+            let name = [".tar.gz", ".tgz", ".zip", ".TAR.GZ", ".ZIP"]
+                .iter()
+                .find_map(|ext| base.strip_suffix(ext))
+                .unwrap_or(base);
+            let opts = harken_package::PackOptions {
+                name: Some(if name.is_empty() { "model".into() } else { name.to_owned() }),
+                created_unix_s: Some(0),
+                ..Default::default()
+            };
+            harken_package::pack(&root, &out, &opts, &mut |_, _| {})?;
             packed = out;
             packed.clone()
         };
@@ -667,8 +691,12 @@ impl Store {
             }
             other => Error::Package(other),
         })?;
+        let mut held = Vec::new();
         for f in &pkg.flavor().files {
             let blob = self.layout.blob(&f.sha256);
+            let lock = self.layout.lock_file(&f.sha256)?;
+            lock.lock().map_err(|e| Error::io(&blob, e))?;
+            held.push(lock);
             if blob.is_file() {
                 continue;
             }
@@ -689,6 +717,7 @@ impl Store {
         let manifest = std::fs::read(root.join(MLMODEL)).map_err(|e| Error::io(&root, e))?;
         let digest = pkg.digest().to_owned();
         self.assemble(&digest, &manifest, &pkg)?;
+        drop(held);
         if root != extracted {
             cache::remove_tree(&root);
         }
@@ -908,8 +937,12 @@ impl Store {
         let mut freed = 0;
         if let Ok(rd) = std::fs::read_dir(self.layout.blobs()) {
             for e in rd.filter_map(|e| e.ok()) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                // A blob whose lock is held is being downloaded or linked into a package.
                 if let Ok(m) = e.metadata()
                     && m.nlink() == 1
+                    && let Ok(lock) = self.layout.lock_file(&name)
+                    && lock.try_lock().is_ok()
                     && std::fs::remove_file(e.path()).is_ok()
                 {
                     freed += m.len();

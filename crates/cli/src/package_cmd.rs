@@ -301,6 +301,9 @@ fn push(a: PushArgs) -> Result<ExitCode> {
         },
         _ => ModelUri::parse(&a.uri)?,
     };
+    if a.alias.is_some() && !matches!(uri, ModelUri::MlflowModel { .. }) {
+        bail!("--alias applies to models:/NAME (the MLflow registry) only");
+    }
     let store = crate::model::store()?;
     let report = crate::model::block_on(store.push(&pkg, &uri, a.alias.as_deref()))?
         .with_context(|| format!("while pushing {} to {}", pkg.label(), a.uri))?;
