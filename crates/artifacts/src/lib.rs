@@ -461,9 +461,7 @@ impl Store {
             return Ok((0, lock));
         }
         let partial = self.layout.tmp().join(format!("{sha256}.partial"));
-        let transferred = self.download(loc, name, &partial, Some(size)).await?;
-        let mut hasher_progress = |_n: u64| {};
-        let actual = harken_package::sha256_file(&partial, &mut hasher_progress)?;
+        let (transferred, actual) = self.download(loc, name, &partial, Some(size)).await?;
         let actual_size = std::fs::metadata(&partial).map_err(|e| Error::io(&partial, e))?.len();
         if actual_size != size {
             let _ = std::fs::remove_file(&partial);
@@ -489,16 +487,19 @@ impl Store {
     }
 
     /// Download `loc` into `partial`, resuming from its current length, retrying transient
-    /// failures with exponential backoff. Returns bytes transferred.
+    /// failures with exponential backoff. Returns bytes transferred and the sha256 of the whole
+    /// file, hashed as the bytes arrive (a resumed prefix is hashed once from disk), so the
+    /// file is not read a second time to verify it.
     async fn download(
         &self,
         loc: &Location,
         name: &str,
         partial: &Path,
         size: Option<u64>,
-    ) -> Result<u64> {
+    ) -> Result<(u64, String)> {
         let mut transferred = 0u64;
         let mut attempt = 0;
+        let mut hashed = Hashed::default();
         loop {
             attempt += 1;
             let mut have = std::fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
@@ -507,15 +508,19 @@ impl Store {
                 let _ = std::fs::remove_file(partial);
                 have = 0;
             }
+            if hashed.len != have {
+                // A partial file from an earlier process (or a torn write): hash what is there.
+                hashed = Hashed::of_prefix(partial, have)?;
+            }
             if size.is_some_and(|s| have == s && s > 0) {
-                return Ok(transferred);
+                return Ok((transferred, hashed.hasher.finish()));
             }
             self.emit(Event::Download { file: name.to_owned(), total: size, resume_at: have });
             match self
-                .download_once(loc, name, partial, have, size.unwrap_or(0), &mut transferred)
+                .download_once(loc, name, partial, size.unwrap_or(0), &mut hashed, &mut transferred)
                 .await
             {
-                Ok(()) => return Ok(transferred),
+                Ok(()) => return Ok((transferred, hashed.hasher.finish())),
                 Err(e) if e.is_transient() && attempt < ATTEMPTS => {
                     let delay = FIRST_BACKOFF * 2u32.pow(attempt - 1);
                     tracing::warn!(file = name, attempt, ?delay, error = %e, "download failed; retrying");
@@ -538,15 +543,17 @@ impl Store {
         }
     }
 
+    /// One attempt: append from `hashed.len` to the end, hashing as it goes.
     async fn download_once(
         &self,
         loc: &Location,
         name: &str,
         partial: &Path,
-        offset: u64,
         total: u64,
+        hashed: &mut Hashed,
         transferred: &mut u64,
     ) -> Result<()> {
+        let offset = hashed.len;
         let (mut stream, restarted) = loc.stream_from(offset).await?;
         let mut file = std::fs::OpenOptions::new()
             .create(true)
@@ -556,12 +563,15 @@ impl Store {
         let mut done = offset;
         if restarted && offset > 0 {
             file.set_len(0).map_err(|e| Error::io(partial, e))?;
+            *hashed = Hashed::default();
             done = 0;
         }
         let mut last_emit = Instant::now();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
             file.write_all(&chunk).map_err(|e| self.write_error(partial, e, total))?;
+            hashed.hasher.update(&chunk);
+            hashed.len += chunk.len() as u64;
             done += chunk.len() as u64;
             *transferred += chunk.len() as u64;
             if last_emit.elapsed() > Duration::from_millis(100) {
@@ -617,7 +627,7 @@ impl Store {
                 if let Some(v) = &meta.validator {
                     let _ = std::fs::write(&marker, v);
                 }
-                let n = self.download(loc, &label, &partial, meta.size).await?;
+                let (n, _sha256) = self.download(loc, &label, &partial, meta.size).await?;
                 let _ = std::fs::remove_file(&marker);
                 (partial, n, true)
             }
@@ -737,22 +747,6 @@ impl Store {
             return Err(Error::Offline { uri: uri.to_string() });
         }
         let key = uri.to_string();
-        let upload = |dest: Location,
-                      rel: String,
-                      events: Sink,
-                      src: PathBuf|
-         -> futures::future::BoxFuture<'static, Result<()>> {
-            Box::pin(async move {
-                let total = std::fs::metadata(&src).map(|m| m.len()).ok();
-                events(Event::Download { file: format!("↑ {rel}"), total, resume_at: 0 });
-                let ev = Arc::clone(&events);
-                let name = format!("↑ {rel}");
-                dest.put_file(&src, &move |done| ev(Event::Bytes { file: name.clone(), done }))
-                    .await?;
-                events(Event::Downloaded { file: format!("↑ {rel}"), bytes: total.unwrap_or(0) });
-                Ok(())
-            })
-        };
         match uri {
             ModelUri::MlflowModel { name, selector } => {
                 if !matches!(selector, Selector::Latest) {
@@ -762,13 +756,9 @@ impl Store {
                     });
                 }
                 let m = mlflow::Mlflow::from_env(self.client.clone(), &key)?;
-                let events = Arc::clone(&self.events);
-                let dir = pkg.dir().to_owned();
-                let mut up = move |dest: Location, rel: String| {
-                    let src = rel.split('/').fold(dir.clone(), |p, c| p.join(c));
-                    upload(dest, rel, Arc::clone(&events), src)
-                };
-                let version = m.push(name, alias, pkg, &mut up).await?;
+                let (run_id, artifact_uri) = m.create_run(pkg).await?;
+                self.upload_package(pkg, &m.artifact_location(&artifact_uri)?).await?;
+                let version = m.register(name, alias, pkg, &run_id, &artifact_uri).await?;
                 Ok(PushReport {
                     uri: format!("models:/{name}/{version}"),
                     registry_version: Some(version),
@@ -783,35 +773,40 @@ impl Store {
                 detail: "push over plain HTTP is not supported; push to s3:// or models:/NAME"
                     .into(),
             }),
-            ModelUri::S3 { .. } | ModelUri::Local(_) => {
-                let dest = match uri {
-                    ModelUri::S3 { bucket, key: k } => Location::S3 {
-                        store: remote::s3_store(bucket)?,
-                        bucket: bucket.clone(),
-                        key: k.clone(),
-                    },
-                    ModelUri::Local(p) => Location::Local(p.clone()),
-                    _ => unreachable!("matched above"),
+            ModelUri::S3 { bucket, key: k } => {
+                let dest = Location::S3 {
+                    store: remote::s3_store(bucket)?,
+                    bucket: bucket.clone(),
+                    key: k.clone(),
                 };
-                for f in &pkg.flavor().files {
-                    upload(
-                        dest.join(&f.path),
-                        f.path.clone(),
-                        Arc::clone(&self.events),
-                        pkg.path(&f.path),
-                    )
-                    .await?;
-                }
-                upload(
-                    dest.join(MLMODEL),
-                    MLMODEL.into(),
-                    Arc::clone(&self.events),
-                    pkg.dir().join(MLMODEL),
-                )
-                .await?;
+                self.upload_package(pkg, &dest).await?;
+                Ok(PushReport { uri: key, registry_version: None })
+            }
+            ModelUri::Local(p) => {
+                self.upload_package(pkg, &Location::Local(p.clone())).await?;
                 Ok(PushReport { uri: key, registry_version: None })
             }
         }
+    }
+
+    /// Every file of `pkg` below `dest`, `MLmodel` last: a reader never sees a manifest whose
+    /// files are missing.
+    async fn upload_package(&self, pkg: &Package, dest: &Location) -> Result<()> {
+        for f in &pkg.flavor().files {
+            self.upload_file(&dest.join(&f.path), &f.path, &pkg.path(&f.path)).await?;
+        }
+        self.upload_file(&dest.join(MLMODEL), MLMODEL, &pkg.dir().join(MLMODEL)).await
+    }
+
+    async fn upload_file(&self, dest: &Location, rel: &str, src: &Path) -> Result<()> {
+        let label = format!("↑ {rel}");
+        let total = std::fs::metadata(src).map(|m| m.len()).ok();
+        self.emit(Event::Download { file: label.clone(), total, resume_at: 0 });
+        let events = Arc::clone(&self.events);
+        let name = label.clone();
+        dest.put_file(src, &move |done| events(Event::Bytes { file: name.clone(), done })).await?;
+        self.emit(Event::Downloaded { file: label, bytes: total.unwrap_or(0) });
+        Ok(())
     }
 
     /// Packages in the cache, most recently used first.
@@ -950,6 +945,36 @@ impl Store {
             }
         }
         freed
+    }
+}
+
+/// A running sha256 over the first `len` bytes of a partial download.
+#[derive(Default)]
+struct Hashed {
+    hasher: harken_package::Hasher,
+    len: u64,
+}
+
+impl Hashed {
+    /// The hash state after the first `len` bytes of `path`.
+    fn of_prefix(path: &Path, len: u64) -> Result<Self> {
+        use std::io::Read;
+        let mut h = Hashed::default();
+        if len == 0 {
+            return Ok(h);
+        }
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut reader = file.take(len);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| Error::io(path, e))?;
+            if n == 0 {
+                break;
+            }
+            h.hasher.update(&buf[..n]);
+            h.len += n as u64;
+        }
+        Ok(h)
     }
 }
 

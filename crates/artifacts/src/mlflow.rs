@@ -208,18 +208,12 @@ impl Mlflow {
         })
     }
 
-    /// Upload `files` (relative path, local path) as a run's `model` artifacts, register them as
-    /// a new version of `name`, optionally point `alias` at it. Returns the version.
-    pub(crate) async fn push(
+    /// Start a run to hold `package`'s files. Returns the run id and the artifact URI the
+    /// files go to (`…/model`).
+    pub(crate) async fn create_run(
         &self,
-        name: &str,
-        alias: Option<&str>,
         package: &harken_package::Package,
-        upload: &mut (
-                 dyn FnMut(Location, String) -> futures::future::BoxFuture<'static, Result<()>>
-                     + Send
-             ),
-    ) -> Result<String> {
+    ) -> Result<(String, String)> {
         let f = package.flavor();
         let run = self
             .call(
@@ -238,12 +232,20 @@ impl Mlflow {
             "{}/model",
             field(&run, &["run", "info", "artifact_uri"])?.trim_end_matches('/')
         );
-        let dest = self.artifact_location(&artifact_uri)?;
-        // Files first, MLmodel last: a reader never sees a manifest whose files are missing.
-        for entry in &f.files {
-            upload(dest.join(&entry.path), entry.path.clone()).await?;
-        }
-        upload(dest.join(harken_package::MLMODEL), harken_package::MLMODEL.to_owned()).await?;
+        Ok((run_id, artifact_uri))
+    }
+
+    /// Finish run `run_id` (its files uploaded to `artifact_uri`), register them as a new version
+    /// of `name`, optionally point `alias` at it. Returns the version.
+    pub(crate) async fn register(
+        &self,
+        name: &str,
+        alias: Option<&str>,
+        package: &harken_package::Package,
+        run_id: &str,
+        artifact_uri: &str,
+    ) -> Result<String> {
+        let f = package.flavor();
         self.call(
             reqwest::Method::POST,
             "api/2.0/mlflow/runs/update",

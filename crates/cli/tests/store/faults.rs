@@ -146,9 +146,7 @@ fn s3_server_killed_mid_download_fails_cleanly_then_resumes() {
 fn wrong_sha256_never_lands_in_the_cache() {
     let Some(venv) = venv() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _moto = moto(&venv, port);
-    boto(&venv, port, "s3.create_bucket(Bucket='models')");
+    let (_moto, port) = moto_with_bucket(&venv);
     let pkg = synthetic_package(tmp.path(), 2, "1");
     let cache = tmp.path().join("cache");
     run_ok(harken(&cache, port).args(["model", "push", pkg.to_str().unwrap(), "s3://models/m"]));
@@ -177,9 +175,7 @@ fn harken_sha(pkg: &Path, file: &str) -> String {
 fn full_disk_fails_clearly_and_leaves_nothing_behind() {
     let Some(venv) = venv() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _moto = moto(&venv, port);
-    boto(&venv, port, "s3.create_bucket(Bucket='models')");
+    let (_moto, port) = moto_with_bucket(&venv);
     let pkg = synthetic_package(tmp.path(), 16, "1");
     run_ok(harken(&tmp.path().join("c0"), port).args([
         "model",

@@ -86,6 +86,14 @@ pub(crate) fn moto(venv: &Path, port: u16) -> Proc {
     Proc(child)
 }
 
+/// A fresh moto on a free port with an empty bucket `models`.
+pub(crate) fn moto_with_bucket(venv: &Path) -> (Proc, u16) {
+    let port = free_port();
+    let server = moto(venv, port);
+    boto(venv, port, "s3.create_bucket(Bucket='models')");
+    (server, port)
+}
+
 /// Run Python from the venv (boto3 set up for the moto on `port`).
 pub(crate) fn boto(venv: &Path, port: u16, code: &str) {
     let script = format!(

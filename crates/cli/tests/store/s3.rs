@@ -8,9 +8,7 @@ use crate::*;
 fn push_pull_cache_hit_and_offline() {
     let Some(venv) = venv() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _moto = moto(&venv, port);
-    boto(&venv, port, "s3.create_bucket(Bucket='models')");
+    let (_moto, port) = moto_with_bucket(&venv);
     let pkg = synthetic_package(tmp.path(), 8, "1");
     let cache = tmp.path().join("cache");
 
@@ -68,9 +66,7 @@ fn push_pull_cache_hit_and_offline() {
 fn two_processes_pulling_at_once_download_once() {
     let Some(venv) = venv() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _moto = moto(&venv, port);
-    boto(&venv, port, "s3.create_bucket(Bucket='models')");
+    let (_moto, port) = moto_with_bucket(&venv);
     let pkg = synthetic_package(tmp.path(), 24, "1");
     let cache = tmp.path().join("cache");
     run_ok(harken(&cache, port).args(["model", "push", pkg.to_str().unwrap(), "s3://models/m"]));
@@ -108,9 +104,7 @@ fn two_processes_pulling_at_once_download_once() {
 fn size_cap_evicts_least_recently_used() {
     let Some(venv) = venv() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _moto = moto(&venv, port);
-    boto(&venv, port, "s3.create_bucket(Bucket='models')");
+    let (_moto, port) = moto_with_bucket(&venv);
     let cache = tmp.path().join("cache");
     for v in ["1", "2", "3"] {
         let pkg = synthetic_package(tmp.path(), 4 + v.parse::<usize>().unwrap(), v);
