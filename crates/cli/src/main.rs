@@ -49,7 +49,6 @@ pub(crate) struct ModelArgs {
 }
 
 fn main() -> ExitCode {
-    tune_allocator();
     one_line_panics();
     let cli = Cli::parse();
     init_logging();
@@ -70,26 +69,6 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// Keep freed memory in the heap instead of returning it to the kernel.
-///
-/// Inference allocates and frees tens of megabytes per layer (attention scores, activations).
-/// glibc serves blocks that large with fresh `mmap`s and unmaps them on free, so every layer
-/// paid page faults and kernel zeroing: 30% of the process's CPU time was system time. With
-/// the thresholds raised, blocks are recycled from the heap.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn tune_allocator() {
-    const LIMIT: libc::c_int = 1 << 30;
-    // SAFETY: mallopt only adjusts glibc allocator parameters; called before any other thread.
-    #[allow(unsafe_code)] // FFI to glibc's allocator tuning; no Rust invariant is involved
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, LIMIT);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, LIMIT);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn tune_allocator() {}
 
 /// Report a panic as one line on stderr instead of the default multi-line message. Libraries
 /// contain panics where they can (the audio decoder turns one into an error); the line still

@@ -232,6 +232,7 @@ fn verify(a: VerifyArgs) -> Result<ExitCode> {
     crate::model::set_threads(a.threads)?;
     let engine =
         harken_engine::Engine::load_package(&pkg, &harken_engine::EngineConfig::default())?;
+    crate::model::tune_allocator();
     let mut failed = 0;
     for t in tests {
         let opts = harken_engine::TranscribeOptions {
