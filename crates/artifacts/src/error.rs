@@ -42,6 +42,14 @@ pub enum Error {
         /// Whether retrying might help.
         transient: bool,
     },
+    /// An object is larger than the caller accepts.
+    #[error("{location} is larger than {limit} bytes")]
+    TooLarge {
+        /// The object.
+        location: String,
+        /// The limit, bytes.
+        limit: u64,
+    },
     /// Downloaded bytes do not match the manifest.
     #[error(
         "{location}: sha256 is {actual}, the manifest says {expected}; the download was discarded"
@@ -137,6 +145,7 @@ impl Error {
             }
             Error::NotFound { .. } | Error::Offline { .. } => ErrorKind::NotFound,
             Error::Remote { .. } => ErrorKind::Unavailable,
+            Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::Package(e) => e.kind(),
             _ => ErrorKind::Internal,
         }

@@ -978,6 +978,26 @@ impl Hashed {
     }
 }
 
+/// The bytes of one object at `uri` (`s3://BUCKET/KEY`, `http(s)://…`, or a path), refusing
+/// more than `max_bytes`. For inputs that live beside models (audio on S3 for the Lambda
+/// handler); credentials and endpoint come from the same environment as model URIs.
+pub async fn read_object(uri: &str, max_bytes: u64) -> Result<bytes::Bytes> {
+    let loc = match ModelUri::parse(uri)? {
+        ModelUri::S3 { bucket, key } => {
+            Location::S3 { store: remote::s3_store(&bucket)?, bucket, key }
+        }
+        ModelUri::Http(url) => Location::Http { client: reqwest::Client::new(), url, auth: None },
+        ModelUri::Local(p) => Location::Local(p),
+        _ => {
+            return Err(Error::BadUri {
+                uri: uri.to_owned(),
+                detail: "expected s3://BUCKET/KEY, an http(s) URL or a path".into(),
+            });
+        }
+    };
+    loc.get_small(max_bytes).await
+}
+
 /// Where a push went.
 #[derive(Debug, Clone)]
 pub struct PushReport {

@@ -190,11 +190,7 @@ impl Location {
         while let Some(chunk) = stream.next().await {
             out.extend_from_slice(&chunk?);
             if out.len() as u64 > limit {
-                return Err(Error::remote(
-                    self.to_string(),
-                    format!("larger than {limit} bytes"),
-                    false,
-                ));
+                return Err(Error::TooLarge { location: self.to_string(), limit });
             }
         }
         Ok(Bytes::from(out))

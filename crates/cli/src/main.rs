@@ -2,6 +2,7 @@
 //! stdout, and maps every error to one line on stderr and exit code 2 (ripgrep's policy).
 
 mod bench;
+mod lambda;
 mod model;
 mod package_cmd;
 mod serve;
@@ -27,6 +28,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Serve the SageMaker container contract and the OpenAI transcription API over HTTP.
     Serve(serve::ServeArgs),
+    /// Run as an AWS Lambda function (custom runtime); also what `bootstrap` runs.
+    Lambda(lambda::LambdaArgs),
     /// Model packages and the local model cache.
     #[command(subcommand)]
     Model(package_cmd::ModelCommand),
@@ -41,18 +44,35 @@ pub(crate) struct ModelArgs {
     #[arg(long, env = "HARKEN_MODEL_URI")]
     model: Option<String>,
     /// Compute threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, env = "HARKEN_THREADS")]
     threads: Option<usize>,
     /// In-memory weight precision: f32, or int8 (8-bit blocks for the linear layers).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "int8"])]
+    #[arg(long, env = "HARKEN_PRECISION", default_value = "f32", value_parser = ["f32", "int8"])]
     precision: String,
 }
 
 fn main() -> ExitCode {
     one_line_panics();
-    let cli = Cli::parse();
-    init_logging();
-    let result = match cli.command {
+    // In a Lambda deployment zip the binary is `bootstrap`, started without arguments.
+    let as_bootstrap = std::env::args_os()
+        .next()
+        .and_then(|a| std::path::Path::new(&a).file_name().map(|n| n == "bootstrap"))
+        .unwrap_or(false);
+    let command = if as_bootstrap {
+        use clap::FromArgMatches as _;
+        let matches =
+            <lambda::LambdaArgs as clap::Args>::augment_args(clap::Command::new("bootstrap"))
+                .get_matches_from(["bootstrap"]);
+        match lambda::LambdaArgs::from_arg_matches(&matches) {
+            Ok(a) => Command::Lambda(a),
+            Err(e) => e.exit(),
+        }
+    } else {
+        Cli::parse().command
+    };
+    init_logging(matches!(command, Command::Lambda(_)));
+    let result = match command {
+        Command::Lambda(args) => lambda::run(args),
         Command::Transcribe(args) => transcribe::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
@@ -97,13 +117,16 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// Logs go to stderr at the `HARKEN_LOG` level (default `warn`). By default the audio
 /// decoders' own log lines are off: a probe failure is already reported as Harken's one-line
 /// error, and the decoder's internal detail only adds noise.
-fn init_logging() {
+///
+/// On Lambda (`harken lambda`) the default level is `info` and lines are JSON, one per event, as
+/// CloudWatch Logs Insights queries them.
+fn init_logging(lambda: bool) {
+    const QUIET_DECODERS: &str = "symphonia_core=off,symphonia_bundle_mp3=off,symphonia_bundle_flac=off,symphonia_format_wav=off,symphonia_format_ogg=off,symphonia_codec_vorbis=off,symphonia_codec_pcm=off";
     let filter = match std::env::var("HARKEN_LOG") {
         Ok(spec) => tracing_subscriber::EnvFilter::new(spec),
-        Err(_) => tracing_subscriber::EnvFilter::new(
-            "warn,symphonia_core=off,symphonia_bundle_mp3=off,symphonia_bundle_flac=off,symphonia_format_wav=off,symphonia_format_ogg=off,symphonia_codec_vorbis=off,symphonia_codec_pcm=off",
-        ),
+        Err(_) if lambda => tracing_subscriber::EnvFilter::new(format!("info,{QUIET_DECODERS}")),
+        Err(_) => tracing_subscriber::EnvFilter::new(format!("warn,{QUIET_DECODERS}")),
     };
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if lambda { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
 }

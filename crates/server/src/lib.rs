@@ -21,6 +21,7 @@ use std::time::Duration;
 use harken_engine::Engine;
 use tokio::sync::Semaphore;
 
+pub use axum::Router;
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use routes::router;
@@ -107,4 +108,22 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+/// Run one request through `router` and collect the response body: for front ends that are not
+/// a socket (the Lambda handler), so they get exactly the routes, limits, errors and metrics
+/// of `harken serve`.
+pub async fn call(
+    router: &Router,
+    request: axum::http::Request<axum::body::Bytes>,
+) -> axum::http::Response<axum::body::Bytes> {
+    use tower::ServiceExt;
+    let response = match router.clone().oneshot(request.map(axum::body::Body::from)).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let (parts, body) = response.into_parts();
+    // The router's bodies are in memory already (rendered transcripts, JSON errors).
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    axum::http::Response::from_parts(parts, bytes)
 }

@@ -253,8 +253,29 @@ fn format_from_accept(headers: &HeaderMap) -> Result<ResponseFormat, ApiError> {
     })
 }
 
+/// Options of a raw-audio `/invocations` request, from the query string (SageMaker passes it
+/// through; the Lambda handler uses it for direct invocations).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawQuery {
+    language: Option<String>,
+    task: Option<String>,
+    response_format: Option<String>,
+    #[serde(default)]
+    word_timestamps: bool,
+}
+
+fn parse_task(task: Option<&str>) -> Result<Task, ApiError> {
+    match task {
+        None | Some("transcribe") => Ok(Task::Transcribe),
+        Some("translate") => Ok(Task::Translate),
+        Some(t) => Err(ApiError::bad_request(format!("task {t:?} is not transcribe or translate"))),
+    }
+}
+
 async fn invocations(
     State(s): State<AppState>,
+    query: axum::extract::RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -272,15 +293,7 @@ async fn invocations(
                 base64::engine::general_purpose::STANDARD.decode(req.audio_base64.trim()).map_err(
                     |e| ApiError::bad_request(format!("audio_base64 is not valid base64: {e}")),
                 )?;
-            let task = match req.task.as_deref() {
-                None | Some("transcribe") => Task::Transcribe,
-                Some("translate") => Task::Translate,
-                Some(t) => {
-                    return Err(ApiError::bad_request(format!(
-                        "task {t:?} is not transcribe or translate"
-                    )));
-                }
-            };
+            let task = parse_task(req.task.as_deref())?;
             let format = match &req.response_format {
                 Some(f) => parse_format(f)?,
                 None => format_from_accept(&headers)?,
@@ -300,12 +313,23 @@ async fn invocations(
         | "audio/mpeg"
         | "audio/mp3"
         | "audio/ogg"
-        | "application/octet-stream" => Job {
-            audio: bytes.to_vec(),
-            opts: options(None, Task::Transcribe, false, None),
-            format: format_from_accept(&headers)?,
-            task: Task::Transcribe,
-        },
+        | "application/octet-stream" => {
+            let q: RawQuery = match query.0.as_deref() {
+                Some(q) if !q.is_empty() => serde_urlencoded_query(q)?,
+                _ => RawQuery::default(),
+            };
+            let task = parse_task(q.task.as_deref())?;
+            let format = match &q.response_format {
+                Some(f) => parse_format(f)?,
+                None => format_from_accept(&headers)?,
+            };
+            Job {
+                audio: bytes.to_vec(),
+                opts: options(q.language, task, q.word_timestamps, None),
+                format,
+                task,
+            }
+        }
         other => {
             return Err(ApiError::new(
                 ErrorKind::UnsupportedMedia,
@@ -316,6 +340,16 @@ async fn invocations(
         }
     };
     run(&s, job).await
+}
+
+/// Parse `a=b&c=d` into [`RawQuery`] with axum's own query extractor rules.
+fn serde_urlencoded_query(q: &str) -> Result<RawQuery, ApiError> {
+    let uri: axum::http::Uri = format!("/?{q}")
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
+    axum::extract::Query::<RawQuery>::try_from_uri(&uri)
+        .map(|axum::extract::Query(q)| q)
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {

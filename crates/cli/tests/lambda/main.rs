@@ -1,0 +1,263 @@
+//! The real binary as a Lambda `bootstrap`, driven through the documented Runtime API
+//! (`tests/lambda/runtime_api.py`, an implementation of the 2018-06-01 endpoints) with the event
+//! shapes of `testdata/lambda`: API Gateway REST and HTTP APIs, a Function URL, an ALB, direct
+//! invocations, keep-warm pings, error events, and an init failure reported to `/init/error`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tiny_en() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+        .join(".cache/harken/models/whisper-tiny.en");
+    if dir.join("model.bin").is_file() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "CI=true: tiny.en is not installed (scripts/install-models.sh all)"
+    );
+    eprintln!("\n*** SKIP lambda test: tiny.en not installed ***\n");
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Runtime API emulator on a free port.
+fn runtime_api() -> (Proc, u16) {
+    let port = free_port();
+    let child = Command::new("python3")
+        .arg(root().join("tests/lambda/runtime_api.py"))
+        .arg(port.to_string())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "runtime API emulator did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Proc(child), port)
+}
+
+/// The harken binary, started as `bootstrap` (a symlink named so, as in a deployment zip).
+fn bootstrap(dir: &Path, api_port: u16, envs: &[(&str, &str)]) -> Proc {
+    let link = dir.join("bootstrap");
+    if !link.exists() {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_harken"), &link).unwrap();
+    }
+    let mut c = Command::new(&link);
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", std::env::var_os("HOME").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{api_port}"))
+        .env("AWS_LAMBDA_FUNCTION_NAME", "harken")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3008")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("HARKEN_CACHE_DIR", dir.join("tmp-harken"))
+        .env("HARKEN_THREADS", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(dir.join("bootstrap.log")).unwrap()));
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    Proc(c.spawn().unwrap())
+}
+
+/// POST one event through the emulator's control API; returns (result, error, ms).
+fn invoke(port: u16, event: &Value) -> (Value, Value, f64) {
+    let body = event.to_string();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
+    write!(
+        s,
+        "POST /test/invoke HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let json_start = out.find("\r\n\r\n").unwrap() + 4;
+    let v: Value = serde_json::from_str(&out[json_start..]).unwrap();
+    (v["result"].clone(), v["error"].clone(), v["ms"].as_f64().unwrap())
+}
+
+fn fixture(name: &str, content_type: &str, body: &[u8]) -> Value {
+    let text = std::fs::read_to_string(root().join("testdata/lambda").join(name)).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(body);
+    serde_json::from_str(&text.replace("__CONTENT_TYPE__", content_type).replace("__BODY__", &b64))
+        .unwrap()
+}
+
+fn audio() -> Vec<u8> {
+    std::fs::read(root().join("testdata/audio/numbers_16k.wav")).unwrap()
+}
+
+/// The body of an HTTP-event response, decoded.
+fn body(result: &Value) -> String {
+    let b = result["body"].as_str().unwrap_or_default();
+    if result["isBase64Encoded"] == true {
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).unwrap()).unwrap()
+    } else {
+        b.to_owned()
+    }
+}
+
+#[test]
+fn every_event_type_through_the_runtime_api() {
+    let Some(model) = tiny_en() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (_api, port) = runtime_api();
+    let _fn = bootstrap(
+        tmp.path(),
+        port,
+        &[("HARKEN_MODEL_URI", model.to_str().unwrap()), ("HARKEN_MAX_BODY_BYTES", "200000")],
+    );
+    let wav = audio();
+
+    // API Gateway REST (v1): raw WAV to /invocations, JSON back.
+    let (r, err, _) = invoke(port, &fixture("apigw-rest-v1.json", "audio/wav", &wav));
+    assert!(err.is_null(), "{err}");
+    assert_eq!(r["statusCode"], 200, "{r}");
+    let text: Value = serde_json::from_str(&body(&r)).unwrap();
+    assert!(text["text"].as_str().unwrap().contains("Tuesday"), "{r}");
+
+    // API Gateway HTTP API (v2): the OpenAI multipart route.
+    let boundary = "harkenboundary";
+    let mut mp = Vec::new();
+    mp.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n"
+        )
+        .as_bytes(),
+    );
+    mp.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"response_format\"\r\n\r\nverbose_json\r\n").as_bytes());
+    mp.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\n").as_bytes());
+    mp.extend_from_slice(&wav);
+    mp.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let ev =
+        fixture("apigw-http-v2.json", &format!("multipart/form-data; boundary={boundary}"), &mp);
+    let (r, _, _) = invoke(port, &ev);
+    assert_eq!(r["statusCode"], 200, "{r}");
+    let v: Value = serde_json::from_str(&body(&r)).unwrap();
+    assert!(v["segments"].as_array().is_some_and(|s| !s.is_empty()), "{v}");
+
+    // Function URL (v2 payload): subtitles by Accept header.
+    let (r, _, _) = invoke(port, &fixture("function-url.json", "audio/wav", &wav));
+    assert_eq!(r["statusCode"], 200, "{r}");
+    assert!(body(&r).starts_with("WEBVTT"), "{r}");
+
+    // ALB.
+    let (r, _, _) = invoke(port, &fixture("alb.json", "audio/wav", &wav));
+    assert_eq!(r["statusCode"], 200, "{r}");
+    assert!(body(&r).contains("Tuesday"), "{r}");
+
+    // Direct invocation with base64 audio and options.
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&wav);
+    let (r, _, _) = invoke(
+        port,
+        &json!({"audio_base64": b64, "response_format": "verbose_json", "language": "en", "word_timestamps": true}),
+    );
+    assert_eq!(r["statusCode"], 200, "{r}");
+    assert!(r["body"]["words"].as_array().is_some_and(|w| w.len() > 3), "{r}");
+
+    // Keep-warm: a schedule and a payload, answered without inference and counted.
+    let (r, _, ms_schedule) = invoke(port, &fixture("scheduled-event.json", "", b""));
+    assert_eq!(r, json!({"warm": true, "source": "schedule", "warmups": 1}));
+    let (r, _, ms_payload) = invoke(port, &json!({"warmup": true}));
+    assert_eq!(r["warmups"], 2, "{r}");
+    eprintln!("keep-warm round trips: {ms_schedule:.1} ms, {ms_payload:.1} ms");
+
+    // Errors: the right status and a JSON error body, never a function error.
+    let mut bad = fixture("apigw-http-v2.json", "audio/wav", &wav);
+    bad["body"] = json!("%%% not base64 %%%");
+    let (r, err, _) = invoke(port, &bad);
+    assert!(err.is_null(), "client errors are results, not function errors: {err}");
+    assert_eq!(r["statusCode"], 400, "{r}");
+    assert!(body(&r).contains("not valid base64"), "{r}");
+
+    let (r, _, _) = invoke(port, &fixture("apigw-rest-v1.json", "text/plain", b"hello"));
+    assert_eq!(r["statusCode"], 415, "{r}");
+    assert!(body(&r).contains("\"code\":\"unsupported_media\""), "{r}");
+
+    let big = vec![0u8; 300_000];
+    let (r, _, _) = invoke(port, &fixture("apigw-rest-v1.json", "audio/wav", &big));
+    assert_eq!(r["statusCode"], 413, "{r}");
+    assert!(body(&r).contains("\"code\""), "{r}");
+
+    let (r, _, _) = invoke(port, &json!({"audio_base64": "@@@"}));
+    assert_eq!(r["statusCode"], 400, "{r}");
+    assert!(r["body"]["error"]["message"].as_str().unwrap().contains("base64"), "{r}");
+    let (r, _, _) = invoke(port, &json!({"audio_base64": "AAAA", "audio_s3_uri": "s3://b/k"}));
+    assert_eq!(r["statusCode"], 400, "{r}");
+    let (r, _, _) = invoke(port, &json!({"something": "else"}));
+    assert_eq!(r["statusCode"], 400, "{r}");
+    assert!(r["body"]["error"]["message"].as_str().unwrap().contains("unrecognised event"), "{r}");
+
+    // One structured init line with the phases, and the keep-warm pings are logged.
+    let log = std::fs::read_to_string(tmp.path().join("bootstrap.log")).unwrap();
+    let ready =
+        log.lines().find(|l| l.contains("\"model ready\"")).unwrap_or_else(|| panic!("{log}"));
+    let ready: Value = serde_json::from_str(ready).unwrap();
+    for k in ["resolve_ms", "download_ms", "verify_ms", "load_ms", "cache_hit"] {
+        assert!(ready.get(k).is_some(), "{k} missing in {ready}");
+    }
+    assert!(log.contains("\"lambda init complete\""), "{log}");
+    assert_eq!(log.matches("\"keep-warm ping\"").count(), 2, "{log}");
+}
+
+#[test]
+fn init_failure_is_reported_to_the_runtime_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_api, port) = runtime_api();
+    let mut f = bootstrap(
+        tmp.path(),
+        port,
+        &[
+            ("HARKEN_MODEL_URI", "s3://no-such-bucket/model"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+            ("AWS_ACCESS_KEY_ID", "x"),
+            ("AWS_SECRET_ACCESS_KEY", "x"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = f.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "bootstrap did not give up");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(2));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET /test/init-error HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "no init error reported: {out}");
+    let v: Value = serde_json::from_str(&out[out.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    assert_eq!(v["type"], "Harken.InitError");
+    assert_eq!(v["error"]["errorType"], "Harken.InitError");
+    let msg = v["error"]["errorMessage"].as_str().unwrap();
+    assert!(msg.contains("s3://no-such-bucket/model"), "{msg}");
+}
