@@ -16,6 +16,9 @@ step "test servers (moto, MLflow)"
 HARKEN_STORE_VENV=$(scripts/install-test-tools.sh)
 export HARKEN_STORE_VENV
 
+step "deployment templates (cfn-lint)"
+"$HARKEN_STORE_VENV/bin/cfn-lint" deploy/lambda/template.yaml
+
 step "cargo fmt --check"
 cargo fmt --all --check
 

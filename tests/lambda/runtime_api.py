@@ -11,6 +11,8 @@ A test drives it through a control API that is not part of Lambda:
   POST /test/invoke        body = event JSON; blocks until the function answers; returns
                            {"result": <json or null>, "error": <json or null>, "ms": <float>}
   GET  /test/init-error    the init error the function reported (404 if none)
+  GET  /test/ready         {"first_next_unix": t}: when the function first asked for an event
+                           (the end of its init phase), 404 before
 
   python3 runtime_api.py PORT
 """
@@ -26,6 +28,7 @@ PREFIX = "/2018-06-01/runtime"
 events = queue.Queue()
 pending = {}  # request id -> (threading.Event, dict)
 init_error = {}
+first_next = {}
 lock = threading.Lock()
 
 
@@ -49,6 +52,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path == PREFIX + "/invocation/next":
+            first_next.setdefault("first_next_unix", time.time())
             rid, payload = events.get()
             self.reply(200, payload, {
                 "Content-Type": "application/json",
@@ -57,6 +61,11 @@ class Handler(BaseHTTPRequestHandler):
                 "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:123456789012:function:harken",
                 "Lambda-Runtime-Trace-Id": "Root=1-00000000-000000000000000000000000;Sampled=0",
             })
+        elif self.path == "/test/ready":
+            if first_next:
+                self.reply(200, json.dumps(first_next).encode(), {"Content-Type": "application/json"})
+            else:
+                self.reply(404)
         elif self.path == "/test/init-error":
             if init_error:
                 self.reply(200, json.dumps(init_error).encode(), {"Content-Type": "application/json"})

@@ -124,8 +124,7 @@ impl Handler {
             Ok(d) => d,
             Err(e) => {
                 return error_envelope(
-                    400,
-                    "invalid_request",
+                    ErrorKind::InvalidInput,
                     &format!("invalid direct invocation: {e}"),
                 );
             }
@@ -136,8 +135,7 @@ impl Handler {
                 Ok(a) => Bytes::from(a),
                 Err(e) => {
                     return error_envelope(
-                        400,
-                        "invalid_request",
+                        ErrorKind::InvalidInput,
                         &format!("audio_base64 is not valid base64: {e}"),
                     );
                 }
@@ -145,20 +143,11 @@ impl Handler {
             (None, Some(uri)) => match harken_artifacts::read_object(uri, MAX_S3_AUDIO_BYTES).await
             {
                 Ok(a) => a,
-                Err(e) => {
-                    let (status, code) = match e.kind() {
-                        ErrorKind::NotFound => (404, "not_found"),
-                        ErrorKind::TooLarge => (413, "too_large"),
-                        ErrorKind::InvalidInput => (400, "invalid_request"),
-                        _ => (502, "upstream_unavailable"),
-                    };
-                    return error_envelope(status, code, &format!("audio_s3_uri: {e}"));
-                }
+                Err(e) => return error_envelope(e.kind(), &format!("audio_s3_uri: {e}")),
             },
             _ => {
                 return error_envelope(
-                    400,
-                    "invalid_request",
+                    ErrorKind::InvalidInput,
                     "give exactly one of audio_base64 and audio_s3_uri",
                 );
             }
@@ -185,7 +174,7 @@ impl Handler {
         let request = match request {
             Ok(r) => r,
             Err(e) => {
-                return error_envelope(400, "invalid_request", &format!("invalid option: {e}"));
+                return error_envelope(ErrorKind::InvalidInput, &format!("invalid option: {e}"));
             }
         };
         let response = harken_server::call(&self.router, request).await;
@@ -212,8 +201,7 @@ impl Handler {
             Err(e) => {
                 tracing::warn!(error = %e, "event is neither an HTTP event, a direct invocation nor a keep-warm ping");
                 return Ok(error_envelope(
-                    400,
-                    "invalid_request",
+                    ErrorKind::InvalidInput,
                     "unrecognised event: expected an API Gateway, Function URL or ALB event, {\"audio_base64\": …}, {\"audio_s3_uri\": …} or {\"warmup\": true}",
                 ));
             }
@@ -224,8 +212,7 @@ impl Handler {
             async move {
                 let response = if bad_base64 {
                     json_error(
-                        400,
-                        "invalid_request",
+                        ErrorKind::InvalidInput,
                         "the event body is marked isBase64Encoded but is not valid base64",
                     )
                 } else {
@@ -267,18 +254,19 @@ fn to_bytes_request(req: lambda_http::Request) -> http::Request<Bytes> {
     })
 }
 
-fn json_error(status: u16, code: &str, message: &str) -> http::Response<Bytes> {
-    let body =
-        json!({"error": {"message": message, "type": "invalid_request_error", "code": code}});
+/// An error response in the server's shape, from the one `ErrorKind` table of `harken-api`.
+fn json_error(kind: ErrorKind, message: &str) -> http::Response<Bytes> {
+    let info = harken_api::ErrorInfo::of(kind);
+    let body = json!({"error": {"message": message, "type": info.openai_type, "code": info.code}});
     http::Response::builder()
-        .status(status)
+        .status(info.status)
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Bytes::from(body.to_string()))
         .unwrap_or_default()
 }
 
-fn error_envelope(status: u16, code: &str, message: &str) -> Value {
-    envelope(json_error(status, code, message))
+fn error_envelope(kind: ErrorKind, message: &str) -> Value {
+    envelope(json_error(kind, message))
 }
 
 /// `{"statusCode", "contentType", "body"}` for a direct invocation; JSON bodies are embedded

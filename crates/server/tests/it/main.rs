@@ -195,6 +195,26 @@ async fn sagemaker_invocations_raw_json_and_endpoint_path() {
     .await;
     assert_eq!(status, StatusCode::OK, "{text}");
     assert!(text.to_lowercase().contains("tuesday"), "{text}");
+
+    // Raw audio with options in the query string; unknown or bad options are 400s.
+    let (status, _, text) = send(
+        &app,
+        post(
+            "/invocations?language=en&response_format=srt&word_timestamps=true",
+            "audio/wav",
+            wav(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.starts_with("1\n00:00:00,000"), "{text}");
+    for bad in
+        ["/invocations?colour=red", "/invocations?task=sing", "/invocations?word_timestamps=maybe"]
+    {
+        let (status, _, text) = send(&app, post(bad, "audio/wav", wav())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {text}");
+        assert_eq!(error_code(&text), "invalid_input", "{bad}");
+    }
 }
 
 #[tokio::test]
