@@ -34,6 +34,7 @@ pub(crate) struct LambdaArgs {
 
 pub(crate) fn run(args: LambdaArgs) -> Result<ExitCode> {
     let started = Instant::now();
+    harken_lambda::check_environment().map_err(|e| anyhow!(e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

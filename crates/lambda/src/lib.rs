@@ -302,6 +302,36 @@ fn urlencode(s: &str) -> String {
     out
 }
 
+/// Check that the variables Lambda sets are present, before any work: the runtime client
+/// (`lambda_runtime`) would panic on a missing one. Returns what is missing.
+pub fn check_environment() -> Result<(), String> {
+    let mut missing = Vec::new();
+    for var in [
+        "AWS_LAMBDA_RUNTIME_API",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    ] {
+        if std::env::var(var).map_or(true, |v| v.is_empty()) {
+            missing.push(var);
+        }
+    }
+    if let Ok(m) = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        && !m.is_empty()
+        && m.parse::<i32>().is_err()
+    {
+        return Err(format!("AWS_LAMBDA_FUNCTION_MEMORY_SIZE={m:?} is not a whole number of MB"));
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "not in a Lambda environment: {} not set (Lambda sets them; to run locally use a Runtime API emulator, e.g. tests/lambda/runtime_api.py or `cargo lambda watch`)",
+            missing.join(", ")
+        ))
+    }
+}
+
 /// Serve events from the Lambda Runtime API (`AWS_LAMBDA_RUNTIME_API`) until the environment is
 /// shut down.
 pub async fn run(handler: Handler) -> Result<(), lambda_runtime::Error> {

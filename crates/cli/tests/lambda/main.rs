@@ -261,3 +261,20 @@ fn init_failure_is_reported_to_the_runtime_api() {
     let msg = v["error"]["errorMessage"].as_str().unwrap();
     assert!(msg.contains("s3://no-such-bucket/model"), "{msg}");
 }
+
+#[test]
+fn outside_lambda_it_says_so_instead_of_panicking() {
+    let out = Command::new(env!("CARGO_BIN_EXE_harken"))
+        .arg("lambda")
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .env_remove("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not in a Lambda environment") && err.contains("AWS_LAMBDA_RUNTIME_API"),
+        "{err}"
+    );
+    assert!(!err.contains("panic"), "{err}");
+}
