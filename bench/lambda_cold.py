@@ -80,7 +80,7 @@ def run_function(tmp, api_port, env_extra, clip):
     log = tmp / f"bootstrap-{time.time_ns()}.log"
     env = {"PATH": os.environ["PATH"], "HOME": os.environ["HOME"],
            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api_port}", "AWS_LAMBDA_FUNCTION_NAME": "harken",
-           "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3008", **env_extra}
+           "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3008", "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", **env_extra}
     start = time.time()
     proc = subprocess.Popen([str(link)], env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
     try:
