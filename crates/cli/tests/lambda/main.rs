@@ -278,3 +278,136 @@ fn outside_lambda_it_says_so_instead_of_panicking() {
     );
     assert!(!err.contains("panic"), "{err}");
 }
+
+/// The moto venv of `scripts/install-test-tools.sh`, or `None` after a SKIP notice.
+fn store_venv() -> Option<PathBuf> {
+    let dir = std::env::var_os("HARKEN_STORE_VENV").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/harken/store-venv")
+    });
+    if dir.join("bin/moto_server").is_file() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "CI=true: no moto venv at {}",
+        dir.display()
+    );
+    eprintln!("\n*** SKIP lambda S3 test: no moto venv (scripts/install-test-tools.sh) ***\n");
+    None
+}
+
+/// A 16-kHz mono WAV of `seconds`: the two 16-kHz speech fixtures in turn, each followed by
+/// 0.7 s of silence (a plain loop of one sentence sends Whisper into its repetition fallback).
+fn long_wav(seconds: usize) -> Vec<u8> {
+    let a = audio();
+    let b = std::fs::read(root().join("testdata/audio/speech_16k_s16.wav")).unwrap();
+    let gap = vec![0u8; 16_000 * 2 * 7 / 10];
+    let cycle: Vec<u8> = [&a[44..], &gap[..], &b[44..], &gap[..]].concat();
+    let want = seconds * 16_000 * 2;
+    let data: Vec<u8> = cycle.iter().copied().cycle().take(want).collect();
+    let mut w = Vec::with_capacity(44 + data.len());
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&16_000u32.to_le_bytes());
+    w.extend_from_slice(&32_000u32.to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    w.extend_from_slice(&data);
+    w
+}
+
+fn ready_line(log: &Path) -> Value {
+    let text = std::fs::read_to_string(log).unwrap();
+    let line =
+        text.lines().find(|l| l.contains("\"model ready\"")).unwrap_or_else(|| panic!("{text}"));
+    serde_json::from_str(line).unwrap()
+}
+
+/// Cold start from a real S3-protocol server with an empty /tmp, then a second environment on
+/// the same /tmp (cache hit), both answering a 12-s clip fetched by `audio_s3_uri`. (The 20-s
+/// measurement on recorded speech is `bench/lambda-cold.sh`.)
+#[test]
+fn cold_start_from_s3_then_warm_cache() {
+    let (Some(model), Some(venv)) = (tiny_en(), store_venv()) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let s3 = free_port();
+    let moto = Proc(
+        Command::new(venv.join("bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &s3.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", s3)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let endpoint = format!("http://127.0.0.1:{s3}");
+    let clip = tmp.path().join("clip.wav");
+    std::fs::write(&clip, long_wav(12)).unwrap();
+    let py = format!(
+        "import boto3\ns3 = boto3.client('s3', endpoint_url='{endpoint}', region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')\ns3.create_bucket(Bucket='models')\ns3.upload_file('{}', 'models', 'audio/clip.wav')\n",
+        clip.display()
+    );
+    assert!(Command::new(venv.join("bin/python")).arg("-c").arg(py).status().unwrap().success());
+    let aws = [
+        ("AWS_ACCESS_KEY_ID", "t"),
+        ("AWS_SECRET_ACCESS_KEY", "t"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+    ];
+    let pkg = tmp.path().join("pkg");
+    let ok = Command::new(env!("CARGO_BIN_EXE_harken"))
+        .args(["model", "pack", model.to_str().unwrap(), "-o", pkg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let ok = Command::new(env!("CARGO_BIN_EXE_harken"))
+        .args(["model", "push", pkg.to_str().unwrap(), "s3://models/tiny"])
+        .envs(aws)
+        .env("HARKEN_CACHE_DIR", tmp.path().join("push-cache"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+
+    let mut envs = aws.to_vec();
+    envs.push(("HARKEN_MODEL_URI", "s3://models/tiny"));
+    let event = json!({"audio_s3_uri": "s3://models/audio/clip.wav", "language": "en", "response_format": "text"});
+    let mut ready = Vec::new();
+    for round in ["cold", "warm"] {
+        let (_api, port) = runtime_api();
+        let f = bootstrap(tmp.path(), port, &envs);
+        let (first, err, ms1) = invoke(port, &event);
+        assert!(err.is_null(), "{err}");
+        assert_eq!(first["statusCode"], 200, "{first}");
+        assert!(first["body"].as_str().unwrap().to_lowercase().contains("tuesday"), "{first}");
+        let (_, _, ms2) = invoke(port, &event);
+        drop(f);
+        let line = ready_line(&tmp.path().join("bootstrap.log"));
+        eprintln!("{round}: init phases {line}; 1st call {ms1:.0} ms, 2nd call {ms2:.0} ms");
+        ready.push(line);
+    }
+    assert_eq!(ready[0]["cache_hit"], false);
+    assert!(ready[0]["downloaded_bytes"].as_u64().unwrap() > 70_000_000, "{}", ready[0]);
+    assert_eq!(ready[1]["cache_hit"], true, "the second environment finds /tmp filled");
+    assert_eq!(ready[1]["downloaded_bytes"], 0);
+    assert_eq!(ready[0]["digest"], ready[1]["digest"]);
+
+    // Audio that is not there: a 404 result, not a function error.
+    let (_api, port) = runtime_api();
+    let _f = bootstrap(tmp.path(), port, &envs);
+    let (r, err, _) = invoke(port, &json!({"audio_s3_uri": "s3://models/audio/missing.wav"}));
+    assert!(err.is_null(), "{err}");
+    assert_eq!(r["statusCode"], 404, "{r}");
+    drop(moto);
+}
