@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Real servers the artifact-store tests run against: moto (an S3-protocol server) and MLflow's
-# tracking server + model registry. Installed once into a venv under the Harken cache; re-running
+# Real servers the tests run against: moto (an S3-protocol server), MLflow's tracking server +
+# model registry, cfn-lint (comes with moto[server]) and cargo-lambda's Runtime API emulator. Installed once into a venv under the Harken cache; re-running
 # is a no-op when both import. Prints the venv path on stdout.
 #
 #   scripts/install-test-tools.sh
@@ -13,5 +13,8 @@ if ! "$venv/bin/python" -c "import moto, boto3, mlflow, flask" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     "moto[server]>=5.1,<6" "boto3>=1.34" "mlflow>=3.1,<4"
 fi
-[[ -x "$venv/bin/moto_server" && -x "$venv/bin/mlflow" ]] || { echo "store-venv is incomplete: $venv" >&2; exit 1; }
+if ! [[ -x "$venv/bin/cargo-lambda" ]]; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "cargo-lambda>=1.8"
+fi
+[[ -x "$venv/bin/moto_server" && -x "$venv/bin/mlflow" && -x "$venv/bin/cargo-lambda" && -x "$venv/bin/cfn-lint" ]] || { echo "store-venv is incomplete: $venv" >&2; exit 1; }
 echo "$venv"

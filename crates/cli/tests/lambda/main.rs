@@ -411,3 +411,96 @@ fn cold_start_from_s3_then_warm_cache() {
     assert_eq!(r["statusCode"], 404, "{r}");
     drop(moto);
 }
+
+/// The same bootstrap under a real emulator from the registries: `cargo lambda watch
+/// --only-lambda-apis` (PyPI `cargo-lambda`), invoked with `cargo lambda invoke`. It deviates
+/// from Lambda in details (a `/.rt/<fn>` path in `AWS_LAMBDA_RUNTIME_API`, a fixed deadline
+/// header, 200 instead of 202), which the function must tolerate.
+#[test]
+fn cargo_lambda_emulator_drives_the_bootstrap() {
+    let (Some(model), Some(venv)) = (tiny_en(), store_venv()) else { return };
+    let cl = venv.join("bin/cargo-lambda");
+    assert!(cl.is_file(), "no cargo-lambda in {} (scripts/install-test-tools.sh)", venv.display());
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _watch = Proc(
+        Command::new(&cl)
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+            ])
+            .current_dir(root())
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    venv.join("bin").display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(60), "cargo lambda watch did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let api = format!("http://127.0.0.1:{port}/.rt/harken");
+    let link = tmp.path().join("bootstrap");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_harken"), &link).unwrap();
+    let _f = Proc(
+        Command::new(&link)
+            .env("AWS_LAMBDA_RUNTIME_API", &api)
+            .env("AWS_LAMBDA_FUNCTION_NAME", "harken")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "4096")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("HARKEN_MODEL_URI", &model)
+            .env("HARKEN_CACHE_DIR", tmp.path().join("cache"))
+            .env("HARKEN_THREADS", "2")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let invoke = |event: &Value| -> Value {
+        let file = tmp.path().join("event.json");
+        std::fs::write(&file, event.to_string()).unwrap();
+        let out = Command::new(&cl)
+            .args([
+                "lambda",
+                "invoke",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+                "harken",
+                "--data-file",
+            ])
+            .arg(&file)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cargo lambda invoke: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(invoke(&json!({"warmup": true}))["warm"], true);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(audio());
+    let r = invoke(&json!({"audio_base64": b64, "response_format": "text"}));
+    assert_eq!(r["statusCode"], 200, "{r}");
+    assert!(r["body"].as_str().unwrap().contains("Tuesday"), "{r}");
+    let r = invoke(&fixture("function-url.json", "audio/wav", &audio()));
+    assert_eq!(r["statusCode"], 200, "{r}");
+    assert!(body(&r).starts_with("WEBVTT"), "{r}");
+}
