@@ -84,6 +84,8 @@ pub(crate) fn run(args: BenchArgs) -> Result<ExitCode> {
         "beam": args.beam,
         "load_seconds": load_s,
         "peak_rss_bytes": peak_rss_bytes(),
+        "model_bytes": crate::model::model_bytes(&loaded.lease),
+        "binary_bytes": std::env::current_exe().and_then(std::fs::metadata).map_or(0, |m| m.len()),
         "files": files,
     });
     if args.json {

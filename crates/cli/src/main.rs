@@ -5,6 +5,7 @@ mod bench;
 mod lambda;
 mod model;
 mod package_cmd;
+mod plan;
 mod serve;
 mod transcribe;
 
@@ -30,6 +31,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run as an AWS Lambda function (custom runtime); also what `bootstrap` runs.
     Lambda(lambda::LambdaArgs),
+    /// Size and price the deployment on every platform from speed measured here.
+    Plan(plan::PlanArgs),
     /// Model packages and the local model cache.
     #[command(subcommand)]
     Model(package_cmd::ModelCommand),
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Model(cmd) => package_cmd::run(cmd),
+        Command::Plan(args) => plan::run(args),
     };
     match result {
         Ok(code) => code,

@@ -209,6 +209,22 @@ pub(crate) fn tune_allocator() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub(crate) fn tune_allocator() {}
 
+/// Bytes of the model's files: the package's listed files, or every file of a raw directory.
+pub(crate) fn model_bytes(resolved: &Resolved) -> u64 {
+    match &resolved.package {
+        Some(p) => p.total_bytes(),
+        None => std::fs::read_dir(&resolved.dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| e.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0),
+    }
+}
+
 /// A loaded engine and where it came from.
 pub(crate) struct Loaded {
     pub engine: Engine,
