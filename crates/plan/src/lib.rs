@@ -280,6 +280,13 @@ fn lambda_rows(
             if warm_p95 > l.timeout_s {
                 failed.push(format!("p95 duration {warm_p95:.0} s > timeout {:.0} s", l.timeout_s));
             }
+            if !bundled && m.model_bytes > l.tmp_max_bytes {
+                failed.push(format!(
+                    "model {:.1} GB > /tmp maximum {:.0} GB",
+                    m.model_bytes as f64 / 1e9,
+                    l.tmp_max_bytes as f64 / 1e9
+                ));
+            }
             let mut notes = Vec::new();
             let p95_bytes = w.p95_audio_s * w.audio_bytes_per_s;
             if p95_bytes > l.sync_payload_bytes as f64 {
