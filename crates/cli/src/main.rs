@@ -3,6 +3,7 @@
 
 mod bench;
 mod lambda;
+mod lm_cmd;
 mod model;
 mod package_cmd;
 mod plan;
@@ -33,6 +34,9 @@ enum Command {
     Lambda(lambda::LambdaArgs),
     /// Size and price the deployment on every platform from speed measured here.
     Plan(plan::PlanArgs),
+    /// n-gram language models: convert, inspect, evaluate.
+    #[command(subcommand)]
+    Lm(lm_cmd::LmCommand),
     /// Model packages and the local model cache.
     #[command(subcommand)]
     Model(package_cmd::ModelCommand),
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Model(cmd) => package_cmd::run(cmd),
         Command::Plan(args) => plan::run(args),
+        Command::Lm(cmd) => lm_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

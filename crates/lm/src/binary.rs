@@ -1,0 +1,251 @@
+//! The binary format (documented in `docs/lm-format.md`): a 512-byte little-endian header, then
+//! 8-byte-aligned sections — sorted vocabulary strings and their offsets, and per order the
+//! records' word ids (sorted tuples), probabilities and back-offs, as `f32` or as 8-bit codes
+//! into 256-entry codebooks. Loading maps the file and checks the header and section bounds:
+//! O(1), nothing is parsed or copied; pages are read when queries touch them.
+//!
+//! Written by hand: no crate offers a memory-mappable n-gram format (KenLM's is C++ and tied to
+//! its query code).
+
+use crate::arpa::Tables;
+use crate::{Error, MAX_ORDER, Result};
+
+pub(crate) const MAGIC: &[u8; 8] = b"HARKENLM";
+pub(crate) const VERSION: u32 = 1;
+pub(crate) const HEADER: usize = 512;
+const OFF_COUNTS: usize = 24;
+const OFF_VOCAB: usize = 88;
+const OFF_ORDERS: usize = 112;
+const OFF_CHECKSUM: usize = 432;
+
+/// Where an order's arrays live.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OrderLayout {
+    pub ids: usize,
+    pub prob: usize,
+    pub bo: usize,
+    pub prob_cb: usize,
+    pub bo_cb: usize,
+}
+
+/// The parsed header.
+#[derive(Debug, Clone)]
+pub(crate) struct Header {
+    pub order: usize,
+    pub quantized: bool,
+    pub vocab: usize,
+    pub counts: [usize; MAX_ORDER],
+    pub strings: (usize, usize),
+    pub index: usize,
+    pub orders: [OrderLayout; MAX_ORDER],
+    pub checksum: u64,
+}
+
+pub(crate) fn u32_at(b: &[u8], off: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[off..off + 4]);
+    u32::from_le_bytes(a)
+}
+
+pub(crate) fn u64_at(b: &[u8], off: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(a)
+}
+
+pub(crate) fn f32_at(b: &[u8], off: usize) -> f32 {
+    f32::from_bits(u32_at(b, off))
+}
+
+/// FNV-1a, 64 bit: cheap, dependency-free integrity check of the body.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn corrupt(detail: impl Into<String>) -> Error {
+    Error::Binary { detail: detail.into() }
+}
+
+impl Header {
+    /// Parse and bounds-check the header of a file of `b.len()` bytes.
+    pub(crate) fn parse(b: &[u8]) -> Result<Self> {
+        if b.len() < HEADER || &b[..8] != MAGIC {
+            return Err(corrupt("not a Harken LM binary (bad magic)"));
+        }
+        let version = u32_at(b, 8);
+        if version != VERSION {
+            return Err(corrupt(format!("format version {version}; this build reads {VERSION}")));
+        }
+        let order = u32_at(b, 12) as usize;
+        let quant = u32_at(b, 16);
+        let vocab = u32_at(b, 20) as usize;
+        if order == 0 || order > MAX_ORDER || !(quant == 0 || quant == 8) || vocab == 0 {
+            return Err(corrupt(format!("bad header: order {order}, quantization {quant}, vocab {vocab}")));
+        }
+        let mut counts = [0usize; MAX_ORDER];
+        for (k, c) in counts.iter_mut().enumerate() {
+            *c = usize::try_from(u64_at(b, OFF_COUNTS + 8 * k)).map_err(|_| corrupt("count too large"))?;
+        }
+        if counts[0] != vocab {
+            return Err(corrupt("unigram count differs from the vocabulary size"));
+        }
+        let rd = |off: usize| usize::try_from(u64_at(b, off)).map_err(|_| corrupt("offset too large"));
+        let strings = (rd(OFF_VOCAB)?, rd(OFF_VOCAB + 8)?);
+        let index = rd(OFF_VOCAB + 16)?;
+        let mut orders = [OrderLayout::default(); MAX_ORDER];
+        for (k, o) in orders.iter_mut().enumerate().take(order) {
+            let base = OFF_ORDERS + 40 * k;
+            *o = OrderLayout { ids: rd(base)?, prob: rd(base + 8)?, bo: rd(base + 16)?, prob_cb: rd(base + 24)?, bo_cb: rd(base + 32)? };
+        }
+        let h = Header { order, quantized: quant == 8, vocab, counts, strings, index, orders, checksum: u64_at(b, OFF_CHECKSUM) };
+        h.check_bounds(b.len())?;
+        Ok(h)
+    }
+
+    fn check_bounds(&self, len: usize) -> Result<()> {
+        let fits = |off: usize, n: usize, what: &str| -> Result<()> {
+            match off.checked_add(n) {
+                Some(end) if off >= HEADER && end <= len => Ok(()),
+                _ => Err(corrupt(format!("{what} runs past the end of the file (truncated?)"))),
+            }
+        };
+        fits(self.strings.0, self.strings.1, "vocabulary strings")?;
+        fits(self.index, (self.vocab + 1) * 4, "vocabulary index")?;
+        for k in 1..=self.order {
+            let o = self.orders[k - 1];
+            let n = self.counts[k - 1];
+            let q = self.quantized && k > 1;
+            let vbytes = if q { n } else { n * 4 };
+            if k > 1 {
+                fits(o.ids, n.checked_mul(4 * k).ok_or_else(|| corrupt("count overflow"))?, "n-gram ids")?;
+            }
+            fits(o.prob, vbytes, "probabilities")?;
+            if k < self.order {
+                fits(o.bo, vbytes, "back-offs")?;
+            }
+            if q {
+                fits(o.prob_cb, 1024, "probability codebook")?;
+                if k < self.order {
+                    fits(o.bo_cb, 1024, "back-off codebook")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Equal-count binning (as KenLM's quantizer): sort, cut into 256 bins, centre = bin mean.
+fn codebook(values: &[f32]) -> Vec<f32> {
+    let mut v = values.to_vec();
+    v.sort_by(f32::total_cmp);
+    let mut cb = Vec::with_capacity(256);
+    if v.is_empty() {
+        return vec![0.0; 256];
+    }
+    for i in 0..256 {
+        let lo = i * v.len() / 256;
+        let hi = ((i + 1) * v.len() / 256).max(lo + 1).min(v.len());
+        let lo = lo.min(v.len() - 1);
+        let slice = &v[lo..hi];
+        cb.push(slice.iter().map(|&x| f64::from(x)).sum::<f64>() as f32 / slice.len() as f32);
+    }
+    cb
+}
+
+fn encode(cb: &[f32], x: f32) -> u8 {
+    // cb is sorted ascending; pick the nearest centre.
+    let i = cb.partition_point(|&c| c < x);
+    let best = if i == 0 {
+        0
+    } else if i >= cb.len() {
+        cb.len() - 1
+    } else if (x - cb[i - 1]).abs() <= (cb[i] - x).abs() {
+        i - 1
+    } else {
+        i
+    };
+    best as u8
+}
+
+fn pad8(out: &mut Vec<u8>) {
+    while out.len() % 8 != 0 {
+        out.push(0);
+    }
+}
+
+/// Serialise `t` into the binary format.
+pub(crate) fn encode_tables(t: &Tables, quantize: bool) -> Vec<u8> {
+    let order = t.order();
+    let mut out = vec![0u8; HEADER];
+    out[..8].copy_from_slice(MAGIC);
+    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    out[12..16].copy_from_slice(&(order as u32).to_le_bytes());
+    out[16..20].copy_from_slice(&(if quantize { 8u32 } else { 0 }).to_le_bytes());
+    out[20..24].copy_from_slice(&(t.vocab.len() as u32).to_le_bytes());
+    let put64 = |out: &mut Vec<u8>, at: usize, v: usize| out[at..at + 8].copy_from_slice(&(v as u64).to_le_bytes());
+    for k in 1..=order {
+        put64(&mut out, OFF_COUNTS + 8 * (k - 1), t.count(k));
+    }
+    // Vocabulary: concatenated strings, then vocab+1 offsets.
+    let strings_off = out.len();
+    let mut offsets = Vec::with_capacity(t.vocab.len() + 1);
+    for w in &t.vocab {
+        offsets.push((out.len() - strings_off) as u32);
+        out.extend_from_slice(w.as_bytes());
+    }
+    offsets.push((out.len() - strings_off) as u32);
+    let strings_len = out.len() - strings_off;
+    pad8(&mut out);
+    let index_off = out.len();
+    for o in offsets {
+        out.extend_from_slice(&o.to_le_bytes());
+    }
+    pad8(&mut out);
+    put64(&mut out, OFF_VOCAB, strings_off);
+    put64(&mut out, OFF_VOCAB + 8, strings_len);
+    put64(&mut out, OFF_VOCAB + 16, index_off);
+    for k in 1..=order {
+        let base = OFF_ORDERS + 40 * (k - 1);
+        if k > 1 {
+            let at = out.len();
+            put64(&mut out, base, at);
+            for id in &t.ids[k - 1] {
+                out.extend_from_slice(&id.to_le_bytes());
+            }
+            pad8(&mut out);
+        }
+        let q = quantize && k > 1;
+        let write_values = |out: &mut Vec<u8>, values: &[f32], slot: usize, cb_slot: usize| {
+            if q {
+                let cb = codebook(values);
+                let at = out.len();
+                put64(out, base + cb_slot, at);
+                for c in &cb {
+                    out.extend_from_slice(&c.to_le_bytes());
+                }
+                let at = out.len();
+                put64(out, base + slot, at);
+                out.extend(values.iter().map(|&x| encode(&cb, x)));
+            } else {
+                let at = out.len();
+                put64(out, base + slot, at);
+                for x in values {
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
+            }
+            pad8(out);
+        };
+        write_values(&mut out, &t.prob[k - 1], 8, 24);
+        if k < order {
+            write_values(&mut out, &t.backoff[k - 1], 16, 32);
+        }
+    }
+    let sum = fnv1a(&out[HEADER..]);
+    out[OFF_CHECKSUM..OFF_CHECKSUM + 8].copy_from_slice(&sum.to_le_bytes());
+    out
+}

@@ -1,0 +1,494 @@
+//! n-gram language models: a streaming ARPA reader and writer ([`arpa`]), a compact binary
+//! format that loads by memory-mapping in O(1) ([`Model::open`]), and queries with explicit
+//! state and full back-off semantics ([`Model::score`]).
+//!
+//! Scoring follows the ARPA back-off definition KenLM implements: for context `h` and word `w`,
+//! `log10 P(w|h) = p(h w)` when the n-gram `h w` exists, else `bo(h) + log10 P(w|h')` with `h'`
+//! the context without its oldest word; a missing context has back-off 0. Words outside the
+//! vocabulary score as `<unk>`.
+
+pub mod arpa;
+mod binary;
+
+use std::path::{Path, PathBuf};
+
+pub use arpa::Tables;
+use binary::{Header, f32_at, u32_at};
+
+/// Highest supported order.
+pub const MAX_ORDER: usize = 8;
+
+/// Errors of the LM crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Malformed ARPA text.
+    #[error("ARPA line {line}: {detail}")]
+    Arpa {
+        /// 1-based line number (0: whole file).
+        line: usize,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A binary file that is not valid.
+    #[error("LM binary: {detail}")]
+    Binary {
+        /// What is wrong.
+        detail: String,
+    },
+    /// File-system failure.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io { path: path.to_owned(), source }
+    }
+
+    /// The failure class.
+    pub fn kind(&self) -> harken_core::ErrorKind {
+        match self {
+            Error::Io { .. } => harken_core::ErrorKind::NotFound,
+            _ => harken_core::ErrorKind::InvalidInput,
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+enum Storage {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Storage {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Storage::Mapped(m) => m,
+            Storage::Owned(v) => v,
+        }
+    }
+}
+
+/// The words a query has seen, most recent last (at most `order - 1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct State {
+    len: u8,
+    words: [u32; MAX_ORDER - 1],
+}
+
+impl State {
+    /// Number of context words held.
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+    /// Whether the state holds no context.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    fn words(&self) -> &[u32] {
+        &self.words[..self.len()]
+    }
+}
+
+/// A loaded model (binary, memory-mapped or in memory).
+pub struct Model {
+    data: Storage,
+    h: Header,
+    unk: Option<u32>,
+    bos: Option<u32>,
+    eos: Option<u32>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("order", &self.h.order).field("counts", &self.counts()).finish()
+    }
+}
+
+/// Whether a file is a Harken LM binary (by its magic bytes).
+pub fn is_binary(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == binary::MAGIC
+}
+
+impl Model {
+    /// Map a binary model. O(1): checks the header and section bounds, parses nothing.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: the map is read-only and private; model files are written once (atomically
+        // renamed into place) and not modified while loaded. Every access is bounds-checked
+        // against the header, which was checked against the file length.
+        #[allow(unsafe_code)] // memory-mapping is the point: O(1) load, pages read on demand
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        Self::from_storage(Storage::Mapped(map))
+    }
+
+    /// A model from binary bytes in memory.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
+        Self::from_storage(Storage::Owned(bytes))
+    }
+
+    /// Build the binary form of `t` in memory and open it.
+    pub fn from_tables(t: &Tables, quantize: bool) -> Result<Self> {
+        Self::from_bytes(binary::encode_tables(t, quantize))
+    }
+
+    /// Load any model file: a Harken binary is mapped, ARPA (plain or gzip) is parsed.
+    pub fn load(path: &Path) -> Result<Self> {
+        if is_binary(path) { Self::open(path) } else { Self::from_tables(&arpa::read(arpa::open(path)?)?, false) }
+    }
+
+    fn from_storage(data: Storage) -> Result<Self> {
+        let h = Header::parse(&data)?;
+        let mut m = Model { data, h, unk: None, bos: None, eos: None };
+        m.unk = m.vocab_id("<unk>");
+        m.bos = m.vocab_id("<s>");
+        m.eos = m.vocab_id("</s>");
+        Ok(m)
+    }
+
+    /// Check the body against the header's checksum (reads the whole file).
+    pub fn verify(&self) -> Result<()> {
+        let sum = binary::fnv1a(&self.data[binary::HEADER..]);
+        if sum == self.h.checksum { Ok(()) } else { Err(Error::Binary { detail: "checksum mismatch: the file is damaged".into() }) }
+    }
+
+    /// Serialise `t` and write it to `path` atomically.
+    pub fn write_binary(t: &Tables, quantize: bool, path: &Path) -> Result<u64> {
+        let bytes = binary::encode_tables(t, quantize);
+        let tmp = path.with_extension("tmp-write");
+        std::fs::write(&tmp, &bytes).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        Ok(bytes.len() as u64)
+    }
+
+    /// Highest order.
+    pub fn order(&self) -> usize {
+        self.h.order
+    }
+
+    /// n-gram counts per order.
+    pub fn counts(&self) -> Vec<usize> {
+        self.h.counts[..self.h.order].to_vec()
+    }
+
+    /// Whether probabilities are 8-bit quantized.
+    pub fn quantized(&self) -> bool {
+        self.h.quantized
+    }
+
+    /// Size of the model's bytes.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Vocabulary size.
+    pub fn vocab_size(&self) -> usize {
+        self.h.vocab
+    }
+
+    /// The word with id `id`.
+    pub fn word(&self, id: u32) -> &str {
+        let i = self.h.index + 4 * id as usize;
+        let (a, b) = (u32_at(&self.data, i) as usize, u32_at(&self.data, i + 4) as usize);
+        let s = &self.data[self.h.strings.0 + a..self.h.strings.0 + b];
+        std::str::from_utf8(s).unwrap_or("")
+    }
+
+    /// The id of `word`, if it is in the vocabulary.
+    pub fn vocab_id(&self, word: &str) -> Option<u32> {
+        let (mut lo, mut hi) = (0usize, self.h.vocab);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.word(mid as u32).as_bytes().cmp(word.as_bytes()) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid as u32),
+            }
+        }
+        None
+    }
+
+    /// The state at the start of a sentence (context `<s>`).
+    pub fn begin_sentence(&self) -> State {
+        let mut s = State { len: 0, words: [0; MAX_ORDER - 1] };
+        if let Some(b) = self.bos {
+            s.words[0] = b;
+            s.len = 1;
+        }
+        s
+    }
+
+    /// The empty state (no context).
+    pub fn null_state(&self) -> State {
+        State { len: 0, words: [0; MAX_ORDER - 1] }
+    }
+
+    /// Index of the order-`k` record with ids `tuple`.
+    fn find(&self, tuple: &[u32]) -> Option<usize> {
+        let k = tuple.len();
+        if k == 1 {
+            return Some(tuple[0] as usize);
+        }
+        let base = self.h.orders[k - 1].ids;
+        let (mut lo, mut hi) = (0usize, self.h.counts[k - 1]);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let off = base + mid * k * 4;
+            let mut ord = std::cmp::Ordering::Equal;
+            for (j, &t) in tuple.iter().enumerate() {
+                ord = u32_at(&self.data, off + 4 * j).cmp(&t);
+                if ord != std::cmp::Ordering::Equal {
+                    break;
+                }
+            }
+            match ord {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
+    }
+
+    fn value(&self, k: usize, i: usize, backoff: bool) -> f32 {
+        let o = self.h.orders[k - 1];
+        let (off, cb) = if backoff { (o.bo, o.bo_cb) } else { (o.prob, o.prob_cb) };
+        if self.h.quantized && k > 1 {
+            f32_at(&self.data, cb + 4 * usize::from(self.data[off + i]))
+        } else {
+            f32_at(&self.data, off + 4 * i)
+        }
+    }
+
+    /// Score word id `w` (`None`: out of vocabulary, scored as `<unk>`) after `state`.
+    /// Returns the log10 probability, the next state and the length of the n-gram that matched.
+    pub fn score_id(&self, state: &State, w: Option<u32>) -> (f32, State, usize) {
+        let n_max = self.h.order;
+        let ctx = state.words();
+        let mut next = State { len: 0, words: [0; MAX_ORDER - 1] };
+        let Some(w) = w.or(self.unk) else {
+            // No <unk> in the model: KenLM substitutes a unigram of log10 -100 and still
+            // applies the context's back-offs.
+            let mut bo = 0.0f32;
+            let longest = ctx.len().min(n_max - 1);
+            for c in (1..=longest).rev() {
+                if let Some(j) = self.find(&ctx[ctx.len() - c..]) {
+                    bo += self.value(c, j, true);
+                }
+            }
+            return (-100.0 + bo, next, 0);
+        };
+        let mut tuple = [0u32; MAX_ORDER];
+        let mut bo = 0.0f32;
+        let longest = ctx.len().min(n_max - 1);
+        for c in (0..=longest).rev() {
+            let h = &ctx[ctx.len() - c..];
+            tuple[..c].copy_from_slice(h);
+            tuple[c] = w;
+            if let Some(i) = self.find(&tuple[..=c]) {
+                let p = self.value(c + 1, i, false);
+                // Next state: the most recent order-1 words.
+                let all_len = c + 1;
+                let keep = all_len.min(n_max - 1);
+                next.words[..keep].copy_from_slice(&tuple[all_len - keep..all_len]);
+                next.len = keep as u8;
+                return (p + bo, next, c + 1);
+            }
+            if c > 0 {
+                if let Some(j) = self.find(h) {
+                    if c < n_max {
+                        bo += self.value(c, j, true);
+                    }
+                }
+            }
+        }
+        (bo, next, 0)
+    }
+
+    /// Score `word` after `state`: (log10 probability, next state).
+    pub fn score(&self, state: &State, word: &str) -> (f32, State) {
+        let (p, s, _) = self.score_id(state, self.vocab_id(word));
+        (p, s)
+    }
+
+    /// Score one sentence with `<s>` and `</s>`: per-word log10 probabilities (the last is
+    /// `</s>`) and whether each word was out of vocabulary.
+    pub fn score_sentence(&self, words: &[&str]) -> Vec<(f32, bool)> {
+        let mut st = self.begin_sentence();
+        let mut out = Vec::with_capacity(words.len() + 1);
+        for w in words {
+            let id = self.vocab_id(w);
+            let (p, s, _) = self.score_id(&st, id);
+            out.push((p, id.is_none()));
+            st = s;
+        }
+        let (p, _, _) = self.score_id(&st, self.eos);
+        out.push((p, false));
+        out
+    }
+
+    /// The tables back (for writing ARPA from a binary).
+    pub fn to_tables(&self) -> Tables {
+        let order = self.h.order;
+        let mut t = Tables {
+            vocab: (0..self.h.vocab as u32).map(|i| self.word(i).to_owned()).collect(),
+            ids: vec![Vec::new(); order],
+            prob: vec![Vec::new(); order],
+            backoff: vec![Vec::new(); order.saturating_sub(1)],
+        };
+        for k in 1..=order {
+            let n = self.h.counts[k - 1];
+            if k > 1 {
+                let base = self.h.orders[k - 1].ids;
+                t.ids[k - 1] = (0..n * k).map(|j| u32_at(&self.data, base + 4 * j)).collect();
+            }
+            t.prob[k - 1] = (0..n).map(|i| self.value(k, i, false)).collect();
+            if k < order {
+                t.backoff[k - 1] = (0..n).map(|i| self.value(k, i, true)).collect();
+            }
+        }
+        t
+    }
+}
+
+/// Perplexity figures over a text.
+#[derive(Debug, Clone, Default)]
+pub struct Evaluation {
+    /// Sentences.
+    pub sentences: usize,
+    /// Words (without `</s>`).
+    pub words: usize,
+    /// Out-of-vocabulary words.
+    pub oov: usize,
+    /// Sum of log10 probabilities, all tokens incl. `</s>`.
+    pub log10_sum: f64,
+    /// Sum excluding OOV tokens.
+    pub log10_sum_no_oov: f64,
+}
+
+impl Evaluation {
+    /// Perplexity over all tokens (words + `</s>`).
+    pub fn perplexity(&self) -> f64 {
+        10f64.powf(-self.log10_sum / (self.words + self.sentences) as f64)
+    }
+    /// Perplexity excluding OOV tokens.
+    pub fn perplexity_no_oov(&self) -> f64 {
+        10f64.powf(-self.log10_sum_no_oov / (self.words + self.sentences - self.oov) as f64)
+    }
+    /// OOV rate over words.
+    pub fn oov_rate(&self) -> f64 {
+        if self.words == 0 { 0.0 } else { self.oov as f64 / self.words as f64 }
+    }
+}
+
+/// Evaluate `model` on whitespace-tokenised lines of `text` (one sentence per line).
+pub fn evaluate(model: &Model, text: &str) -> Evaluation {
+    let mut e = Evaluation::default();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.is_empty() {
+            continue;
+        }
+        e.sentences += 1;
+        e.words += words.len();
+        for (p, oov) in model.score_sentence(&words) {
+            e.log10_sum += f64::from(p);
+            if oov {
+                e.oov += 1;
+            } else {
+                e.log10_sum_no_oov += f64::from(p);
+            }
+        }
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOY: &str = "\\data\\\nngram 1=5\nngram 2=4\nngram 3=2\n\n\\1-grams:\n-1.0\t<s>\t-0.5\n-0.7\t</s>\n-1.2\t<unk>\n-0.6\ta\t-0.3\n-0.8\tb\t-0.2\n\n\\2-grams:\n-0.3\t<s> a\t-0.1\n-0.4\ta b\t-0.15\n-0.5\tb </s>\n-0.9\tb a\n\n\\3-grams:\n-0.2\t<s> a b\n-0.25\ta b </s>\n\n\\end\\\n";
+
+    fn toy(quantize: bool) -> Model {
+        let t = arpa::read(TOY.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        Model::from_tables(&t, quantize).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn back_off_follows_the_arpa_definition() {
+        let m = toy(false);
+        let s = m.begin_sentence();
+        let (p, s) = m.score(&s, "a"); // <s> a: bigram
+        assert!((p - -0.3).abs() < 1e-6);
+        let (p, s) = m.score(&s, "b"); // <s> a b: trigram
+        assert!((p - -0.2).abs() < 1e-6);
+        let (p, _) = m.score(&s, "</s>"); // a b </s>: trigram
+        assert!((p - -0.25).abs() < 1e-6);
+        // b after "a b": no trigram "a b b", no bigram "b b": bo(a b) + bo(b) + p(b)
+        let (_, s2) = m.score(&m.begin_sentence(), "a");
+        let (_, s2) = m.score(&s2, "b");
+        let (p, _) = m.score(&s2, "b");
+        assert!((p - (-0.15 + -0.2 + -0.8)).abs() < 1e-6, "{p}");
+        // OOV scores as <unk> with the context's back-offs.
+        let (p, s3) = m.score(&m.begin_sentence(), "zebra");
+        assert!((p - (-0.5 + -1.2)).abs() < 1e-6, "{p}");
+        assert!(s3.len() == 1);
+    }
+
+    #[test]
+    fn arpa_round_trip_and_quantized_close() {
+        let m = toy(false);
+        let mut out = Vec::new();
+        arpa::write(&m.to_tables(), &mut out).unwrap_or_else(|e| panic!("{e}"));
+        let again = arpa::read(out.as_slice()).unwrap_or_else(|e| panic!("{e}"));
+        let m2 = Model::from_tables(&again, false).unwrap_or_else(|e| panic!("{e}"));
+        let q = toy(true);
+        for sent in [vec!["a", "b"], vec!["b", "a", "zebra"], vec![]] {
+            let a = m.score_sentence(&sent);
+            assert_eq!(a, m2.score_sentence(&sent));
+            for ((x, _), (y, _)) in a.iter().zip(q.score_sentence(&sent)) {
+                assert!((x - y).abs() < 0.05, "{x} vs {y}");
+            }
+        }
+        m.verify().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn damaged_binaries_are_refused() {
+        let t = arpa::read(TOY.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let good = binary::encode_tables(&t, false);
+        for cut in [0, 7, 100, 511, good.len() / 2, good.len() - 1] {
+            assert!(Model::from_bytes(good[..cut].to_vec()).is_err(), "cut {cut}");
+        }
+        let mut flipped = good.clone();
+        let last = flipped.len() - 3;
+        flipped[last] ^= 0xff;
+        let m = Model::from_bytes(flipped).unwrap_or_else(|e| panic!("{e}"));
+        assert!(m.verify().is_err());
+    }
+
+    #[test]
+    fn malformed_arpa_names_the_line() {
+        for (text, want) in [
+            ("hello", "no \\data\\"),
+            ("\\data\\\nngram 1=2\n\n\\1-grams:\n-1\ta\n\\end\\\n", "header says 2"),
+            ("\\data\\\nngram 1=1\nngram 2=1\n\n\\1-grams:\n-1\ta\t0\n\n\\2-grams:\n-1\ta q\n\\end\\\n", "has no unigram"),
+            ("\\data\\\nngram 1=1\n\n\\1-grams:\nx\ta\n\\end\\\n", "log10 probability"),
+        ] {
+            let err = arpa::read(text.as_bytes()).map(|_| ()).unwrap_err().to_string();
+            assert!(err.contains(want), "{want:?} not in {err:?}");
+        }
+    }
+}
