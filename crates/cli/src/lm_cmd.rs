@@ -58,25 +58,31 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
             let tables = if harken_lm::is_binary(&a.input) {
                 Model::open(&a.input)?.to_tables()
             } else {
-                arpa::read(arpa::open(&a.input)?).with_context(|| format!("while reading {}", a.input.display()))?
+                arpa::read(arpa::open(&a.input)?)
+                    .with_context(|| format!("while reading {}", a.input.display()))?
             };
             let read_s = t0.elapsed().as_secs_f64();
             let bytes = if a.output.extension().is_some_and(|e| e == "arpa") {
-                let f = std::fs::File::create(&a.output).with_context(|| format!("while creating {}", a.output.display()))?;
+                let f = std::fs::File::create(&a.output)
+                    .with_context(|| format!("while creating {}", a.output.display()))?;
                 let mut w = std::io::BufWriter::new(f);
-                arpa::write(&tables, &mut w).and_then(|()| w.flush()).with_context(|| format!("while writing {}", a.output.display()))?;
+                arpa::write(&tables, &mut w)
+                    .and_then(|()| w.flush())
+                    .with_context(|| format!("while writing {}", a.output.display()))?;
                 std::fs::metadata(&a.output)?.len()
             } else {
                 Model::write_binary(&tables, a.quantize, &a.output)?
             };
-            let counts: Vec<String> = (1..=tables.order()).map(|k| tables.count(k).to_string()).collect();
+            let counts: Vec<String> =
+                (1..=tables.order()).map(|k| tables.count(k).to_string()).collect();
             println!(
                 "{} → {}: order {}, n-grams {}, {bytes} bytes ({:.1} bytes/n-gram), read {read_s:.1} s",
                 a.input.display(),
                 a.output.display(),
                 tables.order(),
                 counts.join("/"),
-                bytes as f64 / (1..=tables.order()).map(|k| tables.count(k)).sum::<usize>().max(1) as f64
+                bytes as f64
+                    / (1..=tables.order()).map(|k| tables.count(k)).sum::<usize>().max(1) as f64
             );
         }
         LmCommand::Info(a) => {
@@ -90,10 +96,20 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
             let total: usize = counts.iter().sum();
             println!("model      {}", a.model.display());
             println!("order      {}", m.order());
-            println!("n-grams    {} (total {total})", counts.iter().map(ToString::to_string).collect::<Vec<_>>().join(" / "));
+            println!(
+                "n-grams    {} (total {total})",
+                counts.iter().map(ToString::to_string).collect::<Vec<_>>().join(" / ")
+            );
             println!("vocabulary {}", m.vocab_size());
-            println!("bytes      {} ({:.2} per n-gram)", m.bytes(), m.bytes() as f64 / total.max(1) as f64);
-            println!("quantized  {}", if m.quantized() { "8-bit (orders ≥ 2)" } else { "no (f32)" });
+            println!(
+                "bytes      {} ({:.2} per n-gram)",
+                m.bytes(),
+                m.bytes() as f64 / total.max(1) as f64
+            );
+            println!(
+                "quantized  {}",
+                if m.quantized() { "8-bit (orders ≥ 2)" } else { "no (f32)" }
+            );
             println!("load       {:.3} ms", load.as_secs_f64() * 1000.0);
             if a.verify {
                 println!("checksum   ok");
@@ -101,7 +117,8 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
         }
         LmCommand::Eval(a) => {
             let m = Model::load(&a.model)?;
-            let text = std::fs::read_to_string(&a.text).with_context(|| format!("while reading {}", a.text.display()))?;
+            let text = std::fs::read_to_string(&a.text)
+                .with_context(|| format!("while reading {}", a.text.display()))?;
             if a.per_word {
                 let mut out = std::io::BufWriter::new(std::io::stdout().lock());
                 for line in text.lines() {
@@ -109,7 +126,8 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
                     if words.is_empty() {
                         continue;
                     }
-                    let scores: Vec<String> = m.score_sentence(&words).iter().map(|(p, _)| format!("{p:.6}")).collect();
+                    let scores: Vec<String> =
+                        m.score_sentence(&words).iter().map(|(p, _)| format!("{p:.6}")).collect();
                     writeln!(out, "{}", scores.join(" "))?;
                 }
                 return Ok(ExitCode::SUCCESS);
@@ -118,9 +136,23 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
             let e = harken_lm::evaluate(&m, &text);
             let secs = t0.elapsed().as_secs_f64();
             let queries = e.words + e.sentences;
-            println!("sentences  {}   words {}   OOV {} ({:.2}%)", e.sentences, e.words, e.oov, e.oov_rate() * 100.0);
-            println!("perplexity {:.3} (incl. OOV)   {:.3} (excl. OOV)", e.perplexity(), e.perplexity_no_oov());
-            println!("queries    {queries} in {:.3} s: {:.0} per second", secs, queries as f64 / secs.max(1e-9));
+            println!(
+                "sentences  {}   words {}   OOV {} ({:.2}%)",
+                e.sentences,
+                e.words,
+                e.oov,
+                e.oov_rate() * 100.0
+            );
+            println!(
+                "perplexity {:.3} (incl. OOV)   {:.3} (excl. OOV)",
+                e.perplexity(),
+                e.perplexity_no_oov()
+            );
+            println!(
+                "queries    {queries} in {:.3} s: {:.0} per second",
+                secs,
+                queries as f64 / secs.max(1e-9)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -114,7 +114,12 @@ pub fn read(mut reader: impl BufRead) -> Result<Tables> {
     if order == 0 || order > MAX_ORDER {
         return Err(bad(line_no, format!("order {order}: between 1 and {MAX_ORDER} supported")));
     }
-    let mut t = Tables { vocab: Vec::new(), ids: vec![Vec::new(); order], prob: vec![Vec::new(); order], backoff: vec![Vec::new(); order - 1] };
+    let mut t = Tables {
+        vocab: Vec::new(),
+        ids: vec![Vec::new(); order],
+        prob: vec![Vec::new(); order],
+        backoff: vec![Vec::new(); order - 1],
+    };
     let mut index: HashMap<String, u32> = HashMap::new();
     let mut raw_unigrams: Vec<(String, f32, f32)> = Vec::new();
     for k in 1..=order {
@@ -127,14 +132,18 @@ pub fn read(mut reader: impl BufRead) -> Result<Tables> {
             if !s.is_empty() {
                 return Err(bad(line_no, format!("expected \\{k}-grams:, found {s:?}")));
             }
-            let Some((n, l)) = next()? else { return Err(bad(line_no, format!("no \\{k}-grams: section"))) };
+            let Some((n, l)) = next()? else {
+                return Err(bad(line_no, format!("no \\{k}-grams: section")));
+            };
             line_no = n;
             line = l;
         }
         let mut ids_k: Vec<u32> = Vec::with_capacity(if k > 1 { counts[k - 1] * k } else { 0 });
         let mut read_k = 0usize;
         loop {
-            let Some((n, l)) = next()? else { return Err(bad(line_no, "file ends inside a section")) };
+            let Some((n, l)) = next()? else {
+                return Err(bad(line_no, "file ends inside a section"));
+            };
             line_no = n;
             let s = l.trim();
             if s.is_empty() {
@@ -165,7 +174,9 @@ pub fn read(mut reader: impl BufRead) -> Result<Tables> {
                 raw_unigrams.push((words[0].to_owned(), prob, bo));
             } else {
                 for w in &words[..k] {
-                    let id = index.get(*w).ok_or_else(|| bad(n, format!("word {w:?} has no unigram")))?;
+                    let id = index
+                        .get(*w)
+                        .ok_or_else(|| bad(n, format!("word {w:?} has no unigram")))?;
                     ids_k.push(*id);
                 }
                 t.prob[k - 1].push(prob);
@@ -176,7 +187,10 @@ pub fn read(mut reader: impl BufRead) -> Result<Tables> {
             read_k += 1;
         }
         if read_k != counts[k - 1] {
-            return Err(bad(line_no, format!("header says {} {k}-grams, the section holds {read_k}", counts[k - 1])));
+            return Err(bad(
+                line_no,
+                format!("header says {} {k}-grams, the section holds {read_k}", counts[k - 1]),
+            ));
         }
         if k == 1 {
             raw_unigrams.sort_by(|a, b| a.0.cmp(&b.0));
@@ -203,7 +217,12 @@ pub fn read(mut reader: impl BufRead) -> Result<Tables> {
 }
 
 /// Sort order-`k` records by their id tuples, permuting the values alongside.
-pub(crate) fn sort_records(k: usize, ids: &mut Vec<u32>, prob: &mut Vec<f32>, bo: Option<&mut Vec<f32>>) {
+pub(crate) fn sort_records(
+    k: usize,
+    ids: &mut Vec<u32>,
+    prob: &mut Vec<f32>,
+    bo: Option<&mut Vec<f32>>,
+) {
     let n = prob.len();
     let mut perm: Vec<u32> = (0..n as u32).collect();
     perm.sort_unstable_by(|&a, &b| {

@@ -85,24 +85,43 @@ impl Header {
         let quant = u32_at(b, 16);
         let vocab = u32_at(b, 20) as usize;
         if order == 0 || order > MAX_ORDER || !(quant == 0 || quant == 8) || vocab == 0 {
-            return Err(corrupt(format!("bad header: order {order}, quantization {quant}, vocab {vocab}")));
+            return Err(corrupt(format!(
+                "bad header: order {order}, quantization {quant}, vocab {vocab}"
+            )));
         }
         let mut counts = [0usize; MAX_ORDER];
         for (k, c) in counts.iter_mut().enumerate() {
-            *c = usize::try_from(u64_at(b, OFF_COUNTS + 8 * k)).map_err(|_| corrupt("count too large"))?;
+            *c = usize::try_from(u64_at(b, OFF_COUNTS + 8 * k))
+                .map_err(|_| corrupt("count too large"))?;
         }
         if counts[0] != vocab {
             return Err(corrupt("unigram count differs from the vocabulary size"));
         }
-        let rd = |off: usize| usize::try_from(u64_at(b, off)).map_err(|_| corrupt("offset too large"));
+        let rd =
+            |off: usize| usize::try_from(u64_at(b, off)).map_err(|_| corrupt("offset too large"));
         let strings = (rd(OFF_VOCAB)?, rd(OFF_VOCAB + 8)?);
         let index = rd(OFF_VOCAB + 16)?;
         let mut orders = [OrderLayout::default(); MAX_ORDER];
         for (k, o) in orders.iter_mut().enumerate().take(order) {
             let base = OFF_ORDERS + 40 * k;
-            *o = OrderLayout { ids: rd(base)?, prob: rd(base + 8)?, bo: rd(base + 16)?, prob_cb: rd(base + 24)?, bo_cb: rd(base + 32)? };
+            *o = OrderLayout {
+                ids: rd(base)?,
+                prob: rd(base + 8)?,
+                bo: rd(base + 16)?,
+                prob_cb: rd(base + 24)?,
+                bo_cb: rd(base + 32)?,
+            };
         }
-        let h = Header { order, quantized: quant == 8, vocab, counts, strings, index, orders, checksum: u64_at(b, OFF_CHECKSUM) };
+        let h = Header {
+            order,
+            quantized: quant == 8,
+            vocab,
+            counts,
+            strings,
+            index,
+            orders,
+            checksum: u64_at(b, OFF_CHECKSUM),
+        };
         h.check_bounds(b.len())?;
         Ok(h)
     }
@@ -122,7 +141,11 @@ impl Header {
             let q = self.quantized && k > 1;
             let vbytes = if q { n } else { n * 4 };
             if k > 1 {
-                fits(o.ids, n.checked_mul(4 * k).ok_or_else(|| corrupt("count overflow"))?, "n-gram ids")?;
+                fits(
+                    o.ids,
+                    n.checked_mul(4 * k).ok_or_else(|| corrupt("count overflow"))?,
+                    "n-gram ids",
+                )?;
             }
             fits(o.prob, vbytes, "probabilities")?;
             if k < self.order {
@@ -187,7 +210,9 @@ pub(crate) fn encode_tables(t: &Tables, quantize: bool) -> Vec<u8> {
     out[12..16].copy_from_slice(&(order as u32).to_le_bytes());
     out[16..20].copy_from_slice(&(if quantize { 8u32 } else { 0 }).to_le_bytes());
     out[20..24].copy_from_slice(&(t.vocab.len() as u32).to_le_bytes());
-    let put64 = |out: &mut Vec<u8>, at: usize, v: usize| out[at..at + 8].copy_from_slice(&(v as u64).to_le_bytes());
+    let put64 = |out: &mut Vec<u8>, at: usize, v: usize| {
+        out[at..at + 8].copy_from_slice(&(v as u64).to_le_bytes())
+    };
     for k in 1..=order {
         put64(&mut out, OFF_COUNTS + 8 * (k - 1), t.count(k));
     }

@@ -111,7 +111,10 @@ pub struct Model {
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("order", &self.h.order).field("counts", &self.counts()).finish()
+        f.debug_struct("Model")
+            .field("order", &self.h.order)
+            .field("counts", &self.counts())
+            .finish()
     }
 }
 
@@ -119,7 +122,8 @@ impl std::fmt::Debug for Model {
 pub fn is_binary(path: &Path) -> bool {
     use std::io::Read;
     let mut magic = [0u8; 8];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == binary::MAGIC
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok()
+        && &magic == binary::MAGIC
 }
 
 impl Model {
@@ -146,7 +150,11 @@ impl Model {
 
     /// Load any model file: a Harken binary is mapped, ARPA (plain or gzip) is parsed.
     pub fn load(path: &Path) -> Result<Self> {
-        if is_binary(path) { Self::open(path) } else { Self::from_tables(&arpa::read(arpa::open(path)?)?, false) }
+        if is_binary(path) {
+            Self::open(path)
+        } else {
+            Self::from_tables(&arpa::read(arpa::open(path)?)?, false)
+        }
     }
 
     fn from_storage(data: Storage) -> Result<Self> {
@@ -161,7 +169,11 @@ impl Model {
     /// Check the body against the header's checksum (reads the whole file).
     pub fn verify(&self) -> Result<()> {
         let sum = binary::fnv1a(&self.data[binary::HEADER..]);
-        if sum == self.h.checksum { Ok(()) } else { Err(Error::Binary { detail: "checksum mismatch: the file is damaged".into() }) }
+        if sum == self.h.checksum {
+            Ok(())
+        } else {
+            Err(Error::Binary { detail: "checksum mismatch: the file is damaged".into() })
+        }
     }
 
     /// Serialise `t` and write it to `path` atomically.
@@ -484,7 +496,10 @@ mod tests {
         for (text, want) in [
             ("hello", "no \\data\\"),
             ("\\data\\\nngram 1=2\n\n\\1-grams:\n-1\ta\n\\end\\\n", "header says 2"),
-            ("\\data\\\nngram 1=1\nngram 2=1\n\n\\1-grams:\n-1\ta\t0\n\n\\2-grams:\n-1\ta q\n\\end\\\n", "has no unigram"),
+            (
+                "\\data\\\nngram 1=1\nngram 2=1\n\n\\1-grams:\n-1\ta\t0\n\n\\2-grams:\n-1\ta q\n\\end\\\n",
+                "has no unigram",
+            ),
             ("\\data\\\nngram 1=1\n\n\\1-grams:\nx\ta\n\\end\\\n", "log10 probability"),
         ] {
             let err = arpa::read(text.as_bytes()).map(|_| ()).unwrap_err().to_string();

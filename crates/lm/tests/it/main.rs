@@ -1,0 +1,104 @@
+//! Harken's queries against KenLM's on a model KenLM's `lmplz` estimated
+//! (`testdata/lm/small-3gram.arpa.gz`) and held-out text: per-token log10 probabilities within
+//! 1e-4 (f32), perplexity of the 8-bit model within 1%. KenLM runs as the PyPI `kenlm` module
+//! from the venv of `scripts/install-test-tools.sh`; without it the test prints a SKIP line,
+//! except under `CI=true`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use harken_lm::{Model, arpa};
+
+fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lm").join(name)
+}
+
+fn kenlm_python() -> Option<PathBuf> {
+    let venv = std::env::var_os("HARKEN_STORE_VENV").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/harken/store-venv")
+    });
+    let py = venv.join("bin/python");
+    if Command::new(&py).args(["-c", "import kenlm"]).status().is_ok_and(|s| s.success()) {
+        return Some(py);
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "CI=true: no kenlm module in {}",
+        venv.display()
+    );
+    eprintln!("\n*** SKIP KenLM parity: no kenlm module (scripts/install-test-tools.sh) ***\n");
+    None
+}
+
+#[test]
+fn queries_match_kenlm() {
+    let Some(py) = kenlm_python() else { return };
+    let model_path = testdata("small-3gram.arpa.gz");
+    let tables = arpa::read(arpa::open(&model_path).unwrap()).unwrap();
+    let full = Model::from_tables(&tables, false).unwrap();
+    let quant = Model::from_tables(&tables, true).unwrap();
+    let text = std::fs::read_to_string(testdata("heldout.txt")).unwrap();
+    let script = r#"
+import json, sys, kenlm
+m = kenlm.Model(sys.argv[1])
+out = [[s[0] for s in m.full_scores(l.strip(), bos=True, eos=True)] for l in open(sys.argv[2]) if l.split()]
+print(json.dumps(out))
+"#;
+    let out = Command::new(&py)
+        .arg("-c")
+        .arg(script)
+        .arg(&model_path)
+        .arg(testdata("heldout.txt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let kenlm: Vec<Vec<f64>> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut max_diff = 0f64;
+    let (mut sum_k, mut sum_q, mut tokens) = (0f64, 0f64, 0usize);
+    for (line, k) in text.lines().filter(|l| !l.trim().is_empty()).zip(&kenlm) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let ours = full.score_sentence(&words);
+        let ours_q = quant.score_sentence(&words);
+        assert_eq!(ours.len(), k.len(), "{line}");
+        for ((p, _), kp) in ours.iter().zip(k) {
+            max_diff = max_diff.max((f64::from(*p) - kp).abs());
+        }
+        sum_k += k.iter().sum::<f64>();
+        sum_q += ours_q.iter().map(|(p, _)| f64::from(*p)).sum::<f64>();
+        tokens += k.len();
+    }
+    assert!(tokens > 500);
+    assert!(max_diff < 1e-4, "max per-token difference {max_diff}");
+    let (ppl_k, ppl_q) = (10f64.powf(-sum_k / tokens as f64), 10f64.powf(-sum_q / tokens as f64));
+    assert!((ppl_q / ppl_k - 1.0).abs() < 0.01, "8-bit perplexity {ppl_q} vs KenLM {ppl_k}");
+    eprintln!(
+        "KenLM parity: {tokens} tokens, max |diff| {max_diff:.2e}; perplexity KenLM {ppl_k:.3}, 8-bit {ppl_q:.3}"
+    );
+}
+
+#[test]
+fn binary_file_round_trips_and_maps() {
+    let tables = arpa::read(arpa::open(&testdata("small-3gram.arpa.gz")).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.bin");
+    Model::write_binary(&tables, false, &path).unwrap();
+    let mapped = Model::open(&path).unwrap();
+    mapped.verify().unwrap();
+    assert_eq!(mapped.counts(), vec![1616, 6933, 8551]);
+    let in_mem = Model::from_tables(&tables, false).unwrap();
+    let text = std::fs::read_to_string(testdata("heldout.txt")).unwrap();
+    let (a, b) = (harken_lm::evaluate(&mapped, &text), harken_lm::evaluate(&in_mem, &text));
+    assert_eq!(a.log10_sum, b.log10_sum);
+    assert!(a.oov > 0 && a.perplexity_no_oov() < a.perplexity());
+    // ARPA written back from the binary reads to the same model.
+    let mut arpa_text = Vec::new();
+    arpa::write(&mapped.to_tables(), &mut arpa_text).unwrap();
+    let again = Model::from_tables(&arpa::read(arpa_text.as_slice()).unwrap(), false).unwrap();
+    assert_eq!(harken_lm::evaluate(&again, &text).log10_sum, a.log10_sum);
+    // A truncated file is refused at open, not at query time.
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+    assert!(Model::open(&path).unwrap_err().to_string().contains("truncated"));
+}
