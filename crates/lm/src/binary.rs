@@ -196,7 +196,7 @@ fn encode(cb: &[f32], x: f32) -> u8 {
 }
 
 fn pad8(out: &mut Vec<u8>) {
-    while out.len() % 8 != 0 {
+    while !out.len().is_multiple_of(8) {
         out.push(0);
     }
 }

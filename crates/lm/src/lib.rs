@@ -318,12 +318,11 @@ impl Model {
                 next.len = keep as u8;
                 return (p + bo, next, c + 1);
             }
-            if c > 0 {
-                if let Some(j) = self.find(h) {
-                    if c < n_max {
-                        bo += self.value(c, j, true);
-                    }
-                }
+            if c > 0
+                && let Some(j) = self.find(h)
+                && c < n_max
+            {
+                bo += self.value(c, j, true);
             }
         }
         (bo, next, 0)
