@@ -11,6 +11,8 @@ use harken_lm::{Model, arpa};
 /// Subcommands of `harken lm`.
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum LmCommand {
+    /// Estimate a model from text (interpolated modified Kneser-Ney, as KenLM's lmplz).
+    Build(BuildArgs),
     /// Convert an ARPA model (plain or gzip) to the binary format, or a binary back to ARPA.
     Convert(ConvertArgs),
     /// Orders, n-gram counts, bytes and quantization of a model.
@@ -27,6 +29,21 @@ pub(crate) struct ConvertArgs {
     #[arg(short, long)]
     output: PathBuf,
     /// Quantize probabilities and back-offs of orders ≥ 2 to 8 bits.
+    #[arg(long)]
+    quantize: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct BuildArgs {
+    /// Training text: one sentence per line, tokens separated by spaces.
+    corpus: PathBuf,
+    /// Order.
+    #[arg(long, default_value_t = 3)]
+    order: usize,
+    /// Output: `.arpa` writes ARPA, anything else the binary format.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Quantize the binary to 8 bits.
     #[arg(long)]
     quantize: bool,
 }
@@ -51,8 +68,49 @@ pub(crate) struct EvalArgs {
     per_word: bool,
 }
 
+/// ARPA when the output ends in `.arpa`, else the binary format. Returns bytes written.
+fn write_model(
+    tables: &harken_lm::Tables,
+    quantize: bool,
+    output: &std::path::Path,
+) -> Result<u64> {
+    if output.extension().is_some_and(|e| e == "arpa") {
+        let f = std::fs::File::create(output)
+            .with_context(|| format!("while creating {}", output.display()))?;
+        let mut w = std::io::BufWriter::new(f);
+        arpa::write(tables, &mut w)
+            .and_then(|()| w.flush())
+            .with_context(|| format!("while writing {}", output.display()))?;
+        Ok(std::fs::metadata(output)?.len())
+    } else {
+        Ok(Model::write_binary(tables, quantize, output)?)
+    }
+}
+
 pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
     match cmd {
+        LmCommand::Build(a) => {
+            let t0 = Instant::now();
+            let f = std::fs::File::open(&a.corpus)
+                .with_context(|| format!("while opening {}", a.corpus.display()))?;
+            let (tables, discounts) = harken_lm::build::build(std::io::BufReader::new(f), a.order)?;
+            let bytes = write_model(&tables, a.quantize, &a.output)?;
+            let counts: Vec<String> =
+                (1..=tables.order()).map(|k| tables.count(k).to_string()).collect();
+            let d: Vec<String> = discounts
+                .iter()
+                .map(|d| format!("{:.3}/{:.3}/{:.3}", d.d[0], d.d[1], d.d[2]))
+                .collect();
+            println!(
+                "{} → {}: order {}, n-grams {}, discounts {}, {bytes} bytes, {:.1} s",
+                a.corpus.display(),
+                a.output.display(),
+                tables.order(),
+                counts.join("/"),
+                d.join(" "),
+                t0.elapsed().as_secs_f64()
+            );
+        }
         LmCommand::Convert(a) => {
             let t0 = Instant::now();
             let tables = if harken_lm::is_binary(&a.input) {

@@ -9,6 +9,7 @@
 
 pub mod arpa;
 mod binary;
+pub mod build;
 
 use std::path::{Path, PathBuf};
 

@@ -102,3 +102,41 @@ fn binary_file_round_trips_and_maps() {
     std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
     assert!(Model::open(&path).unwrap_err().to_string().contains("truncated"));
 }
+
+/// `harken lm build` against `lmplz` on the same text: same n-grams, per-n-gram log10
+/// probabilities and back-offs within 1e-4, held-out perplexity within 1%.
+#[test]
+fn kneser_ney_build_matches_lmplz() {
+    let train = std::fs::File::open(testdata("train.txt")).unwrap();
+    let (ours, discounts) = harken_lm::build::build(std::io::BufReader::new(train), 3).unwrap();
+    let theirs = arpa::read(arpa::open(&testdata("small-3gram.arpa.gz")).unwrap()).unwrap();
+    assert_eq!(discounts.len(), 3);
+    for k in 1..=3 {
+        assert_eq!(ours.count(k), theirs.count(k), "order {k}");
+    }
+    assert_eq!(ours.vocab, theirs.vocab);
+    let mut max_p = 0f32;
+    let mut max_bo = 0f32;
+    for k in 1..=3 {
+        assert_eq!(ours.ids[k - 1], theirs.ids[k - 1], "order {k} n-grams");
+        for (i, (a, b)) in ours.prob[k - 1].iter().zip(&theirs.prob[k - 1]).enumerate() {
+            if k == 1 && ours.vocab[i] == "<s>" {
+                continue;
+            }
+            max_p = max_p.max((a - b).abs());
+        }
+        if k < 3 {
+            for (a, b) in ours.backoff[k - 1].iter().zip(&theirs.backoff[k - 1]) {
+                max_bo = max_bo.max((a - b).abs());
+            }
+        }
+    }
+    assert!(max_p < 1e-4 && max_bo < 1e-4, "max |diff|: prob {max_p}, back-off {max_bo}");
+    let text = std::fs::read_to_string(testdata("heldout.txt")).unwrap();
+    let a = harken_lm::evaluate(&Model::from_tables(&ours, false).unwrap(), &text).perplexity();
+    let b = harken_lm::evaluate(&Model::from_tables(&theirs, false).unwrap(), &text).perplexity();
+    assert!((a / b - 1.0).abs() < 0.01, "perplexity {a} vs lmplz {b}");
+    eprintln!(
+        "KN vs lmplz: max |Δ log10 p| {max_p:.2e}, max |Δ back-off| {max_bo:.2e}; perplexity {a:.3} vs {b:.3}"
+    );
+}
