@@ -13,6 +13,10 @@ use harken_lm::{Model, arpa};
 pub(crate) enum LmCommand {
     /// Estimate a model from text (interpolated modified Kneser-Ney, as KenLM's lmplz).
     Build(BuildArgs),
+    /// Shrink a model to a byte budget by relative-entropy (Stolcke) pruning.
+    Prune(PruneArgs),
+    /// Keep only n-grams over a word list (as KenLM's filter).
+    Filter(FilterArgs),
     /// Convert an ARPA model (plain or gzip) to the binary format, or a binary back to ARPA.
     Convert(ConvertArgs),
     /// Orders, n-gram counts, bytes and quantization of a model.
@@ -49,6 +53,33 @@ pub(crate) struct BuildArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub(crate) struct PruneArgs {
+    /// Input model (ARPA, ARPA.gz or binary).
+    input: PathBuf,
+    /// Largest binary size, e.g. 200MB.
+    #[arg(long)]
+    max_bytes: String,
+    /// Output: `.arpa` writes ARPA, anything else the binary format.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Budget and output for the 8-bit quantized binary.
+    #[arg(long)]
+    quantize: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct FilterArgs {
+    /// Input model (ARPA, ARPA.gz or binary).
+    input: PathBuf,
+    /// Word list: words separated by white space.
+    #[arg(long)]
+    vocab: PathBuf,
+    /// Output: `.arpa` writes ARPA, anything else the binary format.
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
 pub(crate) struct InfoArgs {
     /// Model file.
     model: PathBuf,
@@ -66,6 +97,16 @@ pub(crate) struct EvalArgs {
     /// Print every token's log10 probability (one line per sentence).
     #[arg(long)]
     per_word: bool,
+}
+
+/// The tables of any model file.
+fn read_tables(path: &std::path::Path) -> Result<harken_lm::Tables> {
+    Ok(if harken_lm::is_binary(path) {
+        Model::open(path)?.to_tables()
+    } else {
+        arpa::read(arpa::open(path)?)
+            .with_context(|| format!("while reading {}", path.display()))?
+    })
 }
 
 /// ARPA when the output ends in `.arpa`, else the binary format. Returns bytes written.
@@ -109,6 +150,40 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
                 counts.join("/"),
                 d.join(" "),
                 t0.elapsed().as_secs_f64()
+            );
+        }
+        LmCommand::Prune(a) => {
+            let max = crate::model::parse_bytes(&a.max_bytes)?;
+            let tables = read_tables(&a.input)?;
+            let before = harken_lm::prune::binary_size(&tables, a.quantize);
+            let t0 = Instant::now();
+            let pruned = harken_lm::prune::prune_to_bytes(&tables, max, a.quantize)?;
+            let bytes = write_model(&pruned, a.quantize, &a.output)?;
+            let counts: Vec<String> =
+                (1..=pruned.order()).map(|k| pruned.count(k).to_string()).collect();
+            println!(
+                "{} → {}: {before} → {} binary bytes (budget {max}), n-grams {}, {:.1} s; wrote {bytes} bytes",
+                a.input.display(),
+                a.output.display(),
+                harken_lm::prune::binary_size(&pruned, a.quantize),
+                counts.join("/"),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        LmCommand::Filter(a) => {
+            let words = std::fs::read_to_string(&a.vocab)
+                .with_context(|| format!("while reading {}", a.vocab.display()))?;
+            let keep: std::collections::HashSet<String> =
+                words.split_whitespace().map(str::to_owned).collect();
+            let tables = read_tables(&a.input)?;
+            let filtered = harken_lm::prune::filter_vocabulary(&tables, &keep)?;
+            let bytes = write_model(&filtered, false, &a.output)?;
+            println!(
+                "{} → {}: vocabulary {} → {}, {bytes} bytes",
+                a.input.display(),
+                a.output.display(),
+                tables.vocab.len(),
+                filtered.vocab.len()
             );
         }
         LmCommand::Convert(a) => {

@@ -10,6 +10,7 @@
 pub mod arpa;
 mod binary;
 pub mod build;
+pub mod prune;
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +37,16 @@ pub enum Error {
     Binary {
         /// What is wrong.
         detail: String,
+    },
+    /// Pruning cannot reach the byte budget.
+    #[error(
+        "a {max_bytes}-byte budget cannot be met: the smallest model this pruning keeps (unigrams and the contexts of what stays) takes {smallest} bytes"
+    )]
+    Budget {
+        /// The budget.
+        max_bytes: u64,
+        /// The smallest size reachable.
+        smallest: u64,
     },
     /// File-system failure.
     #[error("{}: {source}", path.display())]

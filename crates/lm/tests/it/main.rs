@@ -140,3 +140,60 @@ fn kneser_ney_build_matches_lmplz() {
         "KN vs lmplz: max |Δ log10 p| {max_p:.2e}, max |Δ back-off| {max_bo:.2e}; perplexity {a:.3} vs {b:.3}"
     );
 }
+
+/// Pruning to a byte budget: the result fits, is a valid model that still scores every
+/// sentence, loses some perplexity but not absurdly, and an impossible budget is an error.
+#[test]
+fn stolcke_pruning_meets_a_byte_budget() {
+    use harken_lm::prune::{binary_size, filter_vocabulary, prune_to_bytes};
+    let tables = arpa::read(arpa::open(&testdata("small-3gram.arpa.gz")).unwrap()).unwrap();
+    let text = std::fs::read_to_string(testdata("heldout.txt")).unwrap();
+    let full = binary_size(&tables, false);
+    let base = harken_lm::evaluate(&Model::from_tables(&tables, false).unwrap(), &text)
+        .perplexity_no_oov();
+    let mut last = base;
+    for div in [2, 4] {
+        let pruned = prune_to_bytes(&tables, full / div, false).unwrap();
+        let size = binary_size(&pruned, false);
+        assert!(size <= full / div, "{size} > {}", full / div);
+        assert_eq!(
+            Model::from_tables(&pruned, false).unwrap().bytes() as u64,
+            size,
+            "size estimate is exact"
+        );
+        let ppl = harken_lm::evaluate(&Model::from_tables(&pruned, false).unwrap(), &text)
+            .perplexity_no_oov();
+        assert!(ppl >= last * 0.999 && ppl < base * 3.0, "1/{div}: perplexity {ppl} (full {base})");
+        last = ppl;
+        // Back-offs were renormalised: after any context, probabilities over the vocabulary
+        // (without <s>, which is never predicted) sum to one.
+        let m = Model::from_tables(&pruned, false).unwrap();
+        for ctx in [vec!["the"], vec!["the", "model"], vec!["of"], vec![]] {
+            let mut st = m.begin_sentence();
+            for w in &ctx {
+                st = m.score(&st, w).1;
+            }
+            let total: f64 = (0..m.vocab_size() as u32)
+                .filter(|&id| m.word(id) != "<s>")
+                .map(|id| 10f64.powf(f64::from(m.score_id(&st, Some(id)).0)))
+                .sum();
+            assert!((total - 1.0).abs() < 2e-3, "1/{div}, context {ctx:?}: sum {total}");
+        }
+    }
+    let err = prune_to_bytes(&tables, 1000, false).unwrap_err().to_string();
+    assert!(err.contains("cannot be met"), "{err}");
+    // Vocabulary filtering keeps scores of in-vocabulary sentences exactly.
+    let keep: std::collections::HashSet<String> =
+        text.split_whitespace().map(str::to_owned).collect();
+    let filtered = filter_vocabulary(&tables, &keep).unwrap();
+    assert!(filtered.vocab.len() < tables.vocab.len());
+    let (a, b) = (
+        Model::from_tables(&tables, false).unwrap(),
+        Model::from_tables(&filtered, false).unwrap(),
+    );
+    for line in text.lines().take(20) {
+        let words: Vec<&str> =
+            line.split_whitespace().filter(|w| a.vocab_id(w).is_some()).collect();
+        assert_eq!(a.score_sentence(&words), b.score_sentence(&words), "{line}");
+    }
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The size ladder of an LM: full, 1/4, 1/16 and 1/64 of its binary size by relative-entropy
+# pruning (f32 and 8-bit), with held-out perplexity. The decoding work turns it into WER.
+#
+#   bench/lm/ladder.sh [MODEL.arpa[.gz]] [TEXT]
+#   (defaults: ../shared/lm/en-us-sphinx-3gram.arpa.gz and the shared eval sentences)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+harken=${HARKEN_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/harken}
+model=${1:-$root/../shared/lm/en-us-sphinx-3gram.arpa.gz}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+if [[ -n ${2:-} ]]; then text=$2; else
+  text="$work/text.txt"
+  python3 - "$root/../shared/eval" "$text" <<'PY'
+import json, re, sys, pathlib
+out = []
+for m in sorted(pathlib.Path(sys.argv[1]).glob("*/manifest.jsonl")):
+    for l in open(m):
+        t = json.loads(l).get("text")
+        if t:
+            out.append(" ".join(re.sub(r"[^a-z' ]+", " ", t.lower()).split()))
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
+PY
+fi
+"$harken" lm convert "$model" -o "$work/full.bin" >/dev/null
+full=$(stat -c %s "$work/full.bin")
+printf '%-8s %-6s %12s %12s %28s %14s\n' rung format budget bytes n-grams ppl_excl_oov
+for q in "" --quantize; do
+  fmt=${q:+8-bit}; fmt=${fmt:-f32}
+  for div in 1 4 16 64; do
+    budget=$((full / div))
+    if out=$("$harken" lm prune "$work/full.bin" --max-bytes "$budget" -o "$work/r.bin" $q 2>&1); then
+      bytes=$(stat -c %s "$work/r.bin")
+      grams=$(echo "$out" | sed -n 's/.*n-grams \([0-9/]*\).*/\1/p')
+      ppl=$("$harken" lm eval "$work/r.bin" "$text" | sed -n 's/.*(incl. OOV) *\([0-9.]*\) (excl. OOV).*/\1/p')
+      printf '%-8s %-6s %12d %12d %28s %14s\n' "1/$div" "$fmt" "$budget" "$bytes" "$grams" "$ppl"
+    else
+      printf '%-8s %-6s %12d %s\n' "1/$div" "$fmt" "$budget" "not reachable: ${out##*: }"
+    fi
+  done
+done
