@@ -5,10 +5,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../common/mod.rs"]
+mod common;
+
+use common::{Proc, free_port, tiny_en, venv as store_venv};
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -16,32 +21,6 @@ use serde_json::{Value, json};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn tiny_en() -> Option<PathBuf> {
-    let dir = PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-        .join(".cache/harken/models/whisper-tiny.en");
-    if dir.join("model.bin").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "CI=true: tiny.en is not installed (scripts/install-models.sh all)"
-    );
-    eprintln!("\n*** SKIP lambda test: tiny.en not installed ***\n");
-    None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The Runtime API emulator on a free port.
@@ -279,23 +258,6 @@ fn outside_lambda_it_says_so_instead_of_panicking() {
     assert!(!err.contains("panic"), "{err}");
 }
 
-/// The moto venv of `scripts/install-test-tools.sh`, or `None` after a SKIP notice.
-fn store_venv() -> Option<PathBuf> {
-    let dir = std::env::var_os("HARKEN_STORE_VENV").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/harken/store-venv")
-    });
-    if dir.join("bin/moto_server").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "CI=true: no moto venv at {}",
-        dir.display()
-    );
-    eprintln!("\n*** SKIP lambda S3 test: no moto venv (scripts/install-test-tools.sh) ***\n");
-    None
-}
-
 /// A 16-kHz mono WAV of `seconds`: the two 16-kHz speech fixtures in turn, each followed by
 /// 0.7 s of silence (a plain loop of one sentence sends Whisper into its repetition fallback).
 fn long_wav(seconds: usize) -> Vec<u8> {
@@ -337,19 +299,7 @@ fn cold_start_from_s3_then_warm_cache() {
     let (Some(model), Some(venv)) = (tiny_en(), store_venv()) else { return };
     let tmp = tempfile::tempdir().unwrap();
     let s3 = free_port();
-    let moto = Proc(
-        Command::new(venv.join("bin/moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &s3.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", s3)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(60));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let moto = common::moto(&venv, s3);
     let endpoint = format!("http://127.0.0.1:{s3}");
     let clip = tmp.path().join("clip.wav");
     std::fs::write(&clip, long_wav(12)).unwrap();
