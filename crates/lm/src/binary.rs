@@ -12,11 +12,13 @@ use crate::{Error, MAX_ORDER, Result};
 
 pub(crate) const MAGIC: &[u8; 8] = b"HARKENLM";
 pub(crate) const VERSION: u32 = 1;
-pub(crate) const HEADER: usize = 512;
+pub(crate) const HEADER: usize = 1024;
 const OFF_COUNTS: usize = 24;
 const OFF_VOCAB: usize = 88;
 const OFF_ORDERS: usize = 112;
 const OFF_CHECKSUM: usize = 432;
+const OFF_FIRST: usize = 440;
+const OFF_HASH: usize = 504;
 
 /// Where an order's arrays live.
 #[derive(Debug, Clone, Copy, Default)]
@@ -39,6 +41,10 @@ pub(crate) struct Header {
     pub index: usize,
     pub orders: [OrderLayout; MAX_ORDER],
     pub checksum: u64,
+    /// Per order ≥ 2: offset of `u32[V+1]`, the first record of each first word.
+    pub first: [usize; MAX_ORDER],
+    /// Vocabulary hash table: offset and slot count (a power of two).
+    pub hash: (usize, usize),
 }
 
 pub(crate) fn u32_at(b: &[u8], off: usize) -> u32 {
@@ -112,6 +118,14 @@ impl Header {
                 bo_cb: rd(base + 32)?,
             };
         }
+        let mut first = [0usize; MAX_ORDER];
+        for (k, f) in first.iter_mut().enumerate().take(order).skip(1) {
+            *f = rd(OFF_FIRST + 8 * k)?;
+        }
+        let hash = (rd(OFF_HASH)?, rd(OFF_HASH + 8)?);
+        if !hash.1.is_power_of_two() || hash.1 < vocab {
+            return Err(corrupt("bad vocabulary hash table size"));
+        }
         let h = Header {
             order,
             quantized: quant == 8,
@@ -121,6 +135,8 @@ impl Header {
             index,
             orders,
             checksum: u64_at(b, OFF_CHECKSUM),
+            first,
+            hash,
         };
         h.check_bounds(b.len())?;
         Ok(h)
@@ -135,6 +151,11 @@ impl Header {
         };
         fits(self.strings.0, self.strings.1, "vocabulary strings")?;
         fits(self.index, (self.vocab + 1) * 4, "vocabulary index")?;
+        fits(
+            self.hash.0,
+            self.hash.1.checked_mul(4).ok_or_else(|| corrupt("hash overflow"))?,
+            "vocabulary hash",
+        )?;
         for k in 1..=self.order {
             let o = self.orders[k - 1];
             let n = self.counts[k - 1];
@@ -146,6 +167,9 @@ impl Header {
                     n.checked_mul(4 * k).ok_or_else(|| corrupt("count overflow"))?,
                     "n-gram ids",
                 )?;
+                if n > 0 {
+                    fits(self.first[k - 1], (self.vocab + 1) * 4, "first-word index")?;
+                }
             }
             fits(o.prob, vbytes, "probabilities")?;
             if k < self.order {
@@ -160,6 +184,12 @@ impl Header {
         }
         Ok(())
     }
+}
+
+/// Slots of the vocabulary hash table: a power of two at least 1.25 × the vocabulary (load
+/// factor 0.4–0.8: short probes, a quarter of the bytes of a 2× table).
+pub(crate) fn hash_slots(vocab: usize) -> usize {
+    (vocab.max(1) + vocab / 4).next_power_of_two()
 }
 
 /// Equal-count binning (as KenLM's quantizer): sort, cut into 256 bins, centre = bin mean.
@@ -234,6 +264,23 @@ pub(crate) fn encode_tables(t: &Tables, quantize: bool) -> Vec<u8> {
     put64(&mut out, OFF_VOCAB, strings_off);
     put64(&mut out, OFF_VOCAB + 8, strings_len);
     put64(&mut out, OFF_VOCAB + 16, index_off);
+    // Vocabulary hash: open addressing, linear probing, slot = id + 1 (0 = empty).
+    let slots = hash_slots(t.vocab.len());
+    let mut table = vec![0u32; slots];
+    for (id, w) in t.vocab.iter().enumerate() {
+        let mut i = (fnv1a(w.as_bytes()) as usize) & (slots - 1);
+        while table[i] != 0 {
+            i = (i + 1) & (slots - 1);
+        }
+        table[i] = id as u32 + 1;
+    }
+    let hash_off = out.len();
+    for v in table {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    pad8(&mut out);
+    put64(&mut out, OFF_HASH, hash_off);
+    put64(&mut out, OFF_HASH + 8, slots);
     for k in 1..=order {
         let base = OFF_ORDERS + 40 * (k - 1);
         if k > 1 {
@@ -241,6 +288,22 @@ pub(crate) fn encode_tables(t: &Tables, quantize: bool) -> Vec<u8> {
             put64(&mut out, base, at);
             for id in &t.ids[k - 1] {
                 out.extend_from_slice(&id.to_le_bytes());
+            }
+            pad8(&mut out);
+            // First record of each first word (records are sorted, so a prefix scan); an empty
+            // order has none.
+            if t.count(k) > 0 {
+                let at = out.len();
+                put64(&mut out, OFF_FIRST + 8 * (k - 1), at);
+                let ids = &t.ids[k - 1];
+                let n = t.count(k);
+                let mut r = 0usize;
+                for w in 0..=t.vocab.len() as u32 {
+                    while r < n && ids[r * k] < w {
+                        r += 1;
+                    }
+                    out.extend_from_slice(&(r as u32).to_le_bytes());
+                }
             }
             pad8(&mut out);
         }

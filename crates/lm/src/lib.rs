@@ -222,24 +222,34 @@ impl Model {
         self.h.vocab
     }
 
-    /// The word with id `id`.
+    /// The word with id `id` (empty for an id outside the vocabulary or a damaged index).
     pub fn word(&self, id: u32) -> &str {
+        if id as usize >= self.h.vocab {
+            return "";
+        }
         let i = self.h.index + 4 * id as usize;
         let (a, b) = (u32_at(&self.data, i) as usize, u32_at(&self.data, i + 4) as usize);
-        let s = &self.data[self.h.strings.0 + a..self.h.strings.0 + b];
-        std::str::from_utf8(s).unwrap_or("")
+        let (start, end) = (self.h.strings.0 + a, self.h.strings.0 + b);
+        if a > b || b > self.h.strings.1 {
+            return "";
+        }
+        self.data.get(start..end).and_then(|s| std::str::from_utf8(s).ok()).unwrap_or("")
     }
 
-    /// The id of `word`, if it is in the vocabulary.
+    /// The id of `word`, if it is in the vocabulary (a hash-table probe).
     pub fn vocab_id(&self, word: &str) -> Option<u32> {
-        let (mut lo, mut hi) = (0usize, self.h.vocab);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match self.word(mid as u32).as_bytes().cmp(word.as_bytes()) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(mid as u32),
+        let (off, slots) = self.h.hash;
+        let mut i = (binary::fnv1a(word.as_bytes()) as usize) & (slots - 1);
+        for _ in 0..slots {
+            let v = u32_at(&self.data, off + 4 * i);
+            if v == 0 {
+                return None;
             }
+            let id = v - 1;
+            if (id as usize) < self.h.vocab && self.word(id) == word {
+                return Some(id);
+            }
+            i = (i + 1) & (slots - 1);
         }
         None
     }
@@ -265,13 +275,20 @@ impl Model {
         if k == 1 {
             return Some(tuple[0] as usize);
         }
+        if self.h.counts[k - 1] == 0 {
+            return None;
+        }
         let base = self.h.orders[k - 1].ids;
-        let (mut lo, mut hi) = (0usize, self.h.counts[k - 1]);
+        // Only the records that start with the tuple's first word.
+        let first = self.h.first[k - 1] + 4 * tuple[0] as usize;
+        let (mut lo, mut hi) =
+            (u32_at(&self.data, first) as usize, u32_at(&self.data, first + 4) as usize);
+        hi = hi.min(self.h.counts[k - 1]);
         while lo < hi {
             let mid = (lo + hi) / 2;
             let off = base + mid * k * 4;
             let mut ord = std::cmp::Ordering::Equal;
-            for (j, &t) in tuple.iter().enumerate() {
+            for (j, &t) in tuple.iter().enumerate().skip(1) {
                 ord = u32_at(&self.data, off + 4 * j).cmp(&t);
                 if ord != std::cmp::Ordering::Equal {
                     break;
@@ -500,6 +517,35 @@ mod tests {
         flipped[last] ^= 0xff;
         let m = Model::from_bytes(flipped).unwrap_or_else(|e| panic!("{e}"));
         assert!(m.verify().is_err());
+    }
+
+    /// Deterministic byte mutations of a valid binary: opening fails cleanly or yields a model
+    /// whose queries and export never panic.
+    #[test]
+    fn mutated_binaries_never_panic() {
+        let t = arpa::read(TOY.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        for quantize in [false, true] {
+            let good = binary::encode_tables(&t, quantize);
+            let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+            for i in 0..3000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let mut m = good.clone();
+                for j in 0..(1 + i % 3) {
+                    let at = (x as usize).wrapping_add(j * 131) % m.len();
+                    m[at] = (x >> (8 * (j % 8))) as u8;
+                }
+                let r = std::panic::catch_unwind(|| {
+                    if let Ok(model) = Model::from_bytes(m) {
+                        let _ = model.score_sentence(&["a", "b", "zebra", "</s>"]);
+                        let _ = model.to_tables();
+                        let _ = model.verify();
+                    }
+                });
+                assert!(r.is_ok(), "mutant {i} (quantize {quantize}) panicked");
+            }
+        }
     }
 
     #[test]

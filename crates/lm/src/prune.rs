@@ -26,7 +26,10 @@ pub fn binary_size(t: &Tables, quantize: bool) -> u64 {
 fn size_for(strings: u64, vocab: usize, counts: &[usize], quantize: bool) -> u64 {
     let pad = |x: u64| x.div_ceil(8) * 8;
     let order = counts.len();
-    let mut size = 512 + pad(strings) + pad(4 * (vocab as u64 + 1));
+    let mut size = 1024
+        + pad(strings)
+        + pad(4 * (vocab as u64 + 1))
+        + pad(4 * crate::binary::hash_slots(vocab) as u64);
     for k in 1..=order {
         let n = counts[k - 1] as u64;
         let q = quantize && k > 1;
@@ -34,6 +37,9 @@ fn size_for(strings: u64, vocab: usize, counts: &[usize], quantize: bool) -> u64
         let kinds = if k < order { 2 } else { 1 };
         if k > 1 {
             size += pad(4 * k as u64 * n);
+            if n > 0 {
+                size += pad(4 * (vocab as u64 + 1));
+            }
         }
         size += kinds * values;
         if q {
