@@ -162,6 +162,46 @@ fn get(samples: &[f32], i: usize) -> f32 {
     samples.get(i).copied().unwrap_or(0.0)
 }
 
+/// One encoder window of a CTC transcription: a full-length mel window and how many of its
+/// encoder frames cover audio.
+#[derive(Debug, Clone)]
+pub struct EncoderWindow {
+    /// Mel-major `[n_mels][n_mel_frames]` values.
+    pub mel: Vec<f32>,
+    /// Encoder frames (two mel frames each) that cover audio, plus a short margin for the
+    /// last symbol's emission; the rest is padding and is not decoded.
+    pub frames: usize,
+    /// Offset of this window in the audio, in encoder frames.
+    pub first_frame: usize,
+}
+
+/// Encoder frames decoded past the end of the audio (0.5 s): CTC heads may emit the last
+/// symbol a little after it was spoken.
+pub const CTC_TAIL_FRAMES: usize = 25;
+
+/// Cut 16-kHz `samples` into consecutive encoder windows of `n_mel_frames` mel frames, the
+/// framing the CTC acoustic models are trained and run with (one code path for both).
+pub fn encoder_windows(mel: &LogMel, samples: &[f32], n_mel_frames: usize) -> Vec<EncoderWindow> {
+    let window_samples = n_mel_frames * HOP_SAMPLES;
+    let spec = mel.compute(samples, window_samples);
+    let enc_frames = n_mel_frames / 2;
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start == 0 || start < samples.len() {
+        let left = samples.len().saturating_sub(start);
+        let covered = left.div_ceil(2 * HOP_SAMPLES);
+        let frames = (covered + CTC_TAIL_FRAMES).min(enc_frames);
+        let first = start / HOP_SAMPLES;
+        out.push(EncoderWindow {
+            mel: spec.window(first, n_mel_frames.min(left / HOP_SAMPLES + 1), n_mel_frames),
+            frames,
+            first_frame: first / 2,
+        });
+        start += window_samples;
+    }
+    out
+}
+
 /// librosa's Slaney mel filterbank (`htk=False, norm="slaney"`, fmin 0, fmax `rate/2`), as a
 /// dense `[n_mels, n_fft/2 + 1]` row-major matrix.
 pub fn mel_filterbank(sample_rate_hz: u32, n_fft: usize, n_mels: usize) -> Vec<f32> {

@@ -12,6 +12,7 @@
 //! touching the decoder or the engine.
 
 mod ct2;
+mod ctc;
 mod error;
 #[doc(hidden)]
 pub mod ops;
@@ -19,6 +20,7 @@ mod weights;
 mod whisper;
 
 pub use ct2::{Ct2Dtype, Ct2File, Ct2Var};
+pub use ctc::{CtcAcoustic, HeadLayer, write_ctc_acoustic};
 pub use error::{Error, Result};
 pub use whisper::{
     AlignmentScores, DecoderSession, Dims, EncoderOutput, Logits, Precision, Whisper,

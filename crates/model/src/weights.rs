@@ -20,6 +20,8 @@ use crate::{Error, Result};
 pub(crate) enum Source {
     Ct2(Ct2File),
     Hf { st: MmapedSafetensors, path: PathBuf },
+    /// A safetensors file with CTranslate2 names (Harken's CTC acoustic models).
+    Native { st: MmapedSafetensors, path: PathBuf },
 }
 
 impl Source {
@@ -28,24 +30,29 @@ impl Source {
     }
 
     pub(crate) fn open_safetensors(path: &Path) -> Result<Self> {
-        if !path.exists() {
-            return Err(Error::Io {
-                path: path.into(),
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            });
+        let (st, path) = map_safetensors(path)?;
+        Ok(Source::Hf { st, path })
+    }
+
+    pub(crate) fn open_native(path: &Path) -> Result<Self> {
+        let (st, path) = map_safetensors(path)?;
+        Ok(Source::Native { st, path })
+    }
+
+    /// Whether the source holds tensor `name` (CTranslate2 name).
+    pub(crate) fn has(&self, name: &str) -> bool {
+        match self {
+            Source::Ct2(f) => f.var(name).is_some(),
+            Source::Hf { .. } => self.get(name).is_ok(),
+            Source::Native { st, .. } => st.get(name).is_ok(),
         }
-        // SAFETY: read-only map of a model artifact that is never modified while loaded.
-        #[allow(unsafe_code)] // memory-mapping is the point: weights are never read twice
-        let st = unsafe { MmapedSafetensors::new(path) }
-            .map_err(|e| Error::Format { path: path.into(), detail: e.to_string() })?;
-        Ok(Source::Hf { st, path: path.to_owned() })
     }
 
     /// A scalar integer stored in the file (CTranslate2 only).
     pub(crate) fn int_scalar(&self, name: &str) -> Option<i64> {
         match self {
             Source::Ct2(f) => f.int_scalar(name),
-            Source::Hf { .. } => None,
+            Source::Hf { .. } | Source::Native { .. } => None,
         }
     }
 
@@ -62,7 +69,7 @@ impl Source {
                     (bits, var.shape.clone())
                 })
             }
-            Source::Hf { .. } => None,
+            Source::Hf { .. } | Source::Native { .. } => None,
         }
     }
 
@@ -91,8 +98,23 @@ impl Source {
                 Ok(t)
             }
             Source::Hf { st, path } => hf_get(st, path, name),
+            Source::Native { st, path } => hf_load(st, path, name),
         }
     }
+}
+
+fn map_safetensors(path: &Path) -> Result<(MmapedSafetensors, PathBuf)> {
+    if !path.exists() {
+        return Err(Error::Io {
+            path: path.into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    // SAFETY: read-only map of a model artifact that is never modified while loaded.
+    #[allow(unsafe_code)] // memory-mapping is the point: weights are never read twice
+    let st = unsafe { MmapedSafetensors::new(path) }
+        .map_err(|e| Error::Format { path: path.into(), detail: e.to_string() })?;
+    Ok((st, path.to_owned()))
 }
 
 fn hf_load(st: &MmapedSafetensors, path: &Path, name: &str) -> Result<Tensor> {

@@ -151,7 +151,7 @@ fn qmatmul(w: Tensor, precision: Precision) -> Result<QMatMul> {
 }
 
 /// Exact erf-GELU through [`crate::ops::gelu_erf`], usable with `Tensor::apply`.
-struct GeluErf;
+pub(crate) struct GeluErf;
 
 impl Module for GeluErf {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -345,14 +345,101 @@ impl Embedding {
     }
 }
 
+/// Sizes the encoder alone determines.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EncoderDims {
+    pub(crate) n_mels: usize,
+    pub(crate) n_audio_ctx: usize,
+    pub(crate) n_audio_state: usize,
+    pub(crate) n_audio_head: usize,
+    pub(crate) n_audio_layer: usize,
+}
+
+/// Whisper's audio encoder: two convolutions, sinusoidal positions, transformer blocks.
+pub(crate) struct Encoder {
+    dims: EncoderDims,
+    conv1: (Tensor, Tensor),
+    conv2: (Tensor, Tensor),
+    pos: Tensor,
+    blocks: Vec<EncoderBlock>,
+    ln: LayerNorm,
+}
+
+pub(crate) fn count_layers(src: &Source, side: &str) -> usize {
+    (0..).take_while(|l| src.has(&format!("{side}/layer_{l}/ffn/layer_norm/gamma"))).count()
+}
+
+impl Encoder {
+    pub(crate) fn load(
+        src: &Source,
+        heads: Option<usize>,
+        precision: Precision,
+    ) -> Result<(Self, EncoderDims)> {
+        let conv1 = (src.get("encoder/conv1/weight")?, src.get("encoder/conv1/bias")?);
+        let conv2 = (src.get("encoder/conv2/weight")?, src.get("encoder/conv2/bias")?);
+        let pos = src.get("encoder/position_encodings/encodings")?;
+        let (n_audio_ctx, n_audio_state) = pos.dims2()?;
+        let n_mels = conv1.0.dim(1)?;
+        let n_audio_layer = count_layers(src, "encoder");
+        if n_audio_layer == 0 {
+            return Err(Error::Weights { detail: "no encoder layers found".into() });
+        }
+        // Every Whisper size uses 64-dimensional heads.
+        let n_audio_head = heads.unwrap_or(n_audio_state / 64);
+        if n_audio_head == 0 || n_audio_state % n_audio_head != 0 {
+            return Err(Error::Weights {
+                detail: "head count does not divide the model width".into(),
+            });
+        }
+        let blocks = (0..n_audio_layer)
+            .map(|l| {
+                let p = format!("encoder/layer_{l}");
+                Ok(EncoderBlock {
+                    attn: SelfAttention::load(src, &p, n_audio_head, precision, Rows::Many)?,
+                    mlp: Mlp::load(src, &p, precision, Rows::Many)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let dims = EncoderDims { n_mels, n_audio_ctx, n_audio_state, n_audio_head, n_audio_layer };
+        let ln = LayerNorm::load(src, "encoder/layer_norm")?;
+        Ok((Encoder { dims, conv1, conv2, pos, blocks, ln }, dims))
+    }
+
+    pub(crate) fn dims(&self) -> EncoderDims {
+        self.dims
+    }
+
+    pub(crate) fn forward(&self, mel: &[f32]) -> Result<EncoderOutput> {
+        let frames = self.dims.n_audio_ctx * 2;
+        if mel.len() != self.dims.n_mels * frames {
+            return Err(Error::Input {
+                detail: format!(
+                    "mel window has {} values, expected {}×{frames}",
+                    mel.len(),
+                    self.dims.n_mels
+                ),
+            });
+        }
+        let x = Tensor::from_slice(mel, (1, self.dims.n_mels, frames), &Device::Cpu)?;
+        let conv = |x: &Tensor, (w, b): &(Tensor, Tensor), stride: usize| -> Result<Tensor> {
+            let y = x.conv1d(w, 1, stride, 1, 1)?;
+            Ok(y.broadcast_add(&b.reshape((1, b.dim(0)?, 1))?)?.apply(&GeluErf)?)
+        };
+        let x = conv(&x, &self.conv1, 1)?;
+        let x = conv(&x, &self.conv2, 2)?;
+        let mut x = x.transpose(1, 2)?.broadcast_add(&self.pos)?;
+        for b in &self.blocks {
+            x = (&x + b.attn.forward(&x, None)?)?;
+            x = (&x + b.mlp.forward(&x)?)?;
+        }
+        Ok(EncoderOutput { x: self.ln.forward(&x)? })
+    }
+}
+
 /// A loaded Whisper network.
 pub struct Whisper {
     dims: Dims,
-    conv1: (Tensor, Tensor),
-    conv2: (Tensor, Tensor),
-    enc_pos: Tensor,
-    enc_blocks: Vec<EncoderBlock>,
-    enc_ln: LayerNorm,
+    enc: Encoder,
     /// Token embeddings, also the (tied) output projection.
     tok_emb: Embedding,
     dec_pos: Tensor,
@@ -375,6 +462,15 @@ impl EncoderOutput {
     /// Encoder positions (1500 for a full window).
     pub fn n_ctx(&self) -> usize {
         self.x.dim(1).unwrap_or(0)
+    }
+
+    pub(crate) fn tensor(&self) -> &Tensor {
+        &self.x
+    }
+
+    /// The output as `[positions][width]` row-major values.
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        Ok(self.x.flatten_all()?.to_vec1::<f32>()?)
     }
 }
 
@@ -440,9 +536,7 @@ impl Whisper {
         dec_heads: Option<usize>,
         precision: Precision,
     ) -> Result<Self> {
-        let conv1 = (src.get("encoder/conv1/weight")?, src.get("encoder/conv1/bias")?);
-        let conv2 = (src.get("encoder/conv2/weight")?, src.get("encoder/conv2/bias")?);
-        let enc_pos = src.get("encoder/position_encodings/encodings")?;
+        let (enc, ed) = Encoder::load(src, enc_heads, precision)?;
         let tok_emb = match (precision, half_matrix(src, "decoder/embeddings/weight")) {
             (Precision::F32, Some(h)) => Embedding::Half(h),
             (Precision::Q8, Some(h)) => {
@@ -456,53 +550,31 @@ impl Whisper {
             }
         };
         let dec_pos = src.get("decoder/position_encodings/encodings")?;
-        let (n_audio_ctx, n_audio_state) = enc_pos.dims2()?;
         let (n_vocab, n_text_state) = tok_emb.dims()?;
         let (n_text_ctx, _) = dec_pos.dims2()?;
-        let n_mels = conv1.0.dim(1)?;
-        let count = |side: &str| {
-            (0..)
-                .take_while(|l| src.get(&format!("{side}/layer_{l}/ffn/layer_norm/gamma")).is_ok())
-                .count()
-        };
-        let n_audio_layer = count("encoder");
-        let n_text_layer = count("decoder");
-        if n_audio_layer == 0 || n_text_layer == 0 {
-            return Err(Error::Weights { detail: "no encoder or decoder layers found".into() });
+        let n_text_layer = count_layers(src, "decoder");
+        if n_text_layer == 0 {
+            return Err(Error::Weights { detail: "no decoder layers found".into() });
         }
         // Every Whisper size uses 64-dimensional heads.
-        let n_audio_head = enc_heads.unwrap_or(n_audio_state / 64);
         let n_text_head = dec_heads.unwrap_or(n_text_state / 64);
-        if n_audio_head == 0
-            || n_audio_state % n_audio_head != 0
-            || n_text_head == 0
-            || n_text_state % n_text_head != 0
-        {
+        if n_text_head == 0 || n_text_state % n_text_head != 0 {
             return Err(Error::Weights {
                 detail: "head count does not divide the model width".into(),
             });
         }
         let dims = Dims {
-            n_mels,
-            n_audio_ctx,
-            n_audio_state,
-            n_audio_head,
-            n_audio_layer,
+            n_mels: ed.n_mels,
+            n_audio_ctx: ed.n_audio_ctx,
+            n_audio_state: ed.n_audio_state,
+            n_audio_head: ed.n_audio_head,
+            n_audio_layer: ed.n_audio_layer,
             n_text_ctx,
             n_text_state,
             n_text_head,
             n_text_layer,
             n_vocab,
         };
-        let enc_blocks = (0..n_audio_layer)
-            .map(|l| {
-                let p = format!("encoder/layer_{l}");
-                Ok(EncoderBlock {
-                    attn: SelfAttention::load(src, &p, n_audio_head, precision, Rows::Many)?,
-                    mlp: Mlp::load(src, &p, precision, Rows::Many)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
         let dec_blocks = (0..n_text_layer)
             .map(|l| {
                 let p = format!("decoder/layer_{l}");
@@ -515,11 +587,7 @@ impl Whisper {
             .collect::<Result<Vec<_>>>()?;
         Ok(Whisper {
             dims,
-            conv1,
-            conv2,
-            enc_pos,
-            enc_blocks,
-            enc_ln: LayerNorm::load(src, "encoder/layer_norm")?,
+            enc,
             tok_emb,
             dec_pos,
             dec_blocks,
@@ -534,29 +602,7 @@ impl Whisper {
 
     /// Run the encoder on one window: `mel` is mel-major `[n_mels, n_mel_frames()]`.
     pub fn encode(&self, mel: &[f32]) -> Result<EncoderOutput> {
-        let frames = self.dims.n_mel_frames();
-        if mel.len() != self.dims.n_mels * frames {
-            return Err(Error::Input {
-                detail: format!(
-                    "mel window has {} values, expected {}×{frames}",
-                    mel.len(),
-                    self.dims.n_mels
-                ),
-            });
-        }
-        let x = Tensor::from_slice(mel, (1, self.dims.n_mels, frames), &Device::Cpu)?;
-        let conv = |x: &Tensor, (w, b): &(Tensor, Tensor), stride: usize| -> Result<Tensor> {
-            let y = x.conv1d(w, 1, stride, 1, 1)?;
-            Ok(y.broadcast_add(&b.reshape((1, b.dim(0)?, 1))?)?.apply(&GeluErf)?)
-        };
-        let x = conv(&x, &self.conv1, 1)?;
-        let x = conv(&x, &self.conv2, 2)?;
-        let mut x = x.transpose(1, 2)?.broadcast_add(&self.enc_pos)?;
-        for b in &self.enc_blocks {
-            x = (&x + b.attn.forward(&x, None)?)?;
-            x = (&x + b.mlp.forward(&x)?)?;
-        }
-        Ok(EncoderOutput { x: self.enc_ln.forward(&x)? })
+        self.enc.forward(mel)
     }
 
     /// Start decoding against `enc` with `batch` rows (beams).
