@@ -78,7 +78,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<ExitCode> {
         }));
     }
     let report = json!({
-        "model": engine.model_dir().dir.to_string_lossy(),
+        "model": engine.dir().to_string_lossy(),
         "precision": args.model.precision,
         "threads": args.model.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         "beam": args.beam,

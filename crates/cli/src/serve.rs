@@ -73,7 +73,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
     let engine = loaded.engine;
     // Keep the cache lease for the server's lifetime.
     let _lease = loaded.lease;
-    tracing::info!(?config, host = %args.host, port, model = %engine.model_dir().dir.display(), load_seconds = engine.load_time().as_secs_f64(), "starting server");
+    tracing::info!(?config, host = %args.host, port, model = %engine.dir().display(), load_seconds = engine.load_time().as_secs_f64(), "starting server");
     let state = AppState::new(Arc::new(engine), config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

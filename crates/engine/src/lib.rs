@@ -1,5 +1,5 @@
-//! The API boundary every front end uses: load a Whisper model directory once, then transcribe
-//! audio with it from any number of threads.
+//! The API boundary every front end uses: load a model once (a Whisper directory or package,
+//! or a CTC package), then transcribe audio with it from any number of threads.
 //!
 //! Brief overview: [`Engine::load`] reads a [`ModelDir`] (CTranslate2 or Hugging Face layout),
 //! memory-maps the weights and builds the network; [`Engine::transcribe_file`] /
@@ -7,7 +7,9 @@
 //! (`harken-features`), then reference Whisper's long-form loop: 30-s windows, seeking by the
 //! predicted timestamps, temperature fallback judged by compression ratio, mean log-probability
 //! and no-speech probability, optional word alignment — and return a [`Transcript`] with
-//! per-stage [`Timings`].
+//! per-stage [`Timings`]. A CTC package (`ctc` family) instead runs the Whisper encoder with
+//! a trained head and decodes its posteriors by prefix beam search with the package's n-gram
+//! LM and vocabulary trie (`harken-ctc`); the same options, transcript and timings apply.
 //!
 //! **Architecture invariant:** synchronous, no network, no environment variables, no globals;
 //! the engine reads only the local files it is handed and never sees a URI or an HTTP type.
@@ -21,6 +23,7 @@
 //! # Ok::<(), harken_engine::Error>(())
 //! ```
 
+mod ctc;
 mod error;
 mod model_dir;
 mod transcribe;
@@ -32,7 +35,7 @@ pub use error::{Error, Result};
 pub use harken_core::{Audio, Segment, Task, Transcript, Word};
 pub use harken_model::{Dims, Precision};
 pub use model_dir::{ModelDir, WeightsFormat};
-pub use transcribe::{Progress, Timings, TranscribeOptions};
+pub use transcribe::{LmOptions, Progress, Timings, TranscribeOptions};
 
 use harken_decode::WhisperTokenizer;
 use harken_features::LogMel;
@@ -49,20 +52,34 @@ pub struct EngineConfig {
 
 /// A loaded model, ready to transcribe. `Send + Sync`: share it behind an `Arc`.
 pub struct Engine {
-    model: Whisper,
-    tokenizer: WhisperTokenizer,
-    mel: LogMel,
-    dir: ModelDir,
+    kind: Kind,
+    dir: std::path::PathBuf,
     config: EngineConfig,
     load_time: Duration,
 }
 
+enum Kind {
+    Whisper(WhisperSide),
+    Ctc(Box<ctc::CtcSide>),
+}
+
+/// What the Whisper pipeline needs.
+pub(crate) struct WhisperSide {
+    pub(crate) model: Whisper,
+    pub(crate) tokenizer: WhisperTokenizer,
+    pub(crate) mel: LogMel,
+    pub(crate) dir: ModelDir,
+}
+
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
-            .field("dir", &self.dir.dir)
-            .field("dims", &self.model.dims())
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("Engine");
+        d.field("dir", &self.dir);
+        match &self.kind {
+            Kind::Whisper(w) => d.field("dims", &w.model.dims()),
+            Kind::Ctc(c) => d.field("ctc", &c.acoustic),
+        };
+        d.finish_non_exhaustive()
     }
 }
 
@@ -75,14 +92,36 @@ impl Engine {
     /// Load a verified package: the manifest says which file is which, and its front end must
     /// match the weights.
     pub fn load_package(package: &harken_package::Package, config: &EngineConfig) -> Result<Self> {
-        let engine = Self::load_model_dir(ModelDir::from_package(package)?, Some(package), config)?;
         let want = package.flavor().frontend.n_mels as usize;
-        if engine.dims().n_mels != want {
+        if let harken_package::Family::Ctc { .. } = package.flavor().family {
+            let start = Instant::now();
+            let _span = tracing::info_span!("load", package = %package.label()).entered();
+            let side = ctc::CtcSide::load(package, config.precision)?;
+            if side.acoustic.n_mels() != want {
+                return Err(Error::ModelDir {
+                    dir: package.dir().to_owned(),
+                    detail: format!(
+                        "the manifest says {want} mel bins, the encoder takes {}",
+                        side.acoustic.n_mels()
+                    ),
+                });
+            }
+            let load_time = start.elapsed();
+            tracing::info!(seconds = load_time.as_secs_f64(), acoustic = ?side.acoustic, lm = side.lm.is_some(), trie = side.trie.is_some(), "CTC model loaded");
+            return Ok(Engine {
+                kind: Kind::Ctc(Box::new(side)),
+                dir: package.dir().to_owned(),
+                config: config.clone(),
+                load_time,
+            });
+        }
+        let engine = Self::load_model_dir(ModelDir::from_package(package)?, Some(package), config)?;
+        if engine.n_mels() != want {
             return Err(Error::ModelDir {
                 dir: package.dir().to_owned(),
                 detail: format!(
                     "the manifest says {want} mel bins, the weights take {}",
-                    engine.dims().n_mels
+                    engine.n_mels()
                 ),
             });
         }
@@ -111,7 +150,12 @@ impl Engine {
         let mel = LogMel::new(dims.n_mels);
         let load_time = start.elapsed();
         tracing::info!(seconds = load_time.as_secs_f64(), ?dims, "model loaded");
-        Ok(Engine { model, tokenizer, mel, dir: md, config: config.clone(), load_time })
+        Ok(Engine {
+            dir: dir.clone(),
+            kind: Kind::Whisper(WhisperSide { model, tokenizer, mel, dir: md }),
+            config: config.clone(),
+            load_time,
+        })
     }
 
     /// How long [`Engine::load`] took.
@@ -119,24 +163,56 @@ impl Engine {
         self.load_time
     }
 
-    /// Architecture sizes of the loaded model.
-    pub fn dims(&self) -> Dims {
-        self.model.dims()
+    /// Architecture sizes of a Whisper model (`None` for CTC models).
+    pub fn dims(&self) -> Option<Dims> {
+        match &self.kind {
+            Kind::Whisper(w) => Some(w.model.dims()),
+            Kind::Ctc(_) => None,
+        }
     }
 
-    /// The model directory this engine was loaded from.
-    pub fn model_dir(&self) -> &ModelDir {
+    fn n_mels(&self) -> usize {
+        match &self.kind {
+            Kind::Whisper(w) => w.model.dims().n_mels,
+            Kind::Ctc(c) => c.acoustic.n_mels(),
+        }
+    }
+
+    /// The directory the model was loaded from.
+    pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// `whisper` or `ctc`.
+    pub fn family(&self) -> &'static str {
+        match &self.kind {
+            Kind::Whisper(_) => "whisper",
+            Kind::Ctc(_) => "ctc",
+        }
     }
 
     /// Whether the model knows languages other than English.
     pub fn multilingual(&self) -> bool {
-        self.tokenizer.multilingual
+        match &self.kind {
+            Kind::Whisper(w) => w.tokenizer.multilingual,
+            Kind::Ctc(_) => false,
+        }
     }
 
     /// Language codes the model knows (empty for English-only models).
     pub fn languages(&self) -> Vec<String> {
-        self.tokenizer.languages.iter().map(|(c, _)| c.clone()).collect()
+        match &self.kind {
+            Kind::Whisper(w) => w.tokenizer.languages.iter().map(|(c, _)| c.clone()).collect(),
+            Kind::Ctc(_) => Vec::new(),
+        }
+    }
+
+    /// Per-frame log-posteriors of a CTC model over its alphabet (blank last), 20 ms frames:
+    /// for evaluation and external decoders. `None` for Whisper models.
+    pub fn ctc_posteriors(&self, audio: &Audio) -> Option<Result<(Vec<f32>, Vec<String>)>> {
+        let Kind::Ctc(c) = &self.kind else { return None };
+        let labels = (0..c.alphabet.len() as u32).map(|i| c.alphabet.symbol(i).to_owned()).collect();
+        Some(c.posteriors(audio, &mut |_| {}, &mut Timings::default()).map(|p| (p, labels)))
     }
 
     /// Decode the audio file at `path` and transcribe it.
@@ -197,6 +273,9 @@ impl Engine {
                 audio.sample_rate_hz
             )));
         }
-        transcribe::run(self, audio, opts, progress)
+        match &self.kind {
+            Kind::Whisper(w) => transcribe::run(w, audio, opts, progress),
+            Kind::Ctc(c) => c.transcribe(audio, opts, progress),
+        }
     }
 }

@@ -17,7 +17,7 @@ use harken_decode::{
 use harken_features::HOP_SAMPLES;
 use harken_model::{DecoderSession, EncoderOutput};
 
-use crate::{Engine, Error, Result};
+use crate::{WhisperSide, Error, Result};
 
 /// Per-request options. Defaults are faster-whisper's `transcribe()` defaults.
 #[derive(Debug, Clone)]
@@ -50,6 +50,27 @@ pub struct TranscribeOptions {
     pub timestamps: bool,
     /// Latest first timestamp of a window, seconds.
     pub max_initial_timestamp_s: f32,
+    /// Words to favour (names, jargon): boosted inside the decoder's search, not prompted.
+    pub hotwords: Vec<String>,
+    /// Boost per hot word (natural-log units added to a hypothesis that spells it).
+    pub hotword_weight: f32,
+    /// Language-model fusion settings.
+    pub lm: LmOptions,
+}
+
+/// Language-model settings of one request; `None` fields take the model's defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LmOptions {
+    /// Fuse the model's n-gram LM (CTC models: on by default when the package has one).
+    pub enabled: Option<bool>,
+    /// LM weight α.
+    pub alpha: Option<f32>,
+    /// Word bonus β.
+    pub beta: Option<f32>,
+    /// Restrict CTC words to the vocabulary trie (on by default when the package has one).
+    pub trie: Option<bool>,
+    /// CTC beam width (1 = greedy; default from the package, else 64).
+    pub beam: Option<usize>,
 }
 
 impl Default for TranscribeOptions {
@@ -69,6 +90,9 @@ impl Default for TranscribeOptions {
             word_timestamps: false,
             timestamps: true,
             max_initial_timestamp_s: 1.0,
+            hotwords: Vec::new(),
+            hotword_weight: 5.0,
+            lm: LmOptions::default(),
         }
     }
 }
@@ -121,7 +145,7 @@ const INPUT_STRIDE: usize = 2;
 const SILENCE_PEAK: f32 = 0.001;
 
 pub(crate) fn run(
-    engine: &Engine,
+    engine: &WhisperSide,
     audio: &Audio,
     opts: &TranscribeOptions,
     progress: &mut dyn FnMut(Progress),
@@ -389,7 +413,7 @@ fn validate(opts: &TranscribeOptions) -> Result<()> {
 }
 
 fn decode_with_fallback(
-    engine: &Engine,
+    engine: &WhisperSide,
     enc: &EncoderOutput,
     base: &WindowOptions,
     opts: &TranscribeOptions,
@@ -447,7 +471,7 @@ fn decode_with_fallback(
     best.ok_or_else(|| Error::Option("no temperatures to decode with".into()))
 }
 
-fn detect_language(engine: &Engine, enc: &EncoderOutput) -> Result<(String, f32)> {
+fn detect_language(engine: &WhisperSide, enc: &EncoderOutput) -> Result<(String, f32)> {
     let tok = &engine.tokenizer;
     let mut session = engine.model.decoder(enc, 1)?;
     let logits = session.step(&[&[tok.sot]], &[0])?;
@@ -464,7 +488,7 @@ fn detect_language(engine: &Engine, enc: &EncoderOutput) -> Result<(String, f32)
 
 #[allow(clippy::too_many_arguments)] // the window's context, spelled out once
 fn align_words(
-    engine: &Engine,
+    engine: &WhisperSide,
     enc: &EncoderOutput,
     sot_sequence: &[u32],
     language: &str,
