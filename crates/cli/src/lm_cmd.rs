@@ -23,6 +23,136 @@ pub(crate) enum LmCommand {
     Info(InfoArgs),
     /// Perplexity (with and without OOVs), OOV rate and query throughput on a text.
     Eval(EvalArgs),
+    /// Build a CTC vocabulary trie from a model's vocabulary or a word list.
+    Trie(TrieArgs),
+    /// Search the LM weight α and word bonus β of a CTC package on a dev manifest.
+    Tune(TuneArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct TuneArgs {
+    /// CTC package directory.
+    model: PathBuf,
+    /// Dev manifest: JSON lines with `audio` (relative to the manifest) and `text`.
+    #[arg(long)]
+    manifest: PathBuf,
+    /// α values tried.
+    #[arg(long, value_delimiter = ',', default_value = "0.2,0.35,0.5,0.75,1.0,1.5")]
+    alphas: Vec<f32>,
+    /// β values tried.
+    #[arg(long, value_delimiter = ',', default_value = "0,0.5,1,2,3")]
+    betas: Vec<f32>,
+    /// Beam width during the search.
+    #[arg(long, default_value_t = 32)]
+    beam: usize,
+    /// Write the best α/β into the package's MLmodel.
+    #[arg(long)]
+    write: bool,
+}
+
+/// Words for WER: lowercase, punctuation dropped (apostrophes kept inside words), "and"
+/// dropped, as the team's reference normalisation does for text without digits.
+fn wer_words(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .chars()
+        .map(|c| if c.is_alphanumeric() || c == '\'' { c } else { ' ' })
+        .collect::<String>()
+        .split_whitespace()
+        .map(|w| w.trim_matches('\'').to_owned())
+        .filter(|w| !w.is_empty() && w != "and")
+        .collect()
+}
+
+fn word_edits(a: &[String], b: &[String]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, x) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, y) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(x != y)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn tune(a: &TuneArgs) -> Result<()> {
+    let pkg = harken_package::Package::open(&a.model)
+        .with_context(|| format!("opening package {}", a.model.display()))?;
+    let engine = harken_engine::Engine::load_package(&pkg, &harken_engine::EngineConfig::default())?;
+    let base = a.manifest.parent().unwrap_or(std::path::Path::new("."));
+    let text = std::fs::read_to_string(&a.manifest)
+        .with_context(|| format!("reading {}", a.manifest.display()))?;
+    let mut items = Vec::new();
+    let bar = indicatif::ProgressBar::new(text.lines().count() as u64);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let (Some(audio), Some(reference)) = (v["audio"].as_str(), v["text"].as_str()) else {
+            continue;
+        };
+        bar.inc(1);
+        if reference.trim().is_empty() {
+            continue;
+        }
+        let pcm = harken_audio::decode_file(&base.join(audio), &harken_audio::DecodeOptions::whisper())
+            .with_context(|| format!("decoding {audio}"))?;
+        let (lp, _) = engine
+            .ctc_posteriors(&pcm)
+            .context("--model is not a CTC package")??;
+        items.push((lp, wer_words(reference)));
+    }
+    bar.finish_and_clear();
+    let words: usize = items.iter().map(|i| i.1.len()).sum();
+    let mut best: Option<(f32, f32, usize)> = None;
+    println!("alpha  beta   WER");
+    for &alpha in &a.alphas {
+        for &beta in &a.betas {
+            let mut opts = harken_engine::TranscribeOptions::default();
+            opts.lm = harken_engine::LmOptions {
+                alpha: Some(alpha),
+                beta: Some(beta),
+                beam: Some(a.beam),
+                ..Default::default()
+            };
+            let mut edits = 0;
+            for (lp, reference) in &items {
+                let hyp = engine.ctc_decode(lp, &opts)?;
+                edits += word_edits(&wer_words(&hyp), reference);
+            }
+            println!("{alpha:5.2} {beta:5.2} {:6.2}%", 100.0 * edits as f64 / words.max(1) as f64);
+            if best.is_none_or(|b| edits < b.2) {
+                best = Some((alpha, beta, edits));
+            }
+        }
+    }
+    let Some((alpha, beta, edits)) = best else { anyhow::bail!("no α/β values given") };
+    println!(
+        "best: alpha {alpha} beta {beta}: WER {:.2}% over {} utterances, {words} words",
+        100.0 * edits as f64 / words.max(1) as f64,
+        items.len()
+    );
+    if a.write {
+        let mut d = pkg.flavor().decoding.clone();
+        d.lm_alpha = Some(alpha);
+        d.lm_beta = Some(beta);
+        let new = pkg.set_decoding(d)?;
+        println!("wrote lm_alpha/lm_beta into {} → {}", a.model.display(), new.label());
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct TrieArgs {
+    /// A language model (its vocabulary is used) or, with `--words`, a word list (one a line).
+    input: PathBuf,
+    /// Read `input` as a word list.
+    #[arg(long)]
+    words: bool,
+    /// Alphabet file (default: English letters, apostrophe and space).
+    #[arg(long)]
+    alphabet: Option<PathBuf>,
+    /// Output trie file.
+    #[arg(short, long)]
+    output: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -150,6 +280,42 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
                 counts.join("/"),
                 d.join(" "),
                 t0.elapsed().as_secs_f64()
+            );
+        }
+        LmCommand::Tune(a) => tune(&a)?,
+        LmCommand::Trie(a) => {
+            let alphabet = match &a.alphabet {
+                Some(p) => harken_ctc::Alphabet::parse(
+                    &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+                )?,
+                None => harken_ctc::Alphabet::english(),
+            };
+            let words: Vec<String> = if a.words {
+                std::fs::read_to_string(&a.input)
+                    .with_context(|| format!("reading {}", a.input.display()))?
+                    .lines()
+                    .map(|l| l.trim().to_owned())
+                    .filter(|l| !l.is_empty())
+                    .collect()
+            } else {
+                let m = harken_lm::Model::load(&a.input)
+                    .with_context(|| format!("loading {}", a.input.display()))?;
+                (0..m.vocab_size() as u32)
+                    .map(|i| m.word(i).to_owned())
+                    .filter(|w| !matches!(w.as_str(), "<s>" | "</s>" | "<unk>"))
+                    .collect()
+            };
+            let (trie, skipped) =
+                harken_ctc::VocabTrie::from_words(&alphabet, words.iter().map(String::as_str));
+            let bytes = trie.to_bytes();
+            std::fs::write(&a.output, &bytes)
+                .with_context(|| format!("writing {}", a.output.display()))?;
+            println!(
+                "{}: {} words, {} nodes, {} bytes; {skipped} words skipped (characters outside the alphabet)",
+                a.output.display(),
+                trie.len(),
+                trie.nodes(),
+                bytes.len()
             );
         }
         LmCommand::Prune(a) => {

@@ -46,6 +46,12 @@ pub(crate) struct PackArgs {
     /// Default language recorded in the package.
     #[arg(long)]
     language: Option<String>,
+    /// Default LM weight α recorded in the package (CTC models, LM fusion).
+    #[arg(long)]
+    lm_alpha: Option<f32>,
+    /// Default word bonus β recorded in the package.
+    #[arg(long)]
+    lm_beta: Option<f32>,
     /// A self-test clip and its expected text, as AUDIO=TEXT (repeatable).
     #[arg(long = "self-test", value_name = "AUDIO=TEXT")]
     self_test: Vec<String>,
@@ -144,7 +150,12 @@ fn pack(a: PackArgs) -> Result<ExitCode> {
     let opts = PackOptions {
         name: a.name,
         version: a.pkg_version,
-        decoding: Decoding { beam_size: a.beam, language: a.language, ..Decoding::default() },
+        decoding: Decoding {
+            beam_size: a.beam,
+            language: a.language,
+            lm_alpha: a.lm_alpha,
+            lm_beta: a.lm_beta,
+        },
         self_test,
         created_unix_s,
     };

@@ -47,12 +47,57 @@ pub(crate) struct TranscribeArgs {
     /// Reject audio longer than this many seconds.
     #[arg(long)]
     max_audio_seconds: Option<f64>,
+    #[command(flatten)]
+    decoding: DecodingArgs,
+}
+
+/// Hot words and language-model flags shared by `transcribe` and `bench`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub(crate) struct DecodingArgs {
+    /// Words to favour (names, jargon), boosted inside the search; comma-separated or repeated.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) hotwords: Vec<String>,
+    /// Boost per hot word (natural-log units).
+    #[arg(long, default_value_t = 5.0)]
+    pub(crate) hotword_weight: f32,
+    /// Turn the n-gram LM on (CTC packages: default on when the package has one).
+    #[arg(long, overrides_with = "no_lm")]
+    pub(crate) lm: bool,
+    /// Turn the n-gram LM off.
+    #[arg(long)]
+    pub(crate) no_lm: bool,
+    /// LM weight α (default: the package's).
+    #[arg(long)]
+    pub(crate) lm_alpha: Option<f32>,
+    /// Word bonus β (default: the package's).
+    #[arg(long)]
+    pub(crate) lm_beta: Option<f32>,
+    /// CTC: allow words outside the vocabulary trie.
+    #[arg(long)]
+    pub(crate) no_trie: bool,
+    /// CTC beam width (1 = greedy; default: the package's, else 64).
+    #[arg(long)]
+    pub(crate) ctc_beam: Option<usize>,
+}
+
+impl DecodingArgs {
+    pub(crate) fn apply(&self, opts: &mut TranscribeOptions) {
+        opts.hotwords = self.hotwords.iter().map(|w| w.trim().to_owned()).filter(|w| !w.is_empty()).collect();
+        opts.hotword_weight = self.hotword_weight;
+        opts.lm = harken_engine::LmOptions {
+            enabled: if self.no_lm { Some(false) } else if self.lm { Some(true) } else { None },
+            alpha: self.lm_alpha,
+            beta: self.lm_beta,
+            trie: self.no_trie.then_some(false),
+            beam: self.ctc_beam,
+        };
+    }
 }
 
 pub(crate) fn run(args: TranscribeArgs) -> Result<ExitCode> {
     let format = ResponseFormat::parse(&args.format).context("unknown --format")?;
     let task = if args.task == "translate" { Task::Translate } else { Task::Transcribe };
-    let opts = TranscribeOptions {
+    let mut opts = TranscribeOptions {
         language: (args.language != "auto").then(|| args.language.clone()),
         task,
         beam_size: args.beam,
@@ -61,6 +106,7 @@ pub(crate) fn run(args: TranscribeArgs) -> Result<ExitCode> {
         condition_on_previous_text: !args.no_condition_on_previous_text,
         ..TranscribeOptions::default()
     };
+    args.decoding.apply(&mut opts);
     if let Some(dir) = &args.output_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("while creating {}", dir.display()))?;

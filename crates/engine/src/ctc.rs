@@ -112,6 +112,36 @@ impl CtcSide {
         Ok(out)
     }
 
+    /// Decode posteriors with the request's LM, trie, beam and hot-word settings.
+    pub(crate) fn decode(&self, lp: &[f32], opts: &TranscribeOptions) -> Result<harken_ctc::Hypothesis> {
+        let classes = self.acoustic.classes();
+        let post = Posteriors::new(lp, classes).map_err(|e| Error::Option(e.to_string()))?;
+        let beam = opts.lm.beam.unwrap_or(self.beam).max(1);
+        let use_lm = opts.lm.enabled.unwrap_or(true);
+        let use_trie = opts.lm.trie.unwrap_or(true);
+        let (hot, _) = Hotwords::new(&self.alphabet, &opts.hotwords, opts.hotword_weight);
+        if beam == 1 && hot.is_empty() {
+            return Ok(harken_ctc::greedy(&post, &self.alphabet));
+        }
+        let search = BeamSearch {
+            alphabet: &self.alphabet,
+            lm: self.lm.as_ref().filter(|_| use_lm).map(|m| LmFusion {
+                model: m,
+                alpha: opts.lm.alpha.unwrap_or(self.alpha),
+                beta: opts.lm.beta.unwrap_or(self.beta),
+                unk_log10: -10.0,
+            }),
+            trie: self.trie.as_ref().filter(|_| use_trie),
+            hotwords: (!hot.is_empty()).then_some(&hot),
+            options: BeamOptions { beam_width: beam, ..BeamOptions::default() },
+        };
+        Ok(search
+            .decode(&post)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| harken_ctc::greedy(&post, &self.alphabet)))
+    }
+
     pub(crate) fn transcribe(
         &self,
         audio: &Audio,
@@ -130,29 +160,7 @@ impl CtcSide {
         let mut timings = Timings::default();
         let lp = self.posteriors(audio, progress, &mut timings)?;
         let t = Instant::now();
-        let classes = self.acoustic.classes();
-        let post = Posteriors::new(&lp, classes).map_err(|e| Error::Option(e.to_string()))?;
-        let beam = opts.lm.beam.unwrap_or(self.beam).max(1);
-        let use_lm = opts.lm.enabled.unwrap_or(true);
-        let use_trie = opts.lm.trie.unwrap_or(true);
-        let (hot, _) = Hotwords::new(&self.alphabet, &opts.hotwords, opts.hotword_weight);
-        let hyp = if beam == 1 && opts.hotwords.is_empty() {
-            harken_ctc::greedy(&post, &self.alphabet)
-        } else {
-            let search = BeamSearch {
-                alphabet: &self.alphabet,
-                lm: self.lm.as_ref().filter(|_| use_lm).map(|m| LmFusion {
-                    model: m,
-                    alpha: opts.lm.alpha.unwrap_or(self.alpha),
-                    beta: opts.lm.beta.unwrap_or(self.beta),
-                    unk_log10: -10.0,
-                }),
-                trie: self.trie.as_ref().filter(|_| use_trie),
-                hotwords: (!hot.is_empty()).then_some(&hot),
-                options: BeamOptions { beam_width: beam, ..BeamOptions::default() },
-            };
-            search.decode(&post).into_iter().next().unwrap_or_else(|| harken_ctc::greedy(&post, &self.alphabet))
-        };
+        let hyp = self.decode(&lp, opts)?;
         timings.decoder += t.elapsed();
         let words: Vec<Word> = hyp
             .words
@@ -174,7 +182,7 @@ impl CtcSide {
             text: format!(" {}", hyp.text),
             tokens: hyp.tokens.iter().map(|t| t.symbol).collect(),
             temperature: 0.0,
-            avg_logprob: (hyp.acoustic / post.frames().max(1) as f64) as f32,
+            avg_logprob: (hyp.acoustic / (lp.len() / self.acoustic.classes()).max(1) as f64) as f32,
             compression_ratio: 0.0,
             no_speech_prob: 0.0,
             words: opts.word_timestamps.then_some(words),

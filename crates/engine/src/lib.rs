@@ -207,6 +207,15 @@ impl Engine {
         }
     }
 
+    /// Decode CTC posteriors from [`Engine::ctc_posteriors`] with `opts`' LM, trie, beam and
+    /// hot words: the text. For tuning and evaluation without re-running the encoder.
+    pub fn ctc_decode(&self, log_probs: &[f32], opts: &TranscribeOptions) -> Result<String> {
+        match &self.kind {
+            Kind::Ctc(c) => Ok(c.decode(log_probs, opts)?.text),
+            Kind::Whisper(_) => Err(Error::Option("not a CTC model".into())),
+        }
+    }
+
     /// Per-frame log-posteriors of a CTC model over its alphabet (blank last), 20 ms frames:
     /// for evaluation and external decoders. `None` for Whisper models.
     pub fn ctc_posteriors(&self, audio: &Audio) -> Option<Result<(Vec<f32>, Vec<String>)>> {

@@ -5,7 +5,7 @@
 //!   `harken serve` ([`harken_server::call`]): same routes, limits, errors and metrics. Binary
 //!   bodies arrive base64-encoded; a body that claims to be base64 and is not gets a 400.
 //! - **Direct invocations** (`{"audio_base64": …}` or `{"audio_s3_uri": "s3://…"}` for audio past
-//!   the 6 MB payload limit, plus `language`, `task`, `response_format`, `word_timestamps`)
+//!   the 6 MB payload limit, plus `language`, `task`, `response_format`, `word_timestamps`, `hotwords`)
 //!   become a raw-audio `POST /invocations`; the answer is `{"statusCode", "contentType",
 //!   "body"}` with `body` parsed when it is JSON.
 //! - **Keep-warm pings** (EventBridge `Scheduled Event`s and `{"warmup": true}`) are answered
@@ -79,6 +79,8 @@ struct Direct {
     response_format: Option<String>,
     #[serde(default)]
     word_timestamps: bool,
+    #[serde(default)]
+    hotwords: Vec<String>,
 }
 
 /// The function's handler: cheap to clone, shared by every invocation of an environment.
@@ -162,6 +164,9 @@ impl Handler {
         }
         if d.word_timestamps {
             query.push("word_timestamps=true".into());
+        }
+        if !d.hotwords.is_empty() {
+            query.push(format!("hotwords={}", urlencode(&d.hotwords.join(","))));
         }
         let uri = if query.is_empty() {
             "/invocations".to_owned()

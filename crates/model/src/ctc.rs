@@ -60,8 +60,9 @@ impl CtcAcoustic {
             let w = src.get(&format!("{p}/weight"))?;
             let b = src.get(&format!("{p}/bias"))?;
             let (out, inp) = w.dims2()?;
+            // Stored transposed, `[in, out]`: the previous layer's width is its second dim.
             let want_in = head.last().map_or(dims.n_audio_state, |(w, _): &(Tensor, Tensor)| {
-                w.dim(0).unwrap_or(0)
+                w.dim(1).unwrap_or(0)
             });
             if inp != want_in || b.dims1()? != out {
                 return Err(Error::Weights {

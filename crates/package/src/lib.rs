@@ -90,6 +90,20 @@ impl Package {
         &self.digest
     }
 
+    /// Rewrite this package's decoding defaults in its `MLmodel` (a new digest: the package
+    /// becomes a new version of itself). Everything else in the manifest is kept.
+    pub fn set_decoding(&self, decoding: manifest::Decoding) -> Result<Package> {
+        let mut m = self.mlmodel().clone();
+        m.flavors.harken.decoding = decoding;
+        let yaml = serde_norway::to_string(&m)
+            .map_err(|e| Error::Manifest { detail: format!("serialising MLmodel: {e}") })?;
+        let path = self.dir().join(MLMODEL);
+        let tmp = self.dir().join(".MLmodel.tmp");
+        std::fs::write(&tmp, yaml.as_bytes()).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        Package::open(self.dir())
+    }
+
     /// `name:version@sha256:<first 12 hex digits>`, for logs and `/v1/models`.
     pub fn label(&self) -> String {
         let f = self.flavor();

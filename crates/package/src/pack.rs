@@ -1,11 +1,13 @@
-//! Building a package from a CTranslate2 or Hugging Face Whisper directory.
+//! Building a package from a CTranslate2 or Hugging Face Whisper directory, or from a CTC
+//! model directory (`acoustic.safetensors`, `alphabet.txt`, optional `lm.bin` / `lm.arpa`,
+//! `vocab.trie` and `encoder.json`, the last naming the Whisper package the encoder came from).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::manifest::{
-    Decoding, Family, FileEntry, Flavors, Frontend, HarkenFlavor, MlModel, SCHEMA_VERSION,
+    Decoding, EncoderRef, Family, FileEntry, Flavors, Frontend, HarkenFlavor, MlModel, SCHEMA_VERSION,
     SelfTest, WeightsFormat,
 };
 use crate::{Error, Hasher, MLMODEL, Package, Result};
@@ -39,16 +41,22 @@ pub fn pack(
     if !src.is_dir() {
         return Err(not_model("not a directory"));
     }
-    let (weights, format) = if src.join("model.bin").is_file() {
+    let is_ctc = src.join(CTC_ACOUSTIC).is_file();
+    let (weights, format) = if is_ctc {
+        if !src.join("alphabet.txt").is_file() {
+            return Err(not_model("a CTC model needs alphabet.txt beside acoustic.safetensors"));
+        }
+        (CTC_ACOUSTIC, WeightsFormat::Safetensors)
+    } else if src.join("model.bin").is_file() {
         ("model.bin", WeightsFormat::Ctranslate2)
     } else if src.join("model.safetensors").is_file() {
         ("model.safetensors", WeightsFormat::Safetensors)
     } else {
         return Err(not_model(
-            "no model.bin (CTranslate2) or model.safetensors (Hugging Face) inside",
+            "no model.bin (CTranslate2), model.safetensors (Hugging Face) or acoustic.safetensors (CTC) inside",
         ));
     };
-    if !src.join("tokenizer.json").is_file() {
+    if !is_ctc && !src.join("tokenizer.json").is_file() {
         return Err(not_model("no tokenizer.json inside"));
     }
     if src.join(MLMODEL).exists() {
@@ -90,14 +98,33 @@ pub fn pack(
     }
 
     let has = |name: &str| files.iter().any(|f| f.path == name);
-    let family = Family::Whisper {
-        weights: weights.into(),
-        format,
-        tokenizer: "tokenizer.json".into(),
-        config: has("config.json").then(|| "config.json".into()),
-        generation_config: has("generation_config.json").then(|| "generation_config.json".into()),
+    let family = if is_ctc {
+        let encoder = std::fs::read(src.join("encoder.json"))
+            .ok()
+            .map(|b| serde_json::from_slice::<EncoderRef>(&b))
+            .transpose()
+            .map_err(|e| not_model(&format!("encoder.json: {e}")))?;
+        Family::Ctc {
+            acoustic_model: weights.into(),
+            encoder,
+            alphabet: "alphabet.txt".into(),
+            language_model: ["lm.bin", "lm.arpa", "lm.arpa.gz"]
+                .into_iter()
+                .find(|n| has(n))
+                .map(Into::into),
+            trie: has("vocab.trie").then(|| "vocab.trie".into()),
+        }
+    } else {
+        Family::Whisper {
+            weights: weights.into(),
+            format,
+            tokenizer: "tokenizer.json".into(),
+            config: has("config.json").then(|| "config.json".into()),
+            generation_config: has("generation_config.json")
+                .then(|| "generation_config.json".into()),
+        }
     };
-    let n_mels = detect_n_mels(src);
+    let n_mels = if is_ctc { safetensors_n_mels(&src.join(CTC_ACOUSTIC)) } else { detect_n_mels(src) };
     let name = match &opts.name {
         Some(n) => n.clone(),
         None => src
@@ -202,6 +229,26 @@ fn copy_hashing(from: &Path, to: &Path, progress: &mut dyn FnMut(u64)) -> Result
 
 /// Mel bins from the model's configs (`num_mel_bins` in a Hugging Face config,
 /// `feature_size` in a preprocessor config); 80 otherwise, as all Whisper models before large-v3.
+/// The acoustic model file of a CTC model directory.
+const CTC_ACOUSTIC: &str = "acoustic.safetensors";
+
+/// Mel bins of a CTC acoustic model: the input channels of its first convolution, read from
+/// the safetensors header (8-byte length, then JSON) without loading any tensor.
+fn safetensors_n_mels(path: &Path) -> u32 {
+    let read = || -> Option<u32> {
+        let mut f = std::fs::File::open(path).ok()?;
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len).ok()?;
+        let len = usize::try_from(u64::from_le_bytes(len)).ok().filter(|&l| l < 100 << 20)?;
+        let mut header = vec![0u8; len];
+        f.read_exact(&mut header).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&header).ok()?;
+        let shape = v.get("encoder/conv1/weight")?.get("shape")?.as_array()?;
+        shape.get(1)?.as_u64().and_then(|n| u32::try_from(n).ok())
+    };
+    read().unwrap_or(80)
+}
+
 fn detect_n_mels(src: &Path) -> u32 {
     let read = |name: &str, key: &str| -> Option<u32> {
         let bytes = std::fs::read(src.join(name)).ok()?;

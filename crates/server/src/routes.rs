@@ -217,10 +217,30 @@ fn options(
     }
 }
 
+/// Hot words of a request: a comma-separated string or a list; at most 100 words of at most
+/// 64 characters.
+fn parse_hotwords(items: &[String]) -> Result<Vec<String>, ApiError> {
+    let words: Vec<String> = items
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(|w| w.trim().to_owned())
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.len() > 100 {
+        return Err(ApiError::bad_request(format!("{} hotwords; at most 100", words.len())));
+    }
+    if let Some(w) = words.iter().find(|w| w.chars().count() > 64) {
+        return Err(ApiError::bad_request(format!("hotword {w:?} is longer than 64 characters")));
+    }
+    Ok(words)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InvocationJson {
     audio_base64: String,
+    #[serde(default)]
+    hotwords: Vec<String>,
     language: Option<String>,
     response_format: Option<String>,
     #[serde(default)]
@@ -259,6 +279,7 @@ fn format_from_accept(headers: &HeaderMap) -> Result<ResponseFormat, ApiError> {
 #[serde(deny_unknown_fields)]
 struct RawQuery {
     language: Option<String>,
+    hotwords: Option<String>,
     task: Option<String>,
     response_format: Option<String>,
     #[serde(default)]
@@ -298,12 +319,9 @@ async fn invocations(
                 Some(f) => parse_format(f)?,
                 None => format_from_accept(&headers)?,
             };
-            Job {
-                audio,
-                opts: options(req.language, task, req.word_timestamps, None),
-                format,
-                task,
-            }
+            let mut opts = options(req.language, task, req.word_timestamps, None);
+            opts.hotwords = parse_hotwords(&req.hotwords)?;
+            Job { audio, opts, format, task }
         }
         "audio/wav"
         | "audio/x-wav"
@@ -323,12 +341,9 @@ async fn invocations(
                 Some(f) => parse_format(f)?,
                 None => format_from_accept(&headers)?,
             };
-            Job {
-                audio: bytes.to_vec(),
-                opts: options(q.language, task, q.word_timestamps, None),
-                format,
-                task,
-            }
+            let mut opts = options(q.language, task, q.word_timestamps, None);
+            opts.hotwords = parse_hotwords(q.hotwords.as_slice())?;
+            Job { audio: bytes.to_vec(), opts, format, task }
         }
         other => {
             return Err(ApiError::new(
@@ -372,6 +387,7 @@ async fn openai(s: AppState, mut mp: Multipart, task: Task) -> Result<Response, 
     let (mut file, mut language, mut prompt, mut format, mut words) =
         (None, None, None, ResponseFormat::Json, false);
     let mut temperature: Option<f32> = None;
+    let mut hotwords: Vec<String> = Vec::new();
     loop {
         let field = match mp.next_field().await {
             Ok(Some(f)) => f,
@@ -398,6 +414,7 @@ async fn openai(s: AppState, mut mp: Multipart, task: Task) -> Result<Response, 
             "file" => file = Some(data.to_vec()),
             "language" => language = Some(text()),
             "prompt" => prompt = Some(text()),
+            "hotwords" | "hotwords[]" => hotwords.push(text()),
             "response_format" => format = parse_format(&text())?,
             "timestamp_granularities[]" | "timestamp_granularities" => words |= text() == "word",
             "temperature" => {
@@ -418,6 +435,7 @@ async fn openai(s: AppState, mut mp: Multipart, task: Task) -> Result<Response, 
     // Word timings are reported in verbose_json only, as OpenAI does.
     let words = words && format == ResponseFormat::VerboseJson;
     let mut opts = options(language, task, words, prompt);
+    opts.hotwords = parse_hotwords(&hotwords)?;
     // OpenAI: 0 (the default) lets the server raise the temperature as needed; a positive value
     // samples at exactly that temperature.
     if let Some(t) = temperature.filter(|&t| t > 0.0) {

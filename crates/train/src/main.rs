@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{Module, Optimizer, VarBuilder, VarMap};
+use candle_core::{Device, Tensor, Var};
+use candle_nn::Optimizer;
 use clap::{Parser, Subcommand};
 use harken_ctc::{Alphabet, Posteriors, ctc_loss, greedy};
 use rayon::prelude::*;
@@ -188,27 +188,63 @@ impl Set {
     }
 }
 
+/// A seeded generator (SplitMix64): candle's CPU backend cannot be seeded, and the head must
+/// come out the same from the same data and seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
 struct Head {
-    layers: Vec<candle_nn::Linear>,
+    layers: Vec<(Var, Var)>,
 }
 
 impl Head {
-    fn new(vb: &VarBuilder<'_>, widths: &[usize]) -> Result<Self> {
+    /// PyTorch's default `nn.Linear` initialisation, uniform in ±1/√fan_in, from `rng`.
+    fn new(widths: &[usize], rng: &mut Rng) -> Result<Self> {
         let layers = widths
             .windows(2)
-            .enumerate()
-            .map(|(i, w)| candle_nn::linear(w[0], w[1], vb.pp(format!("layer_{i}"))))
-            .collect::<candle_core::Result<Vec<_>>>()?;
+            .map(|w| {
+                let bound = 1.0 / (w[0] as f32).sqrt();
+                let mut draw = |n: usize| -> Vec<f32> {
+                    (0..n).map(|_| (rng.unit() * 2.0 - 1.0) * bound).collect()
+                };
+                let weight = Var::from_tensor(&Tensor::from_vec(draw(w[0] * w[1]), (w[1], w[0]), &Device::Cpu)?)?;
+                let bias = Var::from_tensor(&Tensor::from_vec(draw(w[1]), w[1], &Device::Cpu)?)?;
+                Ok((weight, bias))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Head { layers })
     }
 
-    fn forward(&self, x: &Tensor, dropout: f32) -> Result<Tensor> {
+    fn vars(&self) -> Vec<Var> {
+        self.layers.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect()
+    }
+
+    fn forward(&self, x: &Tensor, dropout: f32, rng: &mut Rng) -> Result<Tensor> {
         let mut x = x.clone();
-        for (i, l) in self.layers.iter().enumerate() {
+        for (i, (w, b)) in self.layers.iter().enumerate() {
             if dropout > 0.0 {
-                x = candle_nn::ops::dropout(&x, dropout)?;
+                let keep = 1.0 - dropout;
+                let n = x.elem_count();
+                let mask: Vec<f32> =
+                    (0..n).map(|_| if rng.unit() < keep { 1.0 / keep } else { 0.0 }).collect();
+                let m = Tensor::from_vec(mask, x.shape(), &Device::Cpu)?;
+                x = (x * m)?;
             }
-            x = l.forward(&x)?;
+            x = x.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
             if i + 1 < self.layers.len() {
                 x = x.gelu_erf()?;
             }
@@ -245,21 +281,18 @@ fn fit(a: &FitArgs) -> Result<()> {
     let valid = Set::open(&a.valid, &alphabet)?;
     let classes = alphabet.len() + 1;
     let dev = Device::Cpu;
-    dev.set_seed(a.seed)?;
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let mut rng = Rng(a.seed);
     let mut widths = vec![train.width];
     widths.extend(&a.hidden);
     widths.push(classes);
-    let head = Head::new(&vb, &widths)?;
+    let head = Head::new(&widths, &mut rng)?;
     let steps_per_epoch = train.index.len().div_ceil(a.batch);
     let total_steps = steps_per_epoch * a.epochs;
     let mut opt = candle_nn::AdamW::new(
-        varmap.all_vars(),
+        head.vars(),
         candle_nn::ParamsAdamW { lr: a.lr, weight_decay: 1e-4, ..Default::default() },
     )?;
     let mut order: Vec<usize> = (0..train.index.len()).collect();
-    let mut rng = a.seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
     let mut log = Vec::new();
     let mut best: Option<(f64, Vec<harken_model::HeadLayer>)> = None;
     let mut step = 0usize;
@@ -271,10 +304,8 @@ fn fit(a: &FitArgs) -> Result<()> {
     );
     for epoch in 1..=a.epochs {
         let started = Instant::now();
-        // Fisher–Yates with a seeded LCG: reproducible order without another dependency.
         for i in (1..order.len()).rev() {
-            rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-            order.swap(i, (rng >> 33) as usize % (i + 1));
+            order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
         }
         let (mut loss_sum, mut frames_sum) = (0.0f64, 0usize);
         for chunk in order.chunks(a.batch) {
@@ -288,7 +319,7 @@ fn fit(a: &FitArgs) -> Result<()> {
             let lens: Vec<usize> = chunk.iter().map(|&i| train.index[i].frames).collect();
             let n: usize = lens.iter().sum();
             let x = Tensor::from_vec(rows.concat(), (n, train.width), &dev)?;
-            let logits = head.forward(&x, a.dropout)?;
+            let logits = head.forward(&x, a.dropout, &mut rng)?;
             let lp = candle_nn::ops::log_softmax(&logits, 1)?.flatten_all()?.to_vec1::<f32>()?;
             let mut starts = Vec::with_capacity(lens.len());
             let mut acc = 0;
@@ -336,7 +367,7 @@ fn fit(a: &FitArgs) -> Result<()> {
         eprintln!("{}", serde_json::to_string(&entry)?);
         log.push(entry);
         if best.as_ref().is_none_or(|b| wer < b.0) {
-            best = Some((wer, export(&varmap, widths.len() - 1)?));
+            best = Some((wer, export(&head)?));
         }
     }
     let Some((wer, layers)) = best else { bail!("no epoch ran") };
@@ -347,12 +378,10 @@ fn fit(a: &FitArgs) -> Result<()> {
     Ok(())
 }
 
-fn export(varmap: &VarMap, n: usize) -> Result<Vec<harken_model::HeadLayer>> {
-    let data = varmap.data().lock().map_err(|_| anyhow::anyhow!("variable map poisoned"))?;
-    (0..n)
-        .map(|i| {
-            let w = data.get(&format!("layer_{i}.weight")).context("missing weight")?;
-            let b = data.get(&format!("layer_{i}.bias")).context("missing bias")?;
+fn export(head: &Head) -> Result<Vec<harken_model::HeadLayer>> {
+    head.layers
+        .iter()
+        .map(|(w, b)| {
             let (_, inputs) = w.as_tensor().dims2()?;
             Ok(harken_model::HeadLayer {
                 weight: w.as_tensor().flatten_all()?.to_vec1::<f32>()?,
@@ -369,7 +398,7 @@ fn evaluate(head: &Head, set: &Set, alphabet: &Alphabet) -> Result<(f64, f64, f6
     for i in 0..set.index.len() {
         let e = &set.index[i];
         let x = Tensor::from_vec(set.rows(i), (e.frames, set.width), &Device::Cpu)?;
-        let lp = candle_nn::ops::log_softmax(&head.forward(&x, 0.0)?, 1)?.flatten_all()?.to_vec1::<f32>()?;
+        let lp = candle_nn::ops::log_softmax(&head.forward(&x, 0.0, &mut Rng(0))?, 1)?.flatten_all()?.to_vec1::<f32>()?;
         if let Some((l, _)) = ctc_loss(&lp, classes, &set.targets[i], alphabet.blank()) {
             loss += l;
             frames += e.frames;
