@@ -133,12 +133,37 @@ impl CtcAcoustic {
     }
 }
 
+/// Read the `ctc_head/...` layers of a head or acoustic model file.
+pub fn read_ctc_head(path: &Path) -> Result<Vec<HeadLayer>> {
+    let src = Source::open_native(path)?;
+    let mut out = Vec::new();
+    while src.has(&format!("ctc_head/layer_{}/weight", out.len())) {
+        let p = format!("ctc_head/layer_{}", out.len());
+        let w = src.get(&format!("{p}/weight"))?;
+        let (_, inputs) = w.dims2()?;
+        out.push(HeadLayer {
+            weight: w.flatten_all()?.to_vec1::<f32>()?,
+            bias: src.get(&format!("{p}/bias"))?.to_vec1::<f32>()?,
+            inputs,
+        });
+    }
+    if out.is_empty() {
+        return Err(Error::Weights { detail: format!("{} holds no ctc_head layers", path.display()) });
+    }
+    Ok(out)
+}
+
+/// Write the head alone (a few MB: what training produces and the repository keeps).
+pub fn write_ctc_head(head: &[HeadLayer], out: &Path) -> Result<u64> {
+    serialize(Vec::new(), head, out)
+}
+
 /// Write an acoustic model file: the encoder tensors of the CTranslate2 Whisper weights at
 /// `whisper` (bit for bit) and `head`. Returns the bytes written.
 pub fn write_ctc_acoustic(whisper: &Path, head: &[HeadLayer], out: &Path) -> Result<u64> {
-    use safetensors::tensor::{Dtype, TensorView};
+    use safetensors::tensor::Dtype;
     let ct2 = Ct2File::open(whisper)?;
-    let mut views: Vec<(String, TensorView<'_>)> = Vec::new();
+    let mut views: Vec<(String, Dtype, Vec<usize>, &[u8])> = Vec::new();
     let bad = |detail: String| Error::Weights { detail };
     for name in ct2.names() {
         if !name.starts_with("encoder/") {
@@ -151,12 +176,23 @@ pub fn write_ctc_acoustic(whisper: &Path, head: &[HeadLayer], out: &Path) -> Res
             Ct2Dtype::BF16 => Dtype::BF16,
             _ => continue, // scalars such as num_heads; the width says it
         };
-        let view = TensorView::new(dtype, var.shape.clone(), bytes)
-            .map_err(|e| bad(format!("{name}: {e}")))?;
-        views.push((name.to_owned(), view));
+        views.push((name.to_owned(), dtype, var.shape.clone(), bytes));
     }
     if views.is_empty() {
         return Err(bad(format!("{} holds no encoder tensors", whisper.display())));
+    }
+    serialize(views, head, out)
+}
+
+type RawTensor<'a> = (String, safetensors::tensor::Dtype, Vec<usize>, &'a [u8]);
+
+fn serialize(encoder: Vec<RawTensor<'_>>, head: &[HeadLayer], out: &Path) -> Result<u64> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let bad = |detail: String| Error::Weights { detail };
+    let mut views: Vec<(String, TensorView<'_>)> = Vec::new();
+    for (name, dtype, shape, bytes) in encoder {
+        let view = TensorView::new(dtype, shape, bytes).map_err(|e| bad(format!("{name}: {e}")))?;
+        views.push((name, view));
     }
     let raw: Vec<(Vec<u8>, Vec<u8>)> = head
         .iter()

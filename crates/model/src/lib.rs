@@ -20,7 +20,7 @@ mod weights;
 mod whisper;
 
 pub use ct2::{Ct2Dtype, Ct2File, Ct2Var};
-pub use ctc::{CtcAcoustic, HeadLayer, write_ctc_acoustic};
+pub use ctc::{CtcAcoustic, HeadLayer, read_ctc_head, write_ctc_acoustic, write_ctc_head};
 pub use error::{Error, Result};
 pub use whisper::{
     AlignmentScores, DecoderSession, Dims, EncoderOutput, Logits, Precision, Whisper,

@@ -24,6 +24,8 @@ use harken_ctc::{Alphabet, Posteriors, ctc_loss, greedy};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+mod eval;
+
 #[derive(Parser)]
 #[command(about = "Train a CTC head on a frozen Whisper encoder")]
 struct Cli {
@@ -73,6 +75,38 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Assemble an acoustic model file from a trained head and Whisper weights.
+    Export {
+        /// A file holding `ctc_head/...` tensors (a head file or another acoustic model).
+        #[arg(long)]
+        head: PathBuf,
+        /// CTranslate2 Whisper `model.bin` whose encoder the head was trained on.
+        #[arg(long)]
+        whisper: PathBuf,
+        /// Output acoustic model.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Decode a manifest with a CTC package under several decoder configurations; the
+    /// posteriors are computed once (and cached as raw f32 files for other decoders).
+    Eval {
+        /// CTC package directory (its encoder and head make the posteriors).
+        #[arg(long)]
+        package: PathBuf,
+        /// JSON-lines manifest ({"audio", "text"}).
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Directory caching `NNNN.f32` posteriors and `index.json`.
+        #[arg(long)]
+        cache: PathBuf,
+        /// Configurations, `NAME=key:value,...` with keys lm (path or none), trie (path or
+        /// none), alpha, beta, beam, hotwords (`|`-separated), hotword_weight.
+        #[arg(long = "config", required = true)]
+        configs: Vec<String>,
+        /// Output JSON lines: one per configuration and utterance.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -89,6 +123,15 @@ fn main() -> Result<()> {
         Cmd::Features { manifest, whisper, out } => features(&manifest, &whisper, &out),
         Cmd::Fit { train, valid, whisper, out, hidden, epochs, batch, lr, dropout, seed } => {
             fit(&FitArgs { train, valid, whisper, out, hidden, epochs, batch, lr, dropout, seed })
+        }
+        Cmd::Export { head, whisper, out } => {
+            let layers = harken_model::read_ctc_head(&head)?;
+            let bytes = harken_model::write_ctc_acoustic(&whisper, &layers, &out)?;
+            eprintln!("wrote {} ({bytes} bytes, {} head layers)", out.display(), layers.len());
+            Ok(())
+        }
+        Cmd::Eval { package, manifest, cache, configs, out } => {
+            eval::run(&package, &manifest, &cache, &configs, &out)
         }
     }
 }
@@ -372,6 +415,8 @@ fn fit(a: &FitArgs) -> Result<()> {
     }
     let Some((wer, layers)) = best else { bail!("no epoch ran") };
     let bytes = harken_model::write_ctc_acoustic(&a.whisper, &layers, &a.out)?;
+    let head_path = a.out.with_extension("head.safetensors");
+    harken_model::write_ctc_head(&layers, &head_path)?;
     let log_path = a.out.with_extension("log.json");
     std::fs::write(&log_path, serde_json::to_string_pretty(&log)?)?;
     eprintln!("wrote {} ({bytes} bytes; best valid greedy WER {:.2}%), {}", a.out.display(), wer * 100.0, log_path.display());
