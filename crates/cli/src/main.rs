@@ -56,6 +56,10 @@ pub(crate) struct ModelArgs {
     /// In-memory weight precision: f32, or int8 (8-bit blocks for the linear layers).
     #[arg(long, env = "HARKEN_PRECISION", default_value = "f32", value_parser = ["f32", "int8"])]
     precision: String,
+    /// An n-gram LM (ARPA or Harken binary) fused into Whisper's beam search at word
+    /// boundaries (CTC packages carry their own).
+    #[arg(long = "whisper-lm", env = "HARKEN_WHISPER_LM")]
+    whisper_lm: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {

@@ -238,7 +238,7 @@ pub(crate) fn load(args: &ModelArgs, max_audio_s: Option<f64>) -> Result<Loaded>
     set_threads(args.threads)?;
     let resolved = resolve(args.model.as_deref())?;
     let precision = if args.precision == "int8" { Precision::Q8 } else { Precision::F32 };
-    let config = EngineConfig { precision, max_audio_s };
+    let config = EngineConfig { precision, max_audio_s, whisper_lm: args.whisper_lm.clone() };
     let engine = match &resolved.package {
         Some(p) => Engine::load_package(p, &config),
         None => Engine::load(&resolved.dir, &config),

@@ -17,7 +17,7 @@ pub use alignment::{
 };
 pub use error::{Error, Result};
 pub use search::{
-    Search, StepModel, TIME_PRECISION_S, WindowOptions, WindowResult, compression_ratio,
+    LmFusion, Search, StepModel, TIME_PRECISION_S, WindowOptions, WindowResult, compression_ratio,
     decode_window, initial_tokens,
 };
 pub use tokenizer::WhisperTokenizer;

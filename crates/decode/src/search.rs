@@ -66,8 +66,60 @@ pub struct WindowOptions {
     pub sample_len: usize,
     /// Decoder context (448).
     pub n_text_ctx: usize,
-    /// Score bonus (natural-log units) for tokens that continue a hot word, keyed by token.
-    pub boosts: Vec<(u32, f32)>,
+    /// Hot words as token sequences (each spelling variant separately), boosted in the search.
+    pub hotwords: Vec<Vec<u32>>,
+    /// Hot-word weight (natural-log units): a hot word's first token gets 0.4× this, each
+    /// token continuing a started hot word 0.8×.
+    pub hotword_weight: f32,
+    /// Shallow fusion of an n-gram LM at word boundaries (beam search only).
+    pub lm: Option<LmFusion>,
+}
+
+/// An n-gram LM fused into Whisper's beam search: when a hypothesis completes a word (the next
+/// token starts with a space, or ends the text), `α·ln 10·log10 P(word | two previous words) + β`
+/// is added to its score.
+#[derive(Clone)]
+pub struct LmFusion {
+    /// The model.
+    pub model: std::sync::Arc<harken_lm::Model>,
+    /// LM weight.
+    pub alpha: f32,
+    /// Word bonus.
+    pub beta: f32,
+}
+
+impl std::fmt::Debug for LmFusion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LmFusion").field("alpha", &self.alpha).field("beta", &self.beta).finish()
+    }
+}
+
+/// Words of decoded text as the LM sees them: lowercase, letters, digits and apostrophes.
+fn lm_words(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .map(|w| w.trim_matches('\'').to_owned())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+impl LmFusion {
+    /// Weighted LM score of the last word of `words` given up to `order - 1` words before it.
+    fn word_score(&self, words: &[String]) -> f32 {
+        let Some((last, ctx)) = words.split_last() else { return 0.0 };
+        let m = &self.model;
+        let keep = m.order().saturating_sub(1);
+        let mut state = if ctx.len() >= keep { m.null_state() } else { m.begin_sentence() };
+        for w in &ctx[ctx.len().saturating_sub(keep)..] {
+            state = m.score(&state, w).1;
+        }
+        // Names and numbers the LM never saw cost as much as a rare word, not as noise.
+        let log10 = match m.vocab_id(last) {
+            Some(_) => m.score(&state, last).0.max(-6.0),
+            None => -6.0,
+        };
+        self.alpha * std::f32::consts::LN_10 * log10 + self.beta
+    }
 }
 
 /// The result of decoding one window.
@@ -126,6 +178,12 @@ struct LogitFilter<'a> {
 }
 
 impl LogitFilter<'_> {
+    /// Whether appending `t` completes the word before it: `t` is the end of text, a
+    /// timestamp, or text that starts with a space.
+    fn ends_word(&self, t: u32) -> bool {
+        t >= self.tok.eot || self.tok.decode(&[t]).starts_with(' ')
+    }
+
     fn apply(&self, logits: &mut [f32], seq: &[u32]) {
         let sampled = &seq[self.sample_begin..];
         let n = logits.len();
@@ -139,9 +197,16 @@ impl LogitFilter<'_> {
         for &t in &self.opts.suppress {
             set(logits, t as usize, f32::NEG_INFINITY);
         }
-        for &(t, bonus) in &self.opts.boosts {
-            if let Some(l) = logits.get_mut(t as usize) {
-                *l += bonus;
+        for h in &self.opts.hotwords {
+            // The longest started prefix of this hot word at the end of the sampled text.
+            for j in (0..h.len()).rev() {
+                if sampled.ends_with(&h[..j]) {
+                    let bonus = self.opts.hotword_weight * if j == 0 { 0.4 } else { 0.8 };
+                    if let Some(l) = logits.get_mut(h[j] as usize) {
+                        *l += bonus;
+                    }
+                    break;
+                }
             }
         }
         if !self.opts.timestamps {
@@ -427,8 +492,23 @@ fn beam(
             let row = &mut logits[b * vocab..(b + 1) * vocab];
             filter.apply(row, seq);
             log_softmax(row, &mut lp);
+            let mut words: Option<Vec<String>> = None;
             for (t, l) in top_k(&lp, width + 1) {
-                cands.push((score + l, b, t as u32));
+                let fused = match &filter.opts.lm {
+                    // After a timestamp the word before it was already scored.
+                    Some(lm)
+                        if filter.ends_word(t as u32)
+                            && seq.len() > filter.sample_begin
+                            && seq.last().is_some_and(|&x| x < filter.tok.eot) =>
+                    {
+                        let w = words.get_or_insert_with(|| {
+                            lm_words(&filter.tok.decode(&seq[filter.sample_begin..]))
+                        });
+                        lm.word_score(w)
+                    }
+                    _ => 0.0,
+                };
+                cands.push((score + l + fused, b, t as u32));
             }
         }
         cands.sort_by(|a, b| b.0.total_cmp(&a.0));

@@ -48,6 +48,9 @@ pub struct EngineConfig {
     pub precision: Precision,
     /// Reject audio longer than this, seconds (`None`: no limit).
     pub max_audio_s: Option<f64>,
+    /// An n-gram LM (ARPA or Harken binary) fused into Whisper's beam search at word
+    /// boundaries; CTC packages bring their own.
+    pub whisper_lm: Option<std::path::PathBuf>,
 }
 
 /// A loaded model, ready to transcribe. `Send + Sync`: share it behind an `Arc`.
@@ -69,6 +72,7 @@ pub(crate) struct WhisperSide {
     pub(crate) tokenizer: WhisperTokenizer,
     pub(crate) mel: LogMel,
     pub(crate) dir: ModelDir,
+    pub(crate) lm: Option<std::sync::Arc<harken_lm::Model>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -148,11 +152,17 @@ impl Engine {
         let dims = model.dims();
         let tokenizer = WhisperTokenizer::from_file(&md.tokenizer, dims.n_vocab)?;
         let mel = LogMel::new(dims.n_mels);
+        let lm = match &config.whisper_lm {
+            Some(p) => Some(std::sync::Arc::new(harken_lm::Model::load(p).map_err(|e| {
+                Error::ModelDir { dir: p.clone(), detail: format!("language model: {e}") }
+            })?)),
+            None => None,
+        };
         let load_time = start.elapsed();
         tracing::info!(seconds = load_time.as_secs_f64(), ?dims, "model loaded");
         Ok(Engine {
             dir: dir.clone(),
-            kind: Kind::Whisper(WhisperSide { model, tokenizer, mel, dir: md }),
+            kind: Kind::Whisper(WhisperSide { model, tokenizer, mel, dir: md, lm }),
             config: config.clone(),
             load_time,
         })

@@ -183,6 +183,20 @@ pub(crate) fn run(
     }
     let t = Instant::now();
     let mel = engine.mel.compute(&audio.samples, N_SAMPLES_PAD);
+    let hot_sequences = hotword_sequences(tok, &opts.hotwords);
+    let fusion = match (&engine.lm, opts.lm.enabled) {
+        (Some(model), None | Some(true)) => Some(harken_decode::LmFusion {
+            model: model.clone(),
+            alpha: opts.lm.alpha.unwrap_or(0.3),
+            beta: opts.lm.beta.unwrap_or(0.5),
+        }),
+        (None, Some(true)) => {
+            return Err(Error::Option(
+                "LM fusion was asked for but no language model is loaded (harken --lm FILE)".into(),
+            ));
+        }
+        _ => None,
+    };
     timings.mel = t.elapsed();
     let content_frames = audio.samples.len() / HOP_SAMPLES;
 
@@ -260,7 +274,9 @@ pub(crate) fn run(
             suppress_at_begin: suppress_at_begin.clone(),
             sample_len: dims.n_text_ctx / 2,
             n_text_ctx: dims.n_text_ctx,
-            boosts: Vec::new(),
+            hotwords: hot_sequences.clone(),
+            hotword_weight: opts.hotword_weight,
+            lm: fusion.clone(),
         };
         let result = decode_with_fallback(engine, &enc, &base, opts, window_index)?;
         timings.decoder += t.elapsed();
@@ -397,6 +413,26 @@ pub(crate) fn run(
     transcript.text =
         transcript.segments.iter().map(|s| s.text.as_str()).collect::<String>().trim().to_owned();
     Ok((transcript, timings))
+}
+
+/// Token sequences of each hot word as Whisper would spell it mid-sentence (leading space) and
+/// at the start, as given, capitalised and lowercase.
+fn hotword_sequences(tok: &harken_decode::WhisperTokenizer, words: &[String]) -> Vec<Vec<u32>> {
+    let mut out: Vec<Vec<u32>> = Vec::new();
+    for w in words {
+        let w = w.trim();
+        let mut cap = w.chars();
+        let capital: String = cap.next().map(|c| c.to_uppercase().chain(cap).collect()).unwrap_or_default();
+        for v in [w.to_owned(), capital, w.to_lowercase()] {
+            for text in [format!(" {v}"), v.clone()] {
+                let ids = tok.encode(&text);
+                if !ids.is_empty() && !out.contains(&ids) {
+                    out.push(ids);
+                }
+            }
+        }
+    }
+    out
 }
 
 fn validate(opts: &TranscribeOptions) -> Result<()> {
