@@ -104,6 +104,11 @@ fn lm_words(text: &str) -> Vec<String> {
 }
 
 impl LmFusion {
+    /// Weighted LM score of every word of `words` in turn.
+    fn text_score(&self, words: &[String]) -> f32 {
+        (1..=words.len()).map(|i| self.word_score(&words[..i])).sum()
+    }
+
     /// Weighted LM score of the last word of `words` given up to `order - 1` words before it.
     fn word_score(&self, words: &[String]) -> f32 {
         let Some((last, ctx)) = words.split_last() else { return 0.0 };
@@ -181,7 +186,7 @@ impl LogitFilter<'_> {
     /// Whether appending `t` completes the word before it: `t` is the end of text, a
     /// timestamp, or text that starts with a space.
     fn ends_word(&self, t: u32) -> bool {
-        t >= self.tok.eot || self.tok.decode(&[t]).starts_with(' ')
+        t >= self.tok.eot || self.tok.starts_word(t)
     }
 
     fn apply(&self, logits: &mut [f32], seq: &[u32]) {
@@ -481,50 +486,50 @@ fn beam(
     let max_candidates = ((width as f32 * patience).round() as usize).max(1);
     // Live beams: (sequence, cumulative log-probability). Starts as one row: the prompt step
     // already ran with batch 1, and identical rows would only produce duplicate candidates.
-    let mut beams: Vec<(Vec<u32>, f32)> = vec![(initial.to_vec(), 0.0)];
+    // The score ranks hypotheses (log-probability plus LM fusion); the acoustic sum alone is
+    // what the temperature fallback judges, so fusion cannot trigger a fallback.
+    let mut beams: Vec<(Vec<u32>, f32, f32)> = vec![(initial.to_vec(), 0.0, 0.0)];
     let mut logits = first_logits;
-    let mut finished: Vec<(Vec<u32>, f32)> = Vec::new();
+    let mut finished: Vec<(Vec<u32>, f32, f32)> = Vec::new();
     let mut lp = Vec::with_capacity(vocab);
     for step in 0..max_len {
         // Candidates from every beam: its top width+1 tokens.
-        let mut cands: Vec<(f32, usize, u32)> = Vec::with_capacity(beams.len() * (width + 1));
-        for (b, (seq, score)) in beams.iter().enumerate() {
+        let mut cands: Vec<(f32, usize, u32, f32)> = Vec::with_capacity(beams.len() * (width + 1));
+        for (b, (seq, score, acoustic)) in beams.iter().enumerate() {
             let row = &mut logits[b * vocab..(b + 1) * vocab];
             filter.apply(row, seq);
             log_softmax(row, &mut lp);
-            let mut words: Option<Vec<String>> = None;
+            let mut text_score: Option<f32> = None;
             for (t, l) in top_k(&lp, width + 1) {
-                let fused = match &filter.opts.lm {
-                    // After a timestamp the word before it was already scored.
-                    Some(lm)
-                        if filter.ends_word(t as u32)
-                            && seq.len() > filter.sample_begin
-                            && seq.last().is_some_and(|&x| x < filter.tok.eot) =>
-                    {
-                        let w = words.get_or_insert_with(|| {
-                            lm_words(&filter.tok.decode(&seq[filter.sample_begin..]))
+                // At a word boundary every word of the text is complete: the LM part of the
+                // score is recomputed over all of them, so joining words with hyphens or
+                // dropping spaces cannot dodge it.
+                let total = match &filter.opts.lm {
+                    Some(lm) if filter.ends_word(t as u32) => {
+                        let fused = *text_score.get_or_insert_with(|| {
+                            lm.text_score(&lm_words(&filter.tok.decode(&seq[filter.sample_begin..])))
                         });
-                        lm.word_score(w)
+                        acoustic + l + fused
                     }
-                    _ => 0.0,
+                    _ => score + l,
                 };
-                cands.push((score + l + fused, b, t as u32));
+                cands.push((total, b, t as u32, acoustic + l));
             }
         }
         cands.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut next: Vec<(Vec<u32>, f32)> = Vec::with_capacity(width);
+        let mut next: Vec<(Vec<u32>, f32, f32)> = Vec::with_capacity(width);
         let mut sources = Vec::with_capacity(width);
         let mut newly_finished = Vec::new();
-        for (score, b, t) in cands {
+        for (score, b, t, acoustic) in cands {
             if score == f32::NEG_INFINITY {
                 break;
             }
             let mut seq = beams[b].0.clone();
             seq.push(t);
             if t == eot {
-                newly_finished.push((seq, score));
+                newly_finished.push((seq, score, acoustic));
             } else {
-                next.push((seq, score));
+                next.push((seq, score, acoustic));
                 sources.push(b);
                 if next.len() == width {
                     break;
@@ -542,7 +547,8 @@ fn beam(
             break;
         }
         model.reorder(&sources)?;
-        let feed: Vec<[u32; 1]> = next.iter().map(|(s, _)| [*s.last().unwrap_or(&eot)]).collect();
+        let feed: Vec<[u32; 1]> =
+            next.iter().map(|(s, _, _)| [*s.last().unwrap_or(&eot)]).collect();
         let feed_refs: Vec<&[u32]> = feed.iter().map(|f| &f[..]).collect();
         let positions = [0usize];
         logits = model.step(&feed_refs, &positions)?;
@@ -552,22 +558,22 @@ fn beam(
     if finished.len() < width {
         let mut live = beams;
         live.sort_by(|a, b| b.1.total_cmp(&a.1));
-        for (mut seq, score) in live {
+        for (mut seq, score, acoustic) in live {
             if finished.len() >= width {
                 break;
             }
             seq.push(eot);
-            finished.push((seq, score));
+            finished.push((seq, score, acoustic));
         }
     }
     // Maximum-likelihood ranking with length normalisation (no length penalty).
     let best = finished
         .into_iter()
-        .map(|(seq, score)| {
+        .map(|(seq, score, acoustic)| {
             let body: Vec<u32> =
                 seq[initial.len()..].iter().copied().take_while(|&t| t != eot).collect();
             let norm = score / (body.len().max(1) as f32);
-            (body, score, norm)
+            (body, acoustic, norm)
         })
         .max_by(|a, b| a.2.total_cmp(&b.2));
     Ok(best.map(|(b, s, _)| (b, s)).unwrap_or_default())

@@ -126,7 +126,13 @@ impl WhisperTokenizer {
         Ok(seq)
     }
 
-    /// Text of `tokens`, ignoring special and timestamp tokens.
+    /// Whether text token `token` begins with a space (starts a new word).
+    pub fn starts_word(&self, token: u32) -> bool {
+        // Byte-level BPE spells a leading space as 'Ġ'.
+        self.inner.id_to_token(token).is_some_and(|t| t.starts_with('\u{120}'))
+    }
+
+    /// Decode text tokens (specials and timestamps are skipped).
     pub fn decode(&self, tokens: &[u32]) -> String {
         let text: Vec<u32> = tokens.iter().copied().filter(|&t| t < self.eot).collect();
         self.inner.decode(&text, false).unwrap_or_default()
