@@ -135,3 +135,56 @@ fn mutated_manifests_never_panic() {
         assert!(r.is_ok(), "mutant {i} panicked:\n{}", String::from_utf8_lossy(&m));
     }
 }
+
+/// A CTC model directory: a safetensors file whose header names an 80-mel first convolution,
+/// an alphabet, an LM and a trie (contents are not parsed by packing).
+fn fake_ctc_model(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let header = r#"{"encoder/conv1/weight":{"dtype":"F32","shape":[2,80,3],"data_offsets":[0,1920]}}"#;
+    let mut st = (header.len() as u64).to_le_bytes().to_vec();
+    st.extend_from_slice(header.as_bytes());
+    st.extend_from_slice(&[0u8; 1920]);
+    std::fs::write(dir.join("acoustic.safetensors"), st).unwrap();
+    std::fs::write(dir.join("alphabet.txt"), " \na\nb\n").unwrap();
+    std::fs::write(dir.join("lm.bin"), b"lm").unwrap();
+    std::fs::write(dir.join("vocab.trie"), b"trie").unwrap();
+    std::fs::write(dir.join("encoder.json"), r#"{"package":"whisper-base","weights_sha256":"ab"}"#).unwrap();
+}
+
+#[test]
+fn ctc_directories_pack_as_the_ctc_family() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("ctc");
+    fake_ctc_model(&src);
+    let opts = PackOptions {
+        decoding: harken_package::Decoding { lm_alpha: Some(0.7), lm_beta: Some(1.5), ..Default::default() },
+        ..PackOptions::default()
+    };
+    let pkg = pack(&src, &tmp.path().join("pkg"), &opts, &mut |_, _| {}).unwrap();
+    let f = pkg.flavor();
+    assert_eq!(f.frontend.n_mels, 80);
+    match &f.family {
+        harken_package::Family::Ctc { acoustic_model, encoder, alphabet, language_model, trie } => {
+            assert_eq!(acoustic_model, "acoustic.safetensors");
+            assert_eq!(alphabet, "alphabet.txt");
+            assert_eq!(language_model.as_deref(), Some("lm.bin"));
+            assert_eq!(trie.as_deref(), Some("vocab.trie"));
+            assert_eq!(encoder.as_ref().map(|e| e.package.as_str()), Some("whisper-base"));
+        }
+        other => panic!("family {other:?}"),
+    }
+    pkg.verify(&mut |_, _| {}).unwrap();
+    // Tuning rewrites the defaults and nothing else; the package still verifies.
+    let before = pkg.digest().to_owned();
+    let tuned = pkg
+        .set_decoding(harken_package::Decoding { lm_alpha: Some(0.4), ..f.decoding.clone() })
+        .unwrap();
+    assert_eq!(tuned.flavor().decoding.lm_alpha, Some(0.4));
+    assert_eq!(tuned.flavor().decoding.lm_beta, Some(1.5));
+    assert_ne!(tuned.digest(), before);
+    tuned.verify(&mut |_, _| {}).unwrap();
+    // Without an alphabet it is not a model.
+    std::fs::remove_file(src.join("alphabet.txt")).unwrap();
+    let err = pack(&src, &tmp.path().join("pkg2"), &PackOptions::default(), &mut |_, _| {}).unwrap_err();
+    assert!(err.to_string().contains("alphabet.txt"), "{err}");
+}
