@@ -222,3 +222,28 @@ fn serialize(encoder: Vec<RawTensor<'_>>, head: &[HeadLayer], out: &Path) -> Res
     std::fs::write(out, &bytes).map_err(|source| Error::Io { path: out.into(), source })?;
     Ok(bytes.len() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_files_round_trip_and_bad_files_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let head = vec![
+            HeadLayer { weight: (0..6).map(|i| i as f32).collect(), bias: vec![0.5, -0.5, 1.0], inputs: 2 },
+            HeadLayer { weight: vec![1.0; 3], bias: vec![2.0], inputs: 3 },
+        ];
+        let p = tmp.path().join("head.safetensors");
+        write_ctc_head(&head, &p).unwrap();
+        assert_eq!(read_ctc_head(&p).unwrap(), head);
+        // A head file has no encoder: loading it as an acoustic model is a clear error.
+        let err = CtcAcoustic::load(&p, Precision::F32).unwrap_err().to_string();
+        assert!(err.contains("encoder"), "{err}");
+        // A weight that does not match its shape is refused at write time.
+        let bad = vec![HeadLayer { weight: vec![1.0; 5], bias: vec![0.0; 3], inputs: 2 }];
+        assert!(write_ctc_head(&bad, &tmp.path().join("bad.safetensors")).is_err());
+        std::fs::write(tmp.path().join("junk.safetensors"), b"not safetensors").unwrap();
+        assert!(read_ctc_head(&tmp.path().join("junk.safetensors")).is_err());
+    }
+}

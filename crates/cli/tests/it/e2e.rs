@@ -11,7 +11,7 @@ fn words(s: &str) -> Vec<String> {
 }
 
 /// Word-level edit distance over the reference length.
-fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
+pub(crate) fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
     let (r, h) = (words(reference), words(hypothesis));
     let mut prev: Vec<usize> = (0..=h.len()).collect();
     for (i, rw) in r.iter().enumerate() {

@@ -7,6 +7,7 @@
 // Test helpers outside #[test] fns: a failed unwrap is a failed test, which is the point.
 #![allow(clippy::unwrap_used)]
 
+mod ctc;
 mod e2e;
 mod golden;
 

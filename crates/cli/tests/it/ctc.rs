@@ -1,0 +1,82 @@
+//! The CTC pipeline end to end through the real binary: a package assembled from the installed
+//! Whisper base encoder and the committed head (`models/ctc-en`), an LM built here from the
+//! repository's own text, a vocabulary trie; greedy, beam, LM, trie and hot words.
+
+use std::path::{Path, PathBuf};
+
+use crate::{harken, model, stderr, stdout, testdata, transcribe};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Assemble a CTC package under `tmp`, or `None` when Whisper base is not installed.
+fn ctc_package(tmp: &Path) -> Option<PathBuf> {
+    let base = model("base")?;
+    let src = tmp.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let head = harken_model::read_ctc_head(&repo().join("models/ctc-en/head.safetensors")).unwrap();
+    harken_model::write_ctc_acoustic(&base.join("model.bin"), &head, &src.join("acoustic.safetensors"))
+        .unwrap();
+    std::fs::copy(repo().join("models/ctc-en/alphabet.txt"), src.join("alphabet.txt")).unwrap();
+    let corpus = repo().join("testdata/lm/train.txt");
+    let lm = src.join("lm.bin");
+    let o = harken(&["lm", "build", corpus.to_str().unwrap(), "--order", "3", "-o", lm.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trie = src.join("vocab.trie");
+    let o = harken(&["lm", "trie", lm.to_str().unwrap(), "-o", trie.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pkg = tmp.join("pkg");
+    let o = harken(&["model", "pack", src.to_str().unwrap(), "-o", pkg.to_str().unwrap(), "--name", "ctc-test"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    Some(pkg)
+}
+
+fn text(o: &std::process::Output) -> String {
+    assert!(o.status.success(), "{}", stderr(o));
+    stdout(o).trim().to_owned()
+}
+
+#[test]
+fn ctc_package_transcribes_with_greedy_beam_lm_and_hot_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(pkg) = ctc_package(tmp.path()) else { return };
+    let pkg = pkg.to_str().unwrap();
+    let clip = testdata("speech_16k_s16.wav");
+    let clip = clip.to_str().unwrap();
+    let reference = "the quick brown fox jumps over the lazy dog";
+
+    // Greedy and an LM-free beam: the acoustic model alone.
+    let greedy = text(&transcribe(pkg, &["--ctc-beam", "1", clip]));
+    let beam = text(&transcribe(pkg, &["--no-lm", "--no-trie", clip]));
+    let wer_greedy = crate::e2e::word_error_rate(reference, &greedy);
+    eprintln!("greedy: {greedy:?} (WER {wer_greedy:.2}); beam: {beam:?}");
+    assert!(wer_greedy <= GREEDY_MAX_WER, "greedy {greedy:?}");
+    assert!(crate::e2e::word_error_rate(reference, &beam) <= wer_greedy + 1e-9, "beam {beam:?}");
+
+    // With the package's LM and trie every word must be in the LM's vocabulary.
+    let o = transcribe(pkg, &["--format", "verbose_json", "--word-timestamps", clip]);
+    let v: serde_json::Value = serde_json::from_str(&text(&o)).unwrap();
+    let vocab = std::fs::read_to_string(repo().join("testdata/lm/train.txt")).unwrap().to_lowercase();
+    let words = v["words"].as_array().expect("words");
+    let duration = v["duration"].as_f64().unwrap();
+    let mut prev = 0.0;
+    for w in words {
+        let word = w["word"].as_str().unwrap().trim().to_owned();
+        assert!(vocab.split_whitespace().any(|x| x == word), "{word} is not in the LM's text");
+        let (s, e) = (w["start"].as_f64().unwrap(), w["end"].as_f64().unwrap());
+        assert!(s >= prev && s < e && e <= duration + 0.05, "{w} in {duration}");
+        prev = s;
+    }
+
+    // A hot word outside the LM and trie comes through when boosted, not otherwise.
+    let plain = text(&transcribe(pkg, &["--no-lm", "--no-trie", clip]));
+    assert!(!plain.split_whitespace().any(|w| w == HOT), "{plain}");
+    let boosted = text(&transcribe(pkg, &["--hotwords", HOT, clip]));
+    assert!(boosted.split_whitespace().any(|w| w == HOT), "{boosted}");
+
+    // Options a CTC model cannot honour are refused with a clear message.
+    let o = transcribe(pkg, &["--language", "de", clip]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("English only"), "{}", stderr(&o));
+}
