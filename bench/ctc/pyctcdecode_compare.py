@@ -26,6 +26,8 @@ def main():
     ap.add_argument("--alpha", type=float, required=True)
     ap.add_argument("--beta", type=float, required=True)
     ap.add_argument("--beam", type=int, default=32)
+    ap.add_argument("--harken-train", required=True, help="harken-train binary (re-times Harken here)")
+    ap.add_argument("--package", required=True)
     a = ap.parse_args()
     sys.path.insert(0, a.shared)
     import wer_reference as W
@@ -58,8 +60,16 @@ def main():
         s = time.perf_counter()
         hyps.append(dec.decode(x, beam_width=a.beam, beam_prune_logp=-25.0, token_min_logp=-10.0))
         t += time.perf_counter() - s
-    ours = [json.loads(l) for l in open(os.path.join(a.work, f"ctc-{a.set}.jsonl"))]
-    ours = [o for o in ours if o["config"] == a.config]
+    # Harken on the same cached posteriors, timed in this run (same machine state).
+    lm_dir = os.path.join(a.work, "lm")
+    cfg = (f"{a.config}=beam:{a.beam},lm:{lm_dir}/full.bin,trie:{lm_dir}/vocab.trie,"
+           f"alpha:{a.alpha},beta:{a.beta}")
+    out = os.path.join(a.work, f"retime-{a.set}.jsonl")
+    import subprocess
+    subprocess.run([a.harken_train, "eval", "--package", a.package, "--manifest",
+                    os.path.join(a.work, f"{a.set}.jsonl"), "--cache", cache, "--config", cfg,
+                    "--out", out], check=True)
+    ours = [json.loads(l) for l in open(out)]
     ours_t = sum(o["decode_ms"] for o in ours) / 1e3
 
     def wer(pairs):

@@ -95,3 +95,10 @@ for set in dev real; do
 done
 
 python3 "$root/bench/ctc/wer.py" --shared "$shared" --work "$work"
+
+# Same posteriors, LM, alpha/beta and beam through pyctcdecode (its own venv: it pins numpy).
+venv=$cache/ctc-venv
+[[ -x $venv/bin/python ]] || python3 -m venv "$venv"
+"$venv/bin/python" -c "import pyctcdecode, kenlm" 2>/dev/null || "$venv/bin/pip" install -q pyctcdecode==0.5.0 kenlm
+"$venv/bin/python" "$root/bench/ctc/pyctcdecode_compare.py" --shared "$shared" --work "$work" \
+  --alpha "$alpha" --beta "$beta" --beam "$beam" --harken-train "$T" --package "$pkg"

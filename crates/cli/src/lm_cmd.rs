@@ -78,7 +78,8 @@ fn word_edits(a: &[String], b: &[String]) -> usize {
 fn tune(a: &TuneArgs) -> Result<()> {
     let pkg = harken_package::Package::open(&a.model)
         .with_context(|| format!("opening package {}", a.model.display()))?;
-    let engine = harken_engine::Engine::load_package(&pkg, &harken_engine::EngineConfig::default())?;
+    let engine =
+        harken_engine::Engine::load_package(&pkg, &harken_engine::EngineConfig::default())?;
     let base = a.manifest.parent().unwrap_or(std::path::Path::new("."));
     let text = std::fs::read_to_string(&a.manifest)
         .with_context(|| format!("reading {}", a.manifest.display()))?;
@@ -93,11 +94,10 @@ fn tune(a: &TuneArgs) -> Result<()> {
         if reference.trim().is_empty() {
             continue;
         }
-        let pcm = harken_audio::decode_file(&base.join(audio), &harken_audio::DecodeOptions::whisper())
-            .with_context(|| format!("decoding {audio}"))?;
-        let (lp, _) = engine
-            .ctc_posteriors(&pcm)
-            .context("--model is not a CTC package")??;
+        let pcm =
+            harken_audio::decode_file(&base.join(audio), &harken_audio::DecodeOptions::whisper())
+                .with_context(|| format!("decoding {audio}"))?;
+        let (lp, _) = engine.ctc_posteriors(&pcm).context("--model is not a CTC package")??;
         items.push((lp, wer_words(reference)));
     }
     bar.finish_and_clear();
@@ -106,11 +106,13 @@ fn tune(a: &TuneArgs) -> Result<()> {
     println!("alpha  beta   WER");
     for &alpha in &a.alphas {
         for &beta in &a.betas {
-            let mut opts = harken_engine::TranscribeOptions::default();
-            opts.lm = harken_engine::LmOptions {
-                alpha: Some(alpha),
-                beta: Some(beta),
-                beam: Some(a.beam),
+            let opts = harken_engine::TranscribeOptions {
+                lm: harken_engine::LmOptions {
+                    alpha: Some(alpha),
+                    beta: Some(beta),
+                    beam: Some(a.beam),
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             let mut edits = 0;
@@ -286,7 +288,8 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
         LmCommand::Trie(a) => {
             let alphabet = match &a.alphabet {
                 Some(p) => harken_ctc::Alphabet::parse(
-                    &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+                    &std::fs::read_to_string(p)
+                        .with_context(|| format!("reading {}", p.display()))?,
                 )?,
                 None => harken_ctc::Alphabet::english(),
             };

@@ -82,10 +82,17 @@ pub(crate) struct DecodingArgs {
 
 impl DecodingArgs {
     pub(crate) fn apply(&self, opts: &mut TranscribeOptions) {
-        opts.hotwords = self.hotwords.iter().map(|w| w.trim().to_owned()).filter(|w| !w.is_empty()).collect();
+        opts.hotwords =
+            self.hotwords.iter().map(|w| w.trim().to_owned()).filter(|w| !w.is_empty()).collect();
         opts.hotword_weight = self.hotword_weight;
         opts.lm = harken_engine::LmOptions {
-            enabled: if self.no_lm { Some(false) } else if self.lm { Some(true) } else { None },
+            enabled: if self.no_lm {
+                Some(false)
+            } else if self.lm {
+                Some(true)
+            } else {
+                None
+            },
             alpha: self.lm_alpha,
             beta: self.lm_beta,
             trie: self.no_trie.then_some(false),

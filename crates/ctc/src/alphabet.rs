@@ -58,7 +58,8 @@ impl Alphabet {
 
     /// The file form of this alphabet.
     pub fn to_file_text(&self) -> String {
-        let mut out = String::from("# Harken CTC alphabet: one symbol per line; blank is implicit (last)\n");
+        let mut out =
+            String::from("# Harken CTC alphabet: one symbol per line; blank is implicit (last)\n");
         for s in &self.symbols {
             out.push_str(if s == "#" { "\\#" } else { s });
             out.push('\n');

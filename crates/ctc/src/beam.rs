@@ -208,7 +208,11 @@ impl Search<'_, '_> {
             } else {
                 let word = self.partial_word(parent);
                 let (lm, state) = self.close_word(&p, &word, hot_word);
-                let bonus = if hot_word { self.cfg.hotwords.map_or(0.0, |h| f64::from(h.weight)) } else { 0.0 };
+                let bonus = if hot_word {
+                    self.cfg.hotwords.map_or(0.0, |h| f64::from(h.weight))
+                } else {
+                    0.0
+                };
                 Some(Prefix {
                     parent,
                     symbol,
@@ -311,8 +315,7 @@ impl BeamSearch<'_> {
                 next[i].p_b = lse(next[i].p_b, b);
                 next[i].p_nb = lse(next[i].p_nb, nb);
             };
-            for bi in 0..beams.len() {
-                let beam = beams[bi];
+            for &beam in &beams {
                 let total = lse(beam.p_b, beam.p_nb);
                 add(&mut next, beam.prefix, total + f64::from(row[blank]), f64::NEG_INFINITY);
                 let last = (beam.prefix != 0).then(|| s.arena[beam.prefix as usize].symbol);
@@ -379,7 +382,9 @@ impl BeamSearch<'_> {
                     } else if !known {
                         // Cut off mid-word: charged as an unknown word, never dropped, so
                         // there is always an answer.
-                        lm += self.lm.map_or(-10.0, |l| f64::from(l.alpha) * LN_10 * f64::from(l.unk_log10));
+                        lm += self
+                            .lm
+                            .map_or(-10.0, |l| f64::from(l.alpha) * LN_10 * f64::from(l.unk_log10));
                     }
                 }
                 if let (Some(l), Some(st)) = (&self.lm, state) {
@@ -400,7 +405,14 @@ impl BeamSearch<'_> {
             .map(|&(score, acoustic, prefix)| {
                 let tokens = s.tokens(prefix);
                 let (text, words) = words_of(self.alphabet, &tokens);
-                Hypothesis { text, tokens, words, score, acoustic, confidence: (score - norm).exp() }
+                Hypothesis {
+                    text,
+                    tokens,
+                    words,
+                    score,
+                    acoustic,
+                    confidence: (score - norm).exp(),
+                }
             })
             .collect()
     }

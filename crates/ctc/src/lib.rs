@@ -72,7 +72,7 @@ pub struct Posteriors<'a> {
 impl<'a> Posteriors<'a> {
     /// Check shape and values; `classes` must be `alphabet.len() + 1`.
     pub fn new(log_probs: &'a [f32], classes: usize) -> Result<Self> {
-        if classes < 2 || log_probs.len() % classes != 0 {
+        if classes < 2 || !log_probs.len().is_multiple_of(classes) {
             return Err(Error::Input(format!(
                 "{} values do not form rows of {classes} classes",
                 log_probs.len()

@@ -16,18 +16,22 @@ pub fn ctc_loss(
     target: &[u32],
     blank: u32,
 ) -> Option<(f64, Vec<f32>)> {
-    if classes == 0 || log_probs.len() % classes != 0 {
+    if classes == 0 || !log_probs.len().is_multiple_of(classes) {
         return None;
     }
     let frames = log_probs.len() / classes;
     let repeats = target.windows(2).filter(|w| w[0] == w[1]).count();
-    if frames == 0 || target.len() + repeats > frames || target.iter().any(|&c| c as usize >= classes) {
+    if frames == 0
+        || target.len() + repeats > frames
+        || target.iter().any(|&c| c as usize >= classes)
+    {
         return None;
     }
     let s_len = 2 * target.len() + 1;
-    let label = |s: usize| if s % 2 == 0 { blank } else { target[s / 2] };
+    let label = |s: usize| if s.is_multiple_of(2) { blank } else { target[s / 2] };
     // Whether a path may skip the blank between s-2 and s.
-    let skip: Vec<bool> = (0..s_len).map(|s| s >= 2 && s % 2 == 1 && label(s) != label(s - 2)).collect();
+    let skip: Vec<bool> =
+        (0..s_len).map(|s| s >= 2 && s % 2 == 1 && label(s) != label(s - 2)).collect();
     let y = |t: usize, s: usize| f64::from(log_probs[t * classes + label(s) as usize]).exp();
 
     let mut alpha = vec![0.0f64; frames * s_len];
@@ -55,7 +59,7 @@ pub fn ctc_loss(
     }
     let last = &alpha[(frames - 1) * s_len..];
     let end = last[s_len - 1] + if s_len > 1 { last[s_len - 2] } else { 0.0 };
-    if !(end > 0.0) {
+    if end.is_nan() || end <= 0.0 {
         return None;
     }
     log_p += end.ln();
@@ -97,7 +101,7 @@ pub fn ctc_loss(
                 total += g;
             }
         }
-        if !(total > 0.0) {
+        if total.is_nan() || total <= 0.0 {
             return None;
         }
         for (k, g) in row.iter_mut().enumerate() {
@@ -112,7 +116,7 @@ pub fn ctc_loss(
 /// Scale a frame's row to sum 1; returns the log of the factor removed.
 fn rescale(row: &mut [f64]) -> Option<f64> {
     let sum: f64 = row.iter().sum();
-    if !(sum > 0.0) || !sum.is_finite() {
+    if sum.is_nan() || sum <= 0.0 || !sum.is_finite() {
         return None;
     }
     row.iter_mut().for_each(|v| *v /= sum);
@@ -148,7 +152,12 @@ mod tests {
                 prev = c;
             }
             if out == target {
-                total += path.iter().enumerate().map(|(t, &c)| f64::from(lp[t * classes + c])).sum::<f64>().exp();
+                total += path
+                    .iter()
+                    .enumerate()
+                    .map(|(t, &c)| f64::from(lp[t * classes + c]))
+                    .sum::<f64>()
+                    .exp();
             }
             let mut i = 0;
             loop {
@@ -177,7 +186,9 @@ mod tests {
 
     #[test]
     fn matches_brute_force() {
-        for (target, frames, seed) in [(vec![0u32], 3, 1), (vec![0, 1], 5, 2), (vec![1, 1], 5, 3), (vec![0, 1, 0], 6, 4)] {
+        for (target, frames, seed) in
+            [(vec![0u32], 3, 1), (vec![0, 1], 5, 2), (vec![1, 1], 5, 3), (vec![0, 1, 0], 6, 4)]
+        {
             let lp = log_softmax(&logits(frames, 3, seed), 3);
             let (loss, _) = ctc_loss(&lp, 3, &target, 2).unwrap();
             let want = brute_force(&lp, 3, &target, 2);

@@ -79,7 +79,12 @@ impl VocabTrie {
             nodes[new].n_children = tree[old].len() as u16;
             for (&s, &c) in &tree[old] {
                 queue.push_back((c, nodes.len()));
-                nodes.push(Node { first_child: 0, n_children: 0, symbol: s as u8, word_end: ends[c] });
+                nodes.push(Node {
+                    first_child: 0,
+                    n_children: 0,
+                    symbol: s as u8,
+                    word_end: ends[c],
+                });
             }
         }
         (VocabTrie { nodes, alphabet_len: alphabet.len() as u32, words: count }, skipped)
@@ -115,7 +120,9 @@ impl VocabTrie {
 
     /// The children of `node`.
     pub fn children(&self, node: u32) -> std::ops::Range<u32> {
-        self.nodes.get(node as usize).map_or(0..0, |n| n.first_child..n.first_child + u32::from(n.n_children))
+        self.nodes
+            .get(node as usize)
+            .map_or(0..0, |n| n.first_child..n.first_child + u32::from(n.n_children))
     }
 
     /// Whether a word ends at `node`.
@@ -170,7 +177,10 @@ impl VocabTrie {
         sum.copy_from_slice(&b[20..28]);
         let table = &b[HEADER..];
         if n == 0 || table.len() != n * 8 {
-            return Err(bad(format!("header says {n} nodes, the file holds {} bytes of nodes", table.len())));
+            return Err(bad(format!(
+                "header says {n} nodes, the file holds {} bytes of nodes",
+                table.len()
+            )));
         }
         if fnv1a(table) != u64::from_le_bytes(sum) {
             return Err(bad("checksum mismatch: the file is damaged".into()));
@@ -209,7 +219,8 @@ impl VocabTrie {
 }
 
 fn fnv1a(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3))
+    b.iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]
@@ -218,7 +229,10 @@ mod tests {
 
     fn trie() -> (Alphabet, VocabTrie) {
         let a = Alphabet::english();
-        let (t, skipped) = VocabTrie::from_words(&a, ["the", "then", "cat", "cats", "a", "café", "two words", "the"]);
+        let (t, skipped) = VocabTrie::from_words(
+            &a,
+            ["the", "then", "cat", "cats", "a", "café", "two words", "the"],
+        );
         assert_eq!(skipped, 2);
         (a, t)
     }

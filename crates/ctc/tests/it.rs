@@ -1,6 +1,11 @@
 //! Decoding hand-made posteriors where the right answer is known.
 
-use harken_ctc::{Alphabet, BeamOptions, BeamSearch, Hotwords, LmFusion, Posteriors, VocabTrie, greedy};
+// Helpers outside #[test] fns: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use harken_ctc::{
+    Alphabet, BeamOptions, BeamSearch, Hotwords, LmFusion, Posteriors, VocabTrie, greedy,
+};
 
 /// Frames given as `[(char, prob)]`; the rest of each frame's mass goes to blank (`'_'`).
 fn post(alpha: &Alphabet, frames: &[&[(char, f32)]]) -> Vec<f32> {
@@ -44,7 +49,13 @@ fn lm(text: &str) -> harken_lm::Model {
 }
 
 fn decoder<'a>(a: &'a Alphabet) -> BeamSearch<'a> {
-    BeamSearch { alphabet: a, lm: None, trie: None, hotwords: None, options: BeamOptions::default() }
+    BeamSearch {
+        alphabet: a,
+        lm: None,
+        trie: None,
+        hotwords: None,
+        options: BeamOptions::default(),
+    }
 }
 
 #[test]

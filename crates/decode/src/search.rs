@@ -507,7 +507,9 @@ fn beam(
                 let total = match &filter.opts.lm {
                     Some(lm) if filter.ends_word(t as u32) => {
                         let fused = *text_score.get_or_insert_with(|| {
-                            lm.text_score(&lm_words(&filter.tok.decode(&seq[filter.sample_begin..])))
+                            lm.text_score(&lm_words(
+                                &filter.tok.decode(&seq[filter.sample_begin..]),
+                            ))
                         });
                         acoustic + l + fused
                     }

@@ -94,8 +94,11 @@ impl CtcSide {
         timings: &mut Timings,
     ) -> Result<Vec<f32>> {
         let t = Instant::now();
-        let windows =
-            harken_features::encoder_windows(&self.mel, &audio.samples, self.acoustic.n_mel_frames());
+        let windows = harken_features::encoder_windows(
+            &self.mel,
+            &audio.samples,
+            self.acoustic.n_mel_frames(),
+        );
         timings.mel += t.elapsed();
         let classes = self.acoustic.classes();
         let mut out = Vec::new();
@@ -113,7 +116,11 @@ impl CtcSide {
     }
 
     /// Decode posteriors with the request's LM, trie, beam and hot-word settings.
-    pub(crate) fn decode(&self, lp: &[f32], opts: &TranscribeOptions) -> Result<harken_ctc::Hypothesis> {
+    pub(crate) fn decode(
+        &self,
+        lp: &[f32],
+        opts: &TranscribeOptions,
+    ) -> Result<harken_ctc::Hypothesis> {
         let classes = self.acoustic.classes();
         let post = Posteriors::new(lp, classes).map_err(|e| Error::Option(e.to_string()))?;
         let beam = opts.lm.beam.unwrap_or(self.beam).max(1);

@@ -62,7 +62,7 @@ pub struct Engine {
 }
 
 enum Kind {
-    Whisper(WhisperSide),
+    Whisper(Box<WhisperSide>),
     Ctc(Box<ctc::CtcSide>),
 }
 
@@ -162,7 +162,7 @@ impl Engine {
         tracing::info!(seconds = load_time.as_secs_f64(), ?dims, "model loaded");
         Ok(Engine {
             dir: dir.clone(),
-            kind: Kind::Whisper(WhisperSide { model, tokenizer, mel, dir: md, lm }),
+            kind: Kind::Whisper(Box::new(WhisperSide { model, tokenizer, mel, dir: md, lm })),
             config: config.clone(),
             load_time,
         })
@@ -230,7 +230,8 @@ impl Engine {
     /// for evaluation and external decoders. `None` for Whisper models.
     pub fn ctc_posteriors(&self, audio: &Audio) -> Option<Result<(Vec<f32>, Vec<String>)>> {
         let Kind::Ctc(c) = &self.kind else { return None };
-        let labels = (0..c.alphabet.len() as u32).map(|i| c.alphabet.symbol(i).to_owned()).collect();
+        let labels =
+            (0..c.alphabet.len() as u32).map(|i| c.alphabet.symbol(i).to_owned()).collect();
         Some(c.posteriors(audio, &mut |_| {}, &mut Timings::default()).map(|p| (p, labels)))
     }
 

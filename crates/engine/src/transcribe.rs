@@ -17,7 +17,7 @@ use harken_decode::{
 use harken_features::HOP_SAMPLES;
 use harken_model::{DecoderSession, EncoderOutput};
 
-use crate::{WhisperSide, Error, Result};
+use crate::{Error, Result, WhisperSide};
 
 /// Per-request options. Defaults are faster-whisper's `transcribe()` defaults.
 #[derive(Debug, Clone)]
@@ -422,7 +422,8 @@ fn hotword_sequences(tok: &harken_decode::WhisperTokenizer, words: &[String]) ->
     for w in words {
         let w = w.trim();
         let mut cap = w.chars();
-        let capital: String = cap.next().map(|c| c.to_uppercase().chain(cap).collect()).unwrap_or_default();
+        let capital: String =
+            cap.next().map(|c| c.to_uppercase().chain(cap).collect()).unwrap_or_default();
         for v in [w.to_owned(), capital, w.to_lowercase()] {
             for text in [format!(" {v}"), v.clone()] {
                 let ids = tok.encode(&text);

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use candle_core::{D, Device, Module, Tensor};
 
-use crate::whisper::{Encoder, GeluErf};
 use crate::weights::Source;
+use crate::whisper::{Encoder, GeluErf};
 use crate::{Ct2Dtype, Ct2File, Error, Precision, Result};
 
 /// One dense layer of a CTC head, row-major `[out][in]`.
@@ -61,9 +61,9 @@ impl CtcAcoustic {
             let b = src.get(&format!("{p}/bias"))?;
             let (out, inp) = w.dims2()?;
             // Stored transposed, `[in, out]`: the previous layer's width is its second dim.
-            let want_in = head.last().map_or(dims.n_audio_state, |(w, _): &(Tensor, Tensor)| {
-                w.dim(1).unwrap_or(0)
-            });
+            let want_in = head
+                .last()
+                .map_or(dims.n_audio_state, |(w, _): &(Tensor, Tensor)| w.dim(1).unwrap_or(0));
             if inp != want_in || b.dims1()? != out {
                 return Err(Error::Weights {
                     detail: format!("{p}: shape {out}×{inp} does not follow a width of {want_in}"),
@@ -72,7 +72,9 @@ impl CtcAcoustic {
             head.push((w.t()?.contiguous()?, b));
         }
         let Some((w, _)) = head.last() else {
-            return Err(Error::Weights { detail: format!("{} holds no ctc_head layers", path.display()) });
+            return Err(Error::Weights {
+                detail: format!("{} holds no ctc_head layers", path.display()),
+            });
         };
         let classes = w.dim(1)?;
         Ok(CtcAcoustic { enc, head, classes })
@@ -113,7 +115,7 @@ impl CtcAcoustic {
     /// Run only the head on encoder features `[frames][width()]`.
     pub fn head_log_probs(&self, features: &[f32]) -> Result<Vec<f32>> {
         let w = self.width();
-        if features.is_empty() || features.len() % w != 0 {
+        if features.is_empty() || !features.len().is_multiple_of(w) {
             return Err(Error::Input { detail: format!("features are not rows of {w}") });
         }
         let x = Tensor::from_slice(features, (features.len() / w, w), &Device::Cpu)?;
@@ -148,7 +150,9 @@ pub fn read_ctc_head(path: &Path) -> Result<Vec<HeadLayer>> {
         });
     }
     if out.is_empty() {
-        return Err(Error::Weights { detail: format!("{} holds no ctc_head layers", path.display()) });
+        return Err(Error::Weights {
+            detail: format!("{} holds no ctc_head layers", path.display()),
+        });
     }
     Ok(out)
 }
@@ -209,7 +213,8 @@ fn serialize(encoder: Vec<RawTensor<'_>>, head: &[HeadLayer], out: &Path) -> Res
         let p = format!("ctc_head/layer_{i}");
         views.push((
             format!("{p}/weight"),
-            TensorView::new(Dtype::F32, vec![l.outputs(), l.inputs], w).map_err(|e| bad(e.to_string()))?,
+            TensorView::new(Dtype::F32, vec![l.outputs(), l.inputs], w)
+                .map_err(|e| bad(e.to_string()))?,
         ));
         views.push((
             format!("{p}/bias"),
@@ -231,7 +236,11 @@ mod tests {
     fn head_files_round_trip_and_bad_files_are_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let head = vec![
-            HeadLayer { weight: (0..6).map(|i| i as f32).collect(), bias: vec![0.5, -0.5, 1.0], inputs: 2 },
+            HeadLayer {
+                weight: (0..6).map(|i| i as f32).collect(),
+                bias: vec![0.5, -0.5, 1.0],
+                inputs: 2,
+            },
             HeadLayer { weight: vec![1.0; 3], bias: vec![2.0], inputs: 3 },
         ];
         let p = tmp.path().join("head.safetensors");

@@ -19,9 +19,15 @@ use crate::{Error, Result};
 /// Where weights come from.
 pub(crate) enum Source {
     Ct2(Ct2File),
-    Hf { st: MmapedSafetensors, path: PathBuf },
+    Hf {
+        st: MmapedSafetensors,
+        path: PathBuf,
+    },
     /// A safetensors file with CTranslate2 names (Harken's CTC acoustic models).
-    Native { st: MmapedSafetensors, path: PathBuf },
+    Native {
+        st: MmapedSafetensors,
+        path: PathBuf,
+    },
 }
 
 impl Source {

@@ -7,8 +7,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::manifest::{
-    Decoding, EncoderRef, Family, FileEntry, Flavors, Frontend, HarkenFlavor, MlModel, SCHEMA_VERSION,
-    SelfTest, WeightsFormat,
+    Decoding, EncoderRef, Family, FileEntry, Flavors, Frontend, HarkenFlavor, MlModel,
+    SCHEMA_VERSION, SelfTest, WeightsFormat,
 };
 use crate::{Error, Hasher, MLMODEL, Package, Result};
 
@@ -124,7 +124,8 @@ pub fn pack(
                 .then(|| "generation_config.json".into()),
         }
     };
-    let n_mels = if is_ctc { safetensors_n_mels(&src.join(CTC_ACOUSTIC)) } else { detect_n_mels(src) };
+    let n_mels =
+        if is_ctc { safetensors_n_mels(&src.join(CTC_ACOUSTIC)) } else { detect_n_mels(src) };
     let name = match &opts.name {
         Some(n) => n.clone(),
         None => src

@@ -155,8 +155,9 @@ fn features(manifest: &Path, whisper: &Path, out: &Path) -> Result<()> {
     for l in &lines {
         let audio = l["audio"].as_str().context("manifest line without audio")?;
         let text = l["text"].as_str().unwrap_or_default();
-        let pcm = harken_audio::decode_file(&base.join(audio), &harken_audio::DecodeOptions::whisper())
-            .with_context(|| format!("decoding {audio}"))?;
+        let pcm =
+            harken_audio::decode_file(&base.join(audio), &harken_audio::DecodeOptions::whisper())
+                .with_context(|| format!("decoding {audio}"))?;
         let windows = harken_features::encoder_windows(&mel, &pcm.samples, dims.n_mel_frames());
         if windows.len() != 1 {
             bail!("{audio}: training windows must be at most 30 s");
@@ -177,11 +178,7 @@ fn features(manifest: &Path, whisper: &Path, out: &Path) -> Result<()> {
     feats.flush()?;
     index.flush()?;
     std::fs::write(out.join("width"), dims.n_audio_state.to_string())?;
-    eprintln!(
-        "{} windows, {offset} frames, {:.0} s",
-        lines.len(),
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("{} windows, {offset} frames, {:.0} s", lines.len(), started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -208,7 +205,8 @@ struct Set {
 
 impl Set {
     fn open(dir: &Path, alphabet: &Alphabet) -> Result<Self> {
-        let f = File::open(dir.join("features.f16")).with_context(|| format!("{}", dir.display()))?;
+        let f =
+            File::open(dir.join("features.f16")).with_context(|| format!("{}", dir.display()))?;
         // SAFETY: read-only map of a file this tool wrote and does not modify while training.
         #[allow(unsafe_code)]
         let map = unsafe { memmap2::Mmap::map(&f)? };
@@ -264,7 +262,11 @@ impl Head {
                 let mut draw = |n: usize| -> Vec<f32> {
                     (0..n).map(|_| (rng.unit() * 2.0 - 1.0) * bound).collect()
                 };
-                let weight = Var::from_tensor(&Tensor::from_vec(draw(w[0] * w[1]), (w[1], w[0]), &Device::Cpu)?)?;
+                let weight = Var::from_tensor(&Tensor::from_vec(
+                    draw(w[0] * w[1]),
+                    (w[1], w[0]),
+                    &Device::Cpu,
+                )?)?;
                 let bias = Var::from_tensor(&Tensor::from_vec(draw(w[1]), w[1], &Device::Cpu)?)?;
                 Ok((weight, bias))
             })
@@ -375,7 +377,12 @@ fn fit(a: &FitArgs) -> Result<()> {
                 .zip(&starts)
                 .zip(&lens)
                 .map(|((&i, &s), &l)| {
-                    ctc_loss(&lp[s * classes..(s + l) * classes], classes, &train.targets[i], alphabet.blank())
+                    ctc_loss(
+                        &lp[s * classes..(s + l) * classes],
+                        classes,
+                        &train.targets[i],
+                        alphabet.blank(),
+                    )
                 })
                 .collect();
             let mut grad = vec![0.0f32; n * classes];
@@ -419,7 +426,12 @@ fn fit(a: &FitArgs) -> Result<()> {
     harken_model::write_ctc_head(&layers, &head_path)?;
     let log_path = a.out.with_extension("log.json");
     std::fs::write(&log_path, serde_json::to_string_pretty(&log)?)?;
-    eprintln!("wrote {} ({bytes} bytes; best valid greedy WER {:.2}%), {}", a.out.display(), wer * 100.0, log_path.display());
+    eprintln!(
+        "wrote {} ({bytes} bytes; best valid greedy WER {:.2}%), {}",
+        a.out.display(),
+        wer * 100.0,
+        log_path.display()
+    );
     Ok(())
 }
 
@@ -443,7 +455,9 @@ fn evaluate(head: &Head, set: &Set, alphabet: &Alphabet) -> Result<(f64, f64, f6
     for i in 0..set.index.len() {
         let e = &set.index[i];
         let x = Tensor::from_vec(set.rows(i), (e.frames, set.width), &Device::Cpu)?;
-        let lp = candle_nn::ops::log_softmax(&head.forward(&x, 0.0, &mut Rng(0))?, 1)?.flatten_all()?.to_vec1::<f32>()?;
+        let lp = candle_nn::ops::log_softmax(&head.forward(&x, 0.0, &mut Rng(0))?, 1)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         if let Some((l, _)) = ctc_loss(&lp, classes, &set.targets[i], alphabet.blank()) {
             loss += l;
             frames += e.frames;
@@ -452,7 +466,8 @@ fn evaluate(head: &Head, set: &Set, alphabet: &Alphabet) -> Result<(f64, f64, f6
         let refr = alphabet.normalize(&e.text);
         ce += edit_distance(&hyp.chars().collect::<Vec<_>>(), &refr.chars().collect::<Vec<_>>());
         cn += refr.chars().count();
-        let (hw, rw): (Vec<&str>, Vec<&str>) = (hyp.split_whitespace().collect(), refr.split_whitespace().collect());
+        let (hw, rw): (Vec<&str>, Vec<&str>) =
+            (hyp.split_whitespace().collect(), refr.split_whitespace().collect());
         we += edit_distance(&hw, &rw);
         wn += rw.len();
     }

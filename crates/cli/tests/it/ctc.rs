@@ -16,18 +16,38 @@ fn ctc_package(tmp: &Path) -> Option<PathBuf> {
     let src = tmp.join("src");
     std::fs::create_dir_all(&src).unwrap();
     let head = harken_model::read_ctc_head(&repo().join("models/ctc-en/head.safetensors")).unwrap();
-    harken_model::write_ctc_acoustic(&base.join("model.bin"), &head, &src.join("acoustic.safetensors"))
-        .unwrap();
+    harken_model::write_ctc_acoustic(
+        &base.join("model.bin"),
+        &head,
+        &src.join("acoustic.safetensors"),
+    )
+    .unwrap();
     std::fs::copy(repo().join("models/ctc-en/alphabet.txt"), src.join("alphabet.txt")).unwrap();
     let corpus = repo().join("testdata/lm/train.txt");
     let lm = src.join("lm.bin");
-    let o = harken(&["lm", "build", corpus.to_str().unwrap(), "--order", "3", "-o", lm.to_str().unwrap()]);
+    let o = harken(&[
+        "lm",
+        "build",
+        corpus.to_str().unwrap(),
+        "--order",
+        "3",
+        "-o",
+        lm.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let trie = src.join("vocab.trie");
     let o = harken(&["lm", "trie", lm.to_str().unwrap(), "-o", trie.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let pkg = tmp.join("pkg");
-    let o = harken(&["model", "pack", src.to_str().unwrap(), "-o", pkg.to_str().unwrap(), "--name", "ctc-test"]);
+    let o = harken(&[
+        "model",
+        "pack",
+        src.to_str().unwrap(),
+        "-o",
+        pkg.to_str().unwrap(),
+        "--name",
+        "ctc-test",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     Some(pkg)
 }
@@ -62,7 +82,8 @@ fn ctc_package_transcribes_with_greedy_beam_lm_and_hot_words() {
     // With the package's LM and trie every word must be in the LM's vocabulary.
     let o = transcribe(pkg, &["--format", "verbose_json", "--word-timestamps", clip]);
     let v: serde_json::Value = serde_json::from_str(&text(&o)).unwrap();
-    let vocab = std::fs::read_to_string(repo().join("testdata/lm/train.txt")).unwrap().to_lowercase();
+    let vocab =
+        std::fs::read_to_string(repo().join("testdata/lm/train.txt")).unwrap().to_lowercase();
     let words = v["words"].as_array().expect("words");
     let duration = v["duration"].as_f64().unwrap();
     let mut prev = 0.0;

@@ -140,7 +140,8 @@ fn mutated_manifests_never_panic() {
 /// an alphabet, an LM and a trie (contents are not parsed by packing).
 fn fake_ctc_model(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
-    let header = r#"{"encoder/conv1/weight":{"dtype":"F32","shape":[2,80,3],"data_offsets":[0,1920]}}"#;
+    let header =
+        r#"{"encoder/conv1/weight":{"dtype":"F32","shape":[2,80,3],"data_offsets":[0,1920]}}"#;
     let mut st = (header.len() as u64).to_le_bytes().to_vec();
     st.extend_from_slice(header.as_bytes());
     st.extend_from_slice(&[0u8; 1920]);
@@ -148,7 +149,8 @@ fn fake_ctc_model(dir: &Path) {
     std::fs::write(dir.join("alphabet.txt"), " \na\nb\n").unwrap();
     std::fs::write(dir.join("lm.bin"), b"lm").unwrap();
     std::fs::write(dir.join("vocab.trie"), b"trie").unwrap();
-    std::fs::write(dir.join("encoder.json"), r#"{"package":"whisper-base","weights_sha256":"ab"}"#).unwrap();
+    std::fs::write(dir.join("encoder.json"), r#"{"package":"whisper-base","weights_sha256":"ab"}"#)
+        .unwrap();
 }
 
 #[test]
@@ -157,7 +159,11 @@ fn ctc_directories_pack_as_the_ctc_family() {
     let src = tmp.path().join("ctc");
     fake_ctc_model(&src);
     let opts = PackOptions {
-        decoding: harken_package::Decoding { lm_alpha: Some(0.7), lm_beta: Some(1.5), ..Default::default() },
+        decoding: harken_package::Decoding {
+            lm_alpha: Some(0.7),
+            lm_beta: Some(1.5),
+            ..Default::default()
+        },
         ..PackOptions::default()
     };
     let pkg = pack(&src, &tmp.path().join("pkg"), &opts, &mut |_, _| {}).unwrap();
@@ -185,6 +191,7 @@ fn ctc_directories_pack_as_the_ctc_family() {
     tuned.verify(&mut |_, _| {}).unwrap();
     // Without an alphabet it is not a model.
     std::fs::remove_file(src.join("alphabet.txt")).unwrap();
-    let err = pack(&src, &tmp.path().join("pkg2"), &PackOptions::default(), &mut |_, _| {}).unwrap_err();
+    let err =
+        pack(&src, &tmp.path().join("pkg2"), &PackOptions::default(), &mut |_, _| {}).unwrap_err();
     assert!(err.to_string().contains("alphabet.txt"), "{err}");
 }
