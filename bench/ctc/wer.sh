@@ -63,7 +63,7 @@ PY
 if [[ -z $alpha ]]; then
   # Tune on dev only; the package keeps the result.
   "$H" lm tune "$pkg" --manifest "$work/dev.jsonl" --beam "$beam" --write | tee "$work/tune.txt" >&2
-  alpha=$(awk '/^best:/{print $3}' "$work/tune.txt"); beta=$(awk '/^best:/{print $5}' "$work/tune.txt")
+  alpha=$(awk '/^best:/{print $3}' "$work/tune.txt"); beta=$(awk '/^best:/{sub(":", "", $5); print $5}' "$work/tune.txt")
 fi
 echo "alpha=$alpha beta=$beta beam=$beam" >&2
 
