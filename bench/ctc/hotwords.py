@@ -46,6 +46,7 @@ def main():
     ap.add_argument("--ctc", required=True, help="CTC package")
     ap.add_argument("--whisper", required=True, help="Whisper model")
     ap.add_argument("--work", required=True)
+    ap.add_argument("--weight", type=float, default=5.0, help="--hotword-weight")
     a = ap.parse_args()
     audio = os.path.join(a.work, "hotwords")
     os.makedirs(audio, exist_ok=True)
@@ -63,7 +64,7 @@ def main():
     def run(model, path, hot, extra):
         cmd = [a.harken, "transcribe", "--model", model, path] + extra
         if hot:
-            cmd += ["--hotwords", ",".join(hot)]
+            cmd += ["--hotwords", ",".join(hot), "--hotword-weight", str(a.weight)]
         out = subprocess.run(cmd, capture_output=True, text=True)
         return words(out.stdout)
 
@@ -81,7 +82,7 @@ def main():
             hyp = run(model, path, other, extra)
             false_alarms += sum(n in hyp for n in other)
         rows.append((label, found["plain"], found["boosted"], total, false_alarms))
-    print(f"{len(clips)} clips ({len(SENTENCES)} sentences x {len(VOICES)} voices), {rows[0][3]} name mentions")
+    print(f"{len(clips)} clips ({len(SENTENCES)} sentences x {len(VOICES)} voices), {rows[0][3]} name mentions, hot-word weight {a.weight}")
     print("| system | recall plain | recall with --hotwords | false alarms (other sentence's names boosted) |")
     print("|---|---|---|---|")
     for label, p, b, t, fa in rows:

@@ -19,7 +19,12 @@ for c in "${clips[@]}"; do
   done
 done | python3 -c '
 import json, sys, os
-rows = [json.loads(l) for l in sys.stdin if l.startswith("{")]
+text, rows, dec = sys.stdin.read(), [], json.JSONDecoder()
+i = text.find("{")
+while i >= 0:
+    obj, end = dec.raw_decode(text, i)
+    rows.append(obj)
+    i = text.find("{", end)
 print("| clip | audio s | Whisper base s (min / median) | CTC + LM s (min / median) | CTC decoder s | speed-up (median) |")
 print("|---|---|---|---|---|---|")
 for w, c in zip(rows[0::2], rows[1::2]):

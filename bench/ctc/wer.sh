@@ -29,6 +29,7 @@ whisper=$cache/models/whisper-base
 lm=$work/lm; mkdir -p "$lm"
 [[ -f $lm/full.bin ]] || "$H" lm convert "$shared/lm/en-us-sphinx-3gram.arpa.gz" -o "$lm/full.bin" >&2
 [[ -f $lm/vocab.trie ]] || "$H" lm trie "$lm/full.bin" -o "$lm/vocab.trie" >&2
+[[ -f $lm/full.arpa ]] || "$H" lm convert "$lm/full.bin" -o "$lm/full.arpa" >&2   # for KenLM
 full=$(stat -c %s "$lm/full.bin")
 for d in 4 16 64; do
   [[ -f $lm/q$d.bin || -f $lm/q$d.unreachable ]] && continue

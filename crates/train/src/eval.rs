@@ -113,12 +113,13 @@ pub(crate) fn run(
             .unwrap_or_default();
         let (hot, _) = Hotwords::new(&alphabet, &hot_words, num("hotword_weight", 5.0)?);
         let beam = num("beam", 32.0)? as usize;
+        let (alpha, beta) = (num("alpha", 0.5)?, num("beta", 1.0)?);
         let search = BeamSearch {
             alphabet: &alphabet,
             lm: lm.as_ref().map(|m| LmFusion {
                 model: m,
-                alpha: num("alpha", 0.5).unwrap_or(0.5),
-                beta: num("beta", 1.0).unwrap_or(1.0),
+                alpha,
+                beta,
                 unk_log10: -10.0,
             }),
             trie: trie.as_ref(),
