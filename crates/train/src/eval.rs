@@ -116,12 +116,7 @@ pub(crate) fn run(
         let (alpha, beta) = (num("alpha", 0.5)?, num("beta", 1.0)?);
         let search = BeamSearch {
             alphabet: &alphabet,
-            lm: lm.as_ref().map(|m| LmFusion {
-                model: m,
-                alpha,
-                beta,
-                unk_log10: -10.0,
-            }),
+            lm: lm.as_ref().map(|m| LmFusion { model: m, alpha, beta, unk_log10: -10.0 }),
             trie: trie.as_ref(),
             hotwords: (!hot.is_empty()).then_some(&hot),
             options: BeamOptions { beam_width: beam.max(1), ..BeamOptions::default() },

@@ -416,3 +416,37 @@ async fn real_socket_serves_and_shuts_down_gracefully() {
     assert!(resp.to_lowercase().contains("tuesday"), "{resp}");
     tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn hotwords_reach_every_api_and_bad_lists_are_refused() {
+    let Some(e) = engine() else { return };
+    let app = router(AppState::new(e, config()));
+    // OpenAI multipart (comma-separated or repeated fields).
+    let (ct, body) =
+        multipart(&[("hotwords", "Tuesday, Zubair"), ("hotwords", "Okonkwo")], Some(&wav()));
+    let (status, _, text) = send(&app, post("/v1/audio/transcriptions", &ct, body)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.to_lowercase().contains("tuesday"), "{text}");
+    // SageMaker JSON and raw audio with the option in the query string.
+    use base64::Engine as _;
+    let json = serde_json::json!({
+        "audio_base64": base64::engine::general_purpose::STANDARD.encode(wav()),
+        "hotwords": ["Tuesday"],
+    });
+    let (status, _, text) =
+        send(&app, post("/invocations", "application/json", json.to_string().into_bytes())).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let (status, _, text) =
+        send(&app, post("/invocations?hotwords=Tuesday,Zubair", "audio/wav", wav())).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    // Too many, or absurdly long, hot words: 400 with the reason.
+    let many = (0..101).map(|i| format!("w{i}")).collect::<Vec<_>>().join(",");
+    let (status, _, text) =
+        send(&app, post(&format!("/invocations?hotwords={many}"), "audio/wav", wav())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("at most 100"), "{text}");
+    let (ct, body) = multipart(&[("hotwords", &"x".repeat(65))], Some(&wav()));
+    let (status, _, text) = send(&app, post("/v1/audio/transcriptions", &ct, body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("longer than 64"), "{text}");
+}
