@@ -182,6 +182,10 @@ pub(crate) struct BuildArgs {
     /// Quantize the binary to 8 bits.
     #[arg(long)]
     quantize: bool,
+    /// Count thresholds per order, as `lmplz --prune` (e.g. `0 1 1` drops singleton bigrams
+    /// and trigrams; the last value repeats for higher orders).
+    #[arg(long, num_args = 1.., value_name = "COUNT")]
+    prune: Vec<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -266,7 +270,8 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
             let t0 = Instant::now();
             let f = std::fs::File::open(&a.corpus)
                 .with_context(|| format!("while opening {}", a.corpus.display()))?;
-            let (tables, discounts) = harken_lm::build::build(std::io::BufReader::new(f), a.order)?;
+            let (tables, discounts) =
+                harken_lm::build::build_pruned(std::io::BufReader::new(f), a.order, &a.prune)?;
             let bytes = write_model(&tables, a.quantize, &a.output)?;
             let counts: Vec<String> =
                 (1..=tables.order()).map(|k| tables.count(k).to_string()).collect();

@@ -12,6 +12,13 @@
 //! 5. ARPA: each n-gram's probability is the interpolated `p`; its back-off is `γ` of it as a
 //!    context (0 in log10 when nothing follows it).
 //!
+//! Count pruning ([`build_pruned`], `lmplz --prune`): an n-gram of order k ≥ 2 whose raw count
+//! is at most `thresholds[k-1]` is left out. As in lmplz, discounts still come from every
+//! n-gram, a context's denominator still sums all its extensions, and the adjusted counts of
+//! the pruned extensions join the back-off mass, so each distribution still sums to one.
+//! Thresholds must not decrease with the order, which keeps every kept n-gram's context and
+//! suffix kept too.
+//!
 //! Counts are held in memory (hash maps); corpora beyond RAM need the on-disk sort that is not
 //! written yet.
 
@@ -21,8 +28,9 @@ use std::io::BufRead;
 use crate::arpa::{Tables, sort_records};
 use crate::{Error, MAX_ORDER, Result};
 
-/// Per context: (Σ adjusted counts of its extensions, N1, N2, N3+).
-type ContextStats = (u64, u64, u64, u64);
+/// Per context: (Σ adjusted counts of its extensions, N1, N2, N3+ of the kept ones, Σ adjusted
+/// counts of the pruned ones).
+type ContextStats = (u64, u64, u64, u64, u64);
 
 /// Discounts of one order.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -45,6 +53,30 @@ impl Discounts {
 /// Estimate an order-`order` model from sentences, one per line, tokens separated by spaces.
 /// Returns the tables and the discounts used per order.
 pub fn build(text: impl BufRead, order: usize) -> Result<(Tables, Vec<Discounts>)> {
+    build_pruned(text, order, &[])
+}
+
+/// [`build`] with count pruning: `thresholds[k-1]` for order k (the last value repeats for
+/// higher orders; `[]` prunes nothing), as `lmplz --prune`.
+pub fn build_pruned(
+    text: impl BufRead,
+    order: usize,
+    thresholds: &[u64],
+) -> Result<(Tables, Vec<Discounts>)> {
+    let threshold =
+        |k: usize| -> u64 { thresholds.get(k - 1).or(thresholds.last()).copied().unwrap_or(0) };
+    if thresholds.first().is_some_and(|&t| t > 0) {
+        return Err(Error::Arpa {
+            line: 0,
+            detail: "unigrams cannot be pruned by count: the first threshold must be 0".into(),
+        });
+    }
+    if thresholds.windows(2).any(|w| w[1] < w[0]) {
+        return Err(Error::Arpa {
+            line: 0,
+            detail: "prune thresholds must not decrease with the order".into(),
+        });
+    }
     if order == 0 || order > MAX_ORDER {
         return Err(Error::Arpa {
             line: 0,
@@ -127,12 +159,20 @@ pub fn build(text: impl BufRead, order: usize) -> Result<(Tables, Vec<Discounts>
         };
         discounts.push(Discounts { d });
     }
-    // Per-context statistics: (Σa, N1, N2, N3+).
+    // Count pruning, on raw counts (orders ≥ 2 only).
+    let pruned = |n: usize, g: &[u32]| -> bool {
+        n > 0 && threshold(n + 1) > 0 && raw[n].get(g).copied().unwrap_or(0) <= threshold(n + 1)
+    };
+    // Per-context statistics: (Σa, N1, N2, N3+ of kept, Σa of pruned).
     let mut ctx_stats: Vec<HashMap<Vec<u32>, ContextStats>> = vec![HashMap::new(); order];
     for (n, a) in adj.iter().enumerate() {
         for (g, &c) in a {
-            let e = ctx_stats[n].entry(g[..g.len() - 1].to_vec()).or_insert((0, 0, 0, 0));
+            let e = ctx_stats[n].entry(g[..g.len() - 1].to_vec()).or_insert((0, 0, 0, 0, 0));
             e.0 += c;
+            if pruned(n, g) {
+                e.4 += c;
+                continue;
+            }
             match c {
                 0 => {}
                 1 => e.1 += 1,
@@ -142,12 +182,12 @@ pub fn build(text: impl BufRead, order: usize) -> Result<(Tables, Vec<Discounts>
         }
     }
     let gamma = |n: usize, h: &[u32]| -> Option<f64> {
-        let &(sum, n1, n2, n3) = ctx_stats[n].get(h)?;
+        let &(sum, n1, n2, n3, lost) = ctx_stats[n].get(h)?;
         if sum == 0 {
             return None;
         }
         let d = discounts[n].d;
-        Some((d[0] * n1 as f64 + d[1] * n2 as f64 + d[2] * n3 as f64) / sum as f64)
+        Some((d[0] * n1 as f64 + d[1] * n2 as f64 + d[2] * n3 as f64 + lost as f64) / sum as f64)
     };
     // Interpolated probabilities, order by order.
     let vocab_size = (words.len() - 1) as f64; // all but <s>
@@ -165,8 +205,11 @@ pub fn build(text: impl BufRead, order: usize) -> Result<(Tables, Vec<Discounts>
     for n in 1..order {
         let mut p_n = HashMap::with_capacity(adj[n].len());
         for (g, &a) in &adj[n] {
+            if pruned(n, g) {
+                continue;
+            }
             let h = &g[..n];
-            let &(sum, ..) = ctx_stats[n].get(h).unwrap_or(&(1, 0, 0, 0));
+            let &(sum, ..) = ctx_stats[n].get(h).unwrap_or(&(1, 0, 0, 0, 0));
             let u = (a as f64 - discounts[n].of(a)).max(0.0) / sum.max(1) as f64;
             let lower = prob[n - 1].get(&g[1..]).copied().unwrap_or(0.0);
             p_n.insert(g.clone(), u + gamma(n, h).unwrap_or(0.0) * lower);

@@ -141,6 +141,50 @@ fn kneser_ney_build_matches_lmplz() {
     );
 }
 
+/// `lmplz --prune 0 1 1`: singleton bigrams and trigrams dropped, their mass moved to the
+/// back-offs. Same n-grams, probabilities and back-offs within 1e-4 of lmplz's.
+#[test]
+fn count_pruning_matches_lmplz() {
+    let train = std::fs::File::open(testdata("train.txt")).unwrap();
+    let (ours, _) =
+        harken_lm::build::build_pruned(std::io::BufReader::new(train), 3, &[0, 1, 1]).unwrap();
+    let theirs =
+        arpa::read(arpa::open(&testdata("small-3gram-prune011.arpa.gz")).unwrap()).unwrap();
+    let full = arpa::read(arpa::open(&testdata("small-3gram.arpa.gz")).unwrap()).unwrap();
+    assert!(theirs.count(2) < full.count(2) && theirs.count(3) < full.count(3));
+    let (mut max_p, mut max_bo) = (0f32, 0f32);
+    for k in 1..=3 {
+        assert_eq!(ours.count(k), theirs.count(k), "order {k}");
+        assert_eq!(ours.ids[k - 1], theirs.ids[k - 1], "order {k} n-grams");
+        for (i, (a, b)) in ours.prob[k - 1].iter().zip(&theirs.prob[k - 1]).enumerate() {
+            if !(k == 1 && ours.vocab[i] == "<s>") {
+                max_p = max_p.max((a - b).abs());
+            }
+        }
+        if k < 3 {
+            for (a, b) in ours.backoff[k - 1].iter().zip(&theirs.backoff[k - 1]) {
+                max_bo = max_bo.max((a - b).abs());
+            }
+        }
+    }
+    assert!(max_p < 1e-4 && max_bo < 1e-4, "max |diff|: prob {max_p}, back-off {max_bo}");
+    let m = Model::from_tables(&ours, false).unwrap();
+    let text = std::fs::read_to_string(testdata("heldout.txt")).unwrap();
+    let (a, b) = (
+        harken_lm::evaluate(&m, &text).perplexity(),
+        harken_lm::evaluate(&Model::from_tables(&theirs, false).unwrap(), &text).perplexity(),
+    );
+    assert!((a / b - 1.0).abs() < 0.01, "perplexity {a} vs lmplz {b}");
+    // Bad thresholds are refused.
+    for bad in [&[1u64, 1, 1][..], &[0, 2, 1]] {
+        let t = std::io::Cursor::new("a b c\n");
+        assert!(harken_lm::build::build_pruned(t, 3, bad).is_err(), "{bad:?}");
+    }
+    eprintln!(
+        "--prune 0 1 1 vs lmplz: max |Δ log10 p| {max_p:.2e}, max |Δ back-off| {max_bo:.2e}; perplexity {a:.3} vs {b:.3}"
+    );
+}
+
 /// Pruning to a byte budget: the result fits, is a valid model that still scores every
 /// sentence, loses some perplexity but not absurdly, and an impossible budget is an error.
 #[test]
