@@ -108,7 +108,8 @@ impl CtcSide {
             let lp = self.acoustic.log_probs(&w.mel)?;
             timings.encoder += t.elapsed();
             timings.windows += 1;
-            out.extend_from_slice(&lp[..w.frames.min(self.acoustic.n_frames()) * classes]);
+            let end = w.frames.min(self.acoustic.n_frames());
+            out.extend_from_slice(&lp[w.keep_from.min(end) * classes..end * classes]);
             let done = ((i + 1) as f64 * 30.0).min(total);
             progress(Progress { done_s: done, total_s: total });
         }

@@ -162,15 +162,18 @@ fn get(samples: &[f32], i: usize) -> f32 {
     samples.get(i).copied().unwrap_or(0.0)
 }
 
-/// One encoder window of a CTC transcription: a full-length mel window and how many of its
-/// encoder frames cover audio.
+/// One encoder window of a CTC transcription: a full-length mel window and which of its
+/// encoder frames to decode.
 #[derive(Debug, Clone)]
 pub struct EncoderWindow {
     /// Mel-major `[n_mels][n_mel_frames]` values.
     pub mel: Vec<f32>,
-    /// Encoder frames (two mel frames each) that cover audio, plus a short margin for the
-    /// last symbol's emission; the rest is padding and is not decoded.
+    /// Encoder frames `[keep_from, frames)` of this window are decoded: `frames` stops at the
+    /// audio's end plus a short margin (the rest is padding), `keep_from` skips the part an
+    /// earlier window already covered.
     pub frames: usize,
+    /// First decoded encoder frame (0 for the first window, the overlap's middle after it).
+    pub keep_from: usize,
     /// Offset of this window in the audio, in encoder frames.
     pub first_frame: usize,
 }
@@ -179,25 +182,43 @@ pub struct EncoderWindow {
 /// symbol a little after it was spoken.
 pub const CTC_TAIL_FRAMES: usize = 25;
 
-/// Cut 16-kHz `samples` into consecutive encoder windows of `n_mel_frames` mel frames, the
-/// framing the CTC acoustic models are trained and run with (one code path for both).
+/// Overlap between consecutive windows, in encoder frames (2 s). Each side decodes half of it,
+/// so no word is cut at a window edge without at least 1 s of context around it.
+pub const CTC_OVERLAP_FRAMES: usize = 100;
+
+/// Cut 16-kHz `samples` into encoder windows of `n_mel_frames` mel frames overlapping by
+/// [`CTC_OVERLAP_FRAMES`], the framing the CTC acoustic models are trained and run with (one
+/// code path for both). Concatenating each window's frames `[keep_from, frames)` gives one
+/// frame per 20 ms of audio, in order.
 pub fn encoder_windows(mel: &LogMel, samples: &[f32], n_mel_frames: usize) -> Vec<EncoderWindow> {
     let window_samples = n_mel_frames * HOP_SAMPLES;
     let spec = mel.compute(samples, window_samples);
     let enc_frames = n_mel_frames / 2;
+    let overlap = CTC_OVERLAP_FRAMES.min(enc_frames / 2);
+    let stride_frames = enc_frames - overlap;
+    let stride = stride_frames * 2 * HOP_SAMPLES;
     let mut out = Vec::new();
     let mut start = 0;
-    while start == 0 || start < samples.len() {
+    loop {
         let left = samples.len().saturating_sub(start);
         let covered = left.div_ceil(2 * HOP_SAMPLES);
-        let frames = (covered + CTC_TAIL_FRAMES).min(enc_frames);
+        let last = left <= window_samples;
+        let frames = if last {
+            (covered + CTC_TAIL_FRAMES).min(enc_frames)
+        } else {
+            enc_frames - overlap / 2
+        };
         let first = start / HOP_SAMPLES;
         out.push(EncoderWindow {
             mel: spec.window(first, n_mel_frames.min(left / HOP_SAMPLES + 1), n_mel_frames),
             frames,
+            keep_from: if start == 0 { 0 } else { overlap / 2 },
             first_frame: first / 2,
         });
-        start += window_samples;
+        if last {
+            break;
+        }
+        start += stride;
     }
     out
 }
@@ -246,6 +267,32 @@ fn mel_to_hz(mel: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn encoder_windows_tile_the_audio_once() {
+        let mel = LogMel::new(80);
+        for secs in [0.0f32, 2.5, 29.0, 30.0, 31.0, 70.3] {
+            let n = (secs * 16_000.0) as usize;
+            let samples = vec![0.0f32; n];
+            let w = encoder_windows(&mel, &samples, 3000);
+            // Decoded ranges are contiguous in absolute frames and cover the audio.
+            let mut next = 0;
+            for x in &w {
+                assert_eq!(x.first_frame + x.keep_from, next, "{secs} s");
+                assert!(x.keep_from <= x.frames && x.frames <= 1500);
+                assert_eq!(x.mel.len(), 80 * 3000);
+                next = x.first_frame + x.frames;
+            }
+            let need = n.div_ceil(320);
+            assert!(next >= need && next <= need + CTC_TAIL_FRAMES, "{secs} s: {next} vs {need}");
+            assert_eq!(
+                w.len(),
+                if secs <= 30.0 { 1 } else { 1 + ((n - 1) / (1400 * 320)) },
+                "{secs} s"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

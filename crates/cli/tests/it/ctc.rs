@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{harken, model, stderr, stdout, testdata, transcribe};
+use crate::{harken, model, read_wav16, stderr, stdout, testdata, transcribe, wav16};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -108,4 +108,44 @@ fn ctc_package_transcribes_with_greedy_beam_lm_and_hot_words() {
     let o = transcribe(pkg, &["--language", "de", clip]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("English only"), "{}", stderr(&o));
+}
+
+#[test]
+fn ctc_audio_longer_than_30_s_is_decoded_across_overlapping_windows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(pkg) = ctc_package(tmp.path()) else { return };
+    // The pangram 12 times with 0.7-s pauses: about 44 s, two windows overlapping by 2 s.
+    let a = read_wav16(&testdata("speech_16k_s16.wav"));
+    let mut samples = Vec::new();
+    for _ in 0..12 {
+        samples.extend(&a);
+        samples.extend(std::iter::repeat_n(0.0, 11_200));
+    }
+    let path = tmp.path().join("long.wav");
+    std::fs::write(&path, wav16(&samples)).unwrap();
+    let o = transcribe(
+        pkg.to_str().unwrap(),
+        &[
+            "--ctc-beam",
+            "1",
+            "--format",
+            "verbose_json",
+            "--word-timestamps",
+            path.to_str().unwrap(),
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&text(&o)).unwrap();
+    let words = v["words"].as_array().expect("words");
+    // Each repetition starts with "the": twelve of them, one clip length (3.5 s) apart, also
+    // across the window boundary at 28 s (a word lost or doubled there breaks the spacing).
+    let the: Vec<f64> = words
+        .iter()
+        .filter(|w| w["word"].as_str().unwrap().trim() == "the")
+        .map(|w| w["start"].as_f64().unwrap())
+        .collect();
+    let period = (a.len() + 11_200) as f64 / 16_000.0;
+    assert_eq!(the.len(), 12, "{the:?}");
+    assert!(the.windows(2).all(|w| (w[1] - w[0] - period).abs() < 0.3), "{the:?}");
+    let duration = v["duration"].as_f64().unwrap();
+    assert!(the[11] > duration - period - 0.3 && the[11] < duration, "{the:?} in {duration}");
 }
