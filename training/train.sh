@@ -34,5 +34,5 @@ python3 "$root/training/make_text.py" --shared "$shared" --lm "$shared/lm/en-us-
 [[ -f $work/feats/train/width ]] || "$T" features "$work/data/train/manifest.jsonl" --whisper "$whisper" --out "$work/feats/train"
 [[ -f $work/feats/valid/width ]] || "$T" features "$work/data/valid/manifest.jsonl" --whisper "$whisper" --out "$work/feats/valid"
 "$T" fit --train "$work/feats/train" --valid "$work/feats/valid" --whisper "$whisper" \
-  --out "$work/acoustic.safetensors" ${FIT_ARGS:-}
+  --out "$work/acoustic.safetensors" --hidden 1024,1024 --epochs 8 --lr 1.5e-3 --dropout 0.1 ${FIT_ARGS:-}
 echo "head: $work/acoustic.head.safetensors (copy to models/ctc-en/head.safetensors); log: $work/acoustic.log.json"
