@@ -69,8 +69,9 @@ fn ctc_package_transcribes_with_greedy_beam_lm_and_hot_words() {
     // Greedy and an LM-free beam: the acoustic model alone.
     let greedy = text(&transcribe(pkg, &["--ctc-beam", "1", clip]));
     let beam = text(&transcribe(pkg, &["--no-lm", "--no-trie", clip]));
-    // The committed head spells this clip as "the cwquick broun fox sump s over bhe lasiy dog"
-    // (WER 0.67): a weak acoustic model on its own, which is what the LM is for.
+    // The committed head spells this clip as "the cquik broun foks sumps over he lasy dog"
+    // (WER 0.67): a weak acoustic model on its own, which is what the LM is for (with the
+    // shared trigram: "the quick brown fossum over the lazy dog").
     for hyp in [&greedy, &beam] {
         let wer = crate::e2e::word_error_rate(reference, hyp);
         assert!(wer <= 0.8, "{hyp:?}: WER {wer}");
