@@ -63,18 +63,6 @@ fn wer_words(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn word_edits(a: &[String], b: &[String]) -> usize {
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, x) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, y) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(x != y)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 fn tune(a: &TuneArgs) -> Result<()> {
     let pkg = harken_package::Package::open(&a.model)
         .with_context(|| format!("opening package {}", a.model.display()))?;
@@ -118,7 +106,7 @@ fn tune(a: &TuneArgs) -> Result<()> {
             let mut edits = 0;
             for (lp, reference) in &items {
                 let hyp = engine.ctc_decode(lp, &opts)?;
-                edits += word_edits(&wer_words(&hyp), reference);
+                edits += harken_ctc::edit_distance(&wer_words(&hyp), reference);
             }
             println!("{alpha:5.2} {beta:5.2} {:6.2}%", 100.0 * edits as f64 / words.max(1) as f64);
             if best.is_none_or(|b| edits < b.2) {

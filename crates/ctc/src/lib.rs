@@ -137,6 +137,20 @@ pub struct Hypothesis {
     pub confidence: f64,
 }
 
+/// Levenshtein distance between two sequences (words for WER, characters for CER), for
+/// tuning and training reports.
+pub fn edit_distance<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, x) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, y) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(x != y)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// Split emitted symbols into words at the alphabet's space.
 pub(crate) fn words_of(alphabet: &Alphabet, tokens: &[Token]) -> (String, Vec<WordSpan>) {
     let mut words: Vec<WordSpan> = Vec::new();
@@ -164,4 +178,16 @@ pub(crate) fn words_of(alphabet: &Alphabet, tokens: &[Token]) -> (String, Vec<Wo
     }
     let text = words.iter().map(|w| w.word.as_str()).collect::<Vec<_>>().join(" ");
     (text, words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_substitutions_insertions_deletions() {
+        assert_eq!(edit_distance(&["a", "b", "c"], &["a", "x", "c", "d"]), 2);
+        assert_eq!(edit_distance::<u8>(&[], &[1, 2]), 2);
+        assert_eq!(edit_distance(b"kitten", b"sitting"), 3);
+    }
 }

@@ -308,18 +308,6 @@ struct EpochLog {
     seconds: f64,
 }
 
-fn edit_distance<T: PartialEq>(a: &[T], b: &[T]) -> usize {
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, x) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, y) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(x != y)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 fn fit(a: &FitArgs) -> Result<()> {
     let alphabet = Alphabet::english();
     let train = Set::open(&a.train, &alphabet)?;
@@ -464,11 +452,14 @@ fn evaluate(head: &Head, set: &Set, alphabet: &Alphabet) -> Result<(f64, f64, f6
         }
         let hyp = greedy(&Posteriors::new(&lp, classes)?, alphabet).text;
         let refr = alphabet.normalize(&e.text);
-        ce += edit_distance(&hyp.chars().collect::<Vec<_>>(), &refr.chars().collect::<Vec<_>>());
+        ce += harken_ctc::edit_distance(
+            &hyp.chars().collect::<Vec<_>>(),
+            &refr.chars().collect::<Vec<_>>(),
+        );
         cn += refr.chars().count();
         let (hw, rw): (Vec<&str>, Vec<&str>) =
             (hyp.split_whitespace().collect(), refr.split_whitespace().collect());
-        we += edit_distance(&hw, &rw);
+        we += harken_ctc::edit_distance(&hw, &rw);
         wn += rw.len();
     }
     Ok((loss / frames.max(1) as f64, ce as f64 / cn.max(1) as f64, we as f64 / wn.max(1) as f64))
