@@ -73,13 +73,10 @@ def main():
     ours = [json.loads(l) for l in open(out)]
     ours_t = sum(o["decode_ms"] for o in ours) / 1e3
 
+    from wer_common import corpus_wer
+
     def wer(pairs):
-        e = n = 0
-        for r, h in pairs:
-            rr = W.normalise(r)
-            e += W.edits(rr, W.normalise(h))
-            n += len(rr)
-        return 100.0 * e / max(n, 1)
+        return corpus_wer(W, pairs)[0]
 
     frames = sum(x.shape[0] for x in mats)
     print(f"set {a.set}: {len(mats)} utterances, {frames * 0.02:.0f} s of audio, beam {a.beam}, alpha {a.alpha}, beta {a.beta}")

@@ -19,13 +19,10 @@ def main():
     sys.path.insert(0, a.shared)
     import wer_reference as W
 
+    from wer_common import corpus_wer
+
     def wer(pairs):
-        e = n = 0
-        for ref, hyp in pairs:
-            r = W.normalise(ref)
-            e += W.edits(r, W.normalise(hyp))
-            n += len(r)
-        return 100.0 * e / max(n, 1), n
+        return corpus_wer(W, pairs)
 
     rows = collections.OrderedDict()
     times = collections.defaultdict(float)
