@@ -27,6 +27,50 @@ pub(crate) enum LmCommand {
     Trie(TrieArgs),
     /// Search the LM weight α and word bonus β of a CTC package on a dev manifest.
     Tune(TuneArgs),
+    /// Draw random sentences from a model (synthetic corpora of a known distribution).
+    Sample(SampleArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct SampleArgs {
+    /// Model file (ARPA, ARPA.gz or binary).
+    model: PathBuf,
+    /// Sentences to draw.
+    #[arg(long, default_value_t = 1000)]
+    sentences: u64,
+    /// Seed: the same seed draws the same text.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Longest sentence, in words.
+    #[arg(long, default_value_t = 100)]
+    max_words: usize,
+    /// Output file (default: standard output).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+fn sample(a: &SampleArgs) -> Result<()> {
+    let m = Model::load(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let tables = m.to_tables();
+    let mut sampler = harken_lm::sample::Sampler::new(&tables, a.seed);
+    let mut out: Box<dyn Write> = match &a.output {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let bar = if a.output.is_some() && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::new(a.sentences)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    for _ in 0..a.sentences {
+        writeln!(out, "{}", sampler.sentence(a.max_words).join(" "))?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    out.flush()?;
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -174,6 +218,13 @@ pub(crate) struct BuildArgs {
     /// and trigrams; the last value repeats for higher orders).
     #[arg(long, num_args = 1.., value_name = "COUNT")]
     prune: Vec<u64>,
+    /// Memory for n-gram records (e.g. 500MB, 4GB); beyond it they are sorted on disk, so
+    /// text larger than memory still builds. The vocabulary and the finished model come on top.
+    #[arg(short = 'S', long, default_value = "1GB")]
+    memory: String,
+    /// Directory for the temporary sorted files (default: the system's temporary directory).
+    #[arg(short = 'T', long)]
+    temp_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -258,26 +309,57 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
             let t0 = Instant::now();
             let f = std::fs::File::open(&a.corpus)
                 .with_context(|| format!("while opening {}", a.corpus.display()))?;
-            let (tables, discounts) =
-                harken_lm::build::build_pruned(std::io::BufReader::new(f), a.order, &a.prune)?;
-            let bytes = write_model(&tables, a.quantize, &a.output)?;
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                indicatif::ProgressBar::new(len)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:24} [{bar:30}] {bytes}/{total_bytes} {elapsed}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let memory = usize::try_from(crate::model::parse_bytes(&a.memory)?)
+                .context("--memory is larger than this machine's address space")?;
+            let progress = |stage: &str| {
+                bar.set_message(stage.to_owned());
+                tracing::debug!(stage, elapsed_s = t0.elapsed().as_secs_f64(), "lm build");
+            };
+            let opts = harken_lm::build::BuildOptions {
+                order: a.order,
+                prune: a.prune.clone(),
+                memory,
+                temp_dir: a.temp_dir.clone().unwrap_or_else(std::env::temp_dir),
+                progress: Some(&progress),
+            };
+            let built =
+                harken_lm::build::build_with(std::io::BufReader::new(bar.wrap_read(f)), &opts)?;
+            bar.finish_and_clear();
+            let tables = &built.tables;
+            let bytes = write_model(tables, a.quantize, &a.output)?;
             let counts: Vec<String> =
                 (1..=tables.order()).map(|k| tables.count(k).to_string()).collect();
-            let d: Vec<String> = discounts
+            let d: Vec<String> = built
+                .discounts
                 .iter()
                 .map(|d| format!("{:.3}/{:.3}/{:.3}", d.d[0], d.d[1], d.d[2]))
                 .collect();
             println!(
-                "{} → {}: order {}, n-grams {}, discounts {}, {bytes} bytes, {:.1} s",
+                "{} → {}: order {}, n-grams {}, discounts {}, {bytes} bytes, {:.1} s; {} sorted runs on disk, {} temporary bytes",
                 a.corpus.display(),
                 a.output.display(),
                 tables.order(),
                 counts.join("/"),
                 d.join(" "),
-                t0.elapsed().as_secs_f64()
+                t0.elapsed().as_secs_f64(),
+                built.runs,
+                built.temp_bytes,
             );
         }
         LmCommand::Tune(a) => tune(&a)?,
+        LmCommand::Sample(a) => sample(&a)?,
         LmCommand::Trie(a) => {
             let alphabet = match &a.alphabet {
                 Some(p) => harken_ctc::Alphabet::parse(

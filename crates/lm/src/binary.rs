@@ -150,7 +150,12 @@ impl Header {
             }
         };
         fits(self.strings.0, self.strings.1, "vocabulary strings")?;
-        fits(self.index, (self.vocab + 1) * 4, "vocabulary index")?;
+        let vocab_bytes = self
+            .vocab
+            .checked_add(1)
+            .and_then(|v| v.checked_mul(4))
+            .ok_or_else(|| corrupt("vocabulary size overflow"))?;
+        fits(self.index, vocab_bytes, "vocabulary index")?;
         fits(
             self.hash.0,
             self.hash.1.checked_mul(4).ok_or_else(|| corrupt("hash overflow"))?,
@@ -160,7 +165,8 @@ impl Header {
             let o = self.orders[k - 1];
             let n = self.counts[k - 1];
             let q = self.quantized && k > 1;
-            let vbytes = if q { n } else { n * 4 };
+            let vbytes =
+                if q { n } else { n.checked_mul(4).ok_or_else(|| corrupt("count overflow"))? };
             if k > 1 {
                 fits(
                     o.ids,
@@ -168,7 +174,7 @@ impl Header {
                     "n-gram ids",
                 )?;
                 if n > 0 {
-                    fits(self.first[k - 1], (self.vocab + 1) * 4, "first-word index")?;
+                    fits(self.first[k - 1], vocab_bytes, "first-word index")?;
                 }
             }
             fits(o.prob, vbytes, "probabilities")?;

@@ -19,18 +19,24 @@
 //! Thresholds must not decrease with the order, which keeps every kept n-gram's context and
 //! suffix kept too.
 //!
-//! Counts are held in memory (hash maps); corpora beyond RAM need the on-disk sort that is not
-//! written yet.
+//! Memory ([`BuildOptions::memory`], `harken lm build --memory`): as in lmplz, the vocabulary
+//! and per-word arrays (unigram counts and probabilities) stay in memory; n-grams of order ≥ 2
+//! are counted in hash maps that are written out as sorted runs whenever they reach the budget,
+//! and every later step streams sorted files through [`crate::sort`]: adjusted counts by a
+//! merge-join of each order with the suffix-sorted order above, denominators and `γ` over
+//! records grouped by context, interpolation by a merge-join with the suffix-sorted
+//! probabilities of the order below. So the text and its counts can be larger than memory;
+//! what must fit is the budget plus the finished model, which is the result.
 
 use std::collections::HashMap;
 use std::io::BufRead;
+use std::path::PathBuf;
+
+use rustc_hash::FxHashMap;
 
 use crate::arpa::{Tables, sort_records};
+use crate::sort::{Gram, Order, Rec, RecReader, RecWriter, Sorter, Spill, compare};
 use crate::{Error, MAX_ORDER, Result};
-
-/// Per context: (Σ adjusted counts of its extensions, N1, N2, N3+ of the kept ones, Σ adjusted
-/// counts of the pruned ones).
-type ContextStats = (u64, u64, u64, u64, u64);
 
 /// Discounts of one order.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,6 +56,48 @@ impl Discounts {
     }
 }
 
+/// How to estimate.
+pub struct BuildOptions<'a> {
+    /// Highest order.
+    pub order: usize,
+    /// Count thresholds, `lmplz --prune` style: `prune[k-1]` for order k, the last value
+    /// repeating for higher orders; empty prunes nothing.
+    pub prune: Vec<u64>,
+    /// Bytes of n-gram records held in memory before sorted runs go to disk. The vocabulary,
+    /// per-word arrays and the finished tables come on top.
+    pub memory: usize,
+    /// Where the temporary files go (a fresh directory inside, removed at the end).
+    pub temp_dir: PathBuf,
+    /// Told the name of each step as it starts.
+    pub progress: Option<&'a dyn Fn(&str)>,
+}
+
+impl Default for BuildOptions<'_> {
+    fn default() -> Self {
+        BuildOptions {
+            order: 3,
+            prune: Vec::new(),
+            memory: 1 << 30,
+            temp_dir: std::env::temp_dir(),
+            progress: None,
+        }
+    }
+}
+
+/// An estimated model and how it was made.
+#[derive(Debug)]
+pub struct Built {
+    /// The model.
+    pub tables: Tables,
+    /// Discounts per order.
+    pub discounts: Vec<Discounts>,
+    /// Sorted runs written because the records outgrew [`BuildOptions::memory`] (0: all
+    /// sorting happened in memory).
+    pub runs: u64,
+    /// Bytes of temporary files written (counts and intermediate records included).
+    pub temp_bytes: u64,
+}
+
 /// Estimate an order-`order` model from sentences, one per line, tokens separated by spaces.
 /// Returns the tables and the discounts used per order.
 pub fn build(text: impl BufRead, order: usize) -> Result<(Tables, Vec<Discounts>)> {
@@ -63,26 +111,58 @@ pub fn build_pruned(
     order: usize,
     thresholds: &[u64],
 ) -> Result<(Tables, Vec<Discounts>)> {
+    let b = build_with(
+        text,
+        &BuildOptions { order, prune: thresholds.to_vec(), ..Default::default() },
+    )?;
+    Ok((b.tables, b.discounts))
+}
+
+fn bad(detail: impl Into<String>) -> Error {
+    Error::Arpa { line: 0, detail: detail.into() }
+}
+
+fn log10(x: f64) -> f32 {
+    if x > 0.0 { x.log10() as f32 } else { -99.0 }
+}
+
+/// Bytes a counting map takes (hashbrown: one control byte per bucket, buckets ≈ 8/7 of the
+/// capacity).
+fn map_bytes(m: &FxHashMap<Gram, u64>) -> usize {
+    m.capacity() * (std::mem::size_of::<(Gram, u64)>() + 1) * 8 / 7
+}
+
+fn gram(ids: &[u32]) -> Gram {
+    let mut g = [0; MAX_ORDER];
+    g[..ids.len()].copy_from_slice(ids);
+    g
+}
+
+/// Estimate a model with the options in `opts`; see the module documentation.
+pub fn build_with(text: impl BufRead, opts: &BuildOptions<'_>) -> Result<Built> {
+    let order = opts.order;
+    let thresholds = &opts.prune;
     let threshold =
         |k: usize| -> u64 { thresholds.get(k - 1).or(thresholds.last()).copied().unwrap_or(0) };
     if thresholds.first().is_some_and(|&t| t > 0) {
-        return Err(Error::Arpa {
-            line: 0,
-            detail: "unigrams cannot be pruned by count: the first threshold must be 0".into(),
-        });
+        return Err(bad("unigrams cannot be pruned by count: the first threshold must be 0"));
     }
     if thresholds.windows(2).any(|w| w[1] < w[0]) {
-        return Err(Error::Arpa {
-            line: 0,
-            detail: "prune thresholds must not decrease with the order".into(),
-        });
+        return Err(bad("prune thresholds must not decrease with the order"));
     }
     if order == 0 || order > MAX_ORDER {
-        return Err(Error::Arpa {
-            line: 0,
-            detail: format!("order {order}: between 1 and {MAX_ORDER} supported"),
-        });
+        return Err(bad(format!("order {order}: between 1 and {MAX_ORDER} supported")));
     }
+    let stage = |s: &str| {
+        if let Some(p) = opts.progress {
+            p(s);
+        }
+    };
+    let spill = Spill::new(&opts.temp_dir)?;
+
+    // 1. Counts: unigrams in a per-word array, higher orders in hash maps flushed to sorted
+    //    runs when they reach half the budget (draining one takes as much again).
+    stage("counting");
     let mut vocab: HashMap<String, u32> = HashMap::new();
     let mut words: Vec<String> = Vec::new();
     let id = |w: &str, vocab: &mut HashMap<String, u32>, words: &mut Vec<String>| -> u32 {
@@ -95,10 +175,21 @@ pub fn build_pruned(
         i
     };
     let bos = id("<s>", &mut vocab, &mut words);
-    let eos = id("</s>", &mut vocab, &mut words);
-    let unk = id("<unk>", &mut vocab, &mut words);
-    // raw[n-1]: counts of n-grams.
-    let mut raw: Vec<HashMap<Vec<u32>, u64>> = vec![HashMap::new(); order];
+    id("</s>", &mut vocab, &mut words);
+    id("<unk>", &mut vocab, &mut words);
+    let mut uni: Vec<u64> = Vec::new();
+    let mut maps: Vec<FxHashMap<Gram, u64>> = (0..=order).map(|_| FxHashMap::default()).collect();
+    let mut counted: Vec<Sorter<'_>> =
+        (0..=order).map(|k| Sorter::new(&spill, k.max(1), Order::Suffix, 0, true)).collect();
+    let budget = opts.memory / 2;
+    let flush = |maps: &mut [FxHashMap<Gram, u64>], counted: &mut [Sorter<'_>]| -> Result<()> {
+        for (k, m) in maps.iter_mut().enumerate().skip(2) {
+            let recs: Vec<Rec> = m.drain().map(|(g, a)| Rec { g, a, b: 0 }).collect();
+            counted[k].push_run(recs)?;
+        }
+        Ok(())
+    };
+    let mut sentences = 0usize;
     let mut sentence = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line =
@@ -114,40 +205,78 @@ pub fn build_pruned(
         if sentence.len() == 1 {
             continue;
         }
-        sentence.push(eos);
-        for n in 1..=order {
-            for g in sentence.windows(n) {
-                *raw[n - 1].entry(g.to_vec()).or_insert(0) += 1;
+        sentence.push(1); // </s>
+        sentences += 1;
+        uni.resize(words.len(), 0);
+        for &w in &sentence {
+            uni[w as usize] += 1;
+        }
+        for n in 2..=order {
+            for win in sentence.windows(n) {
+                let g = gram(win);
+                if let Some(c) = maps[n].get_mut(&g) {
+                    *c += 1;
+                    continue;
+                }
+                if maps[n].len() == maps[n].capacity() {
+                    let total: usize = maps.iter().map(map_bytes).sum();
+                    if total + 2 * map_bytes(&maps[n]).max(4096) > budget {
+                        flush(&mut maps, &mut counted)?;
+                    }
+                }
+                maps[n].insert(g, 1);
             }
         }
     }
-    if raw[0].is_empty() {
-        return Err(Error::Arpa { line: 0, detail: "no text to estimate from".into() });
+    if sentences == 0 {
+        return Err(bad("no text to estimate from"));
     }
-    // Adjusted counts.
-    let mut adj: Vec<HashMap<Vec<u32>, u64>> = vec![HashMap::new(); order];
-    adj[order - 1] = raw[order - 1].clone();
-    for n in (1..order).rev() {
-        let mut cont: HashMap<Vec<u32>, u64> = HashMap::new();
-        for g in raw[n].keys() {
-            *cont.entry(g[1..].to_vec()).or_insert(0) += 1;
+    uni.resize(words.len(), 0);
+    // One count file per order ≥ 2, in suffix order.
+    let mut counts: Vec<Option<PathBuf>> = vec![None; order + 1];
+    for k in 2..=order {
+        stage(&format!("sorting {k}-gram counts"));
+        let recs: Vec<Rec> =
+            std::mem::take(&mut maps[k]).into_iter().map(|(g, a)| Rec { g, a, b: 0 }).collect();
+        let sorter =
+            std::mem::replace(&mut counted[k], Sorter::new(&spill, k, Order::Suffix, 0, true));
+        let mut merged = sorter.finish_with(recs)?;
+        let mut w = RecWriter::create(&spill, "counts", k)?;
+        while let Some(r) = merged.next()? {
+            w.write(&r)?;
         }
-        let mut a = HashMap::with_capacity(raw[n - 1].len());
-        for (g, &c) in &raw[n - 1] {
-            let v = if g[0] == bos { c } else { cont.get(g).copied().unwrap_or(0) };
-            a.insert(g.clone(), v);
-        }
-        adj[n - 1] = a;
+        counts[k] = Some(w.finish()?);
     }
-    // <s> is never predicted; <unk> was never seen.
-    adj[0].remove(&vec![bos]);
-    // Discounts.
+    drop(maps);
+
+    // 2. Adjusted counts and discounts.
+    stage("adjusting counts");
+    let mut adj1 = uni.clone();
+    if let Some(path) = &counts.get(2).cloned().flatten() {
+        adj1.iter_mut().for_each(|a| *a = 0);
+        let mut r = RecReader::open(path, 2)?;
+        while let Some(rec) = r.next()? {
+            adj1[rec.g[1] as usize] += 1;
+        }
+    }
+    let tally = |t: &mut [f64; 5], a: u64| {
+        if (1..=4).contains(&a) {
+            t[a as usize] += 1.0;
+        }
+    };
     let mut discounts = Vec::with_capacity(order);
-    for a in &adj {
+    for k in 1..=order {
         let mut t = [0f64; 5];
-        for &c in a.values() {
-            if (1..=4).contains(&c) {
-                t[c as usize] += 1.0;
+        if k == 1 {
+            for (w, &a) in adj1.iter().enumerate() {
+                if w != bos as usize {
+                    tally(&mut t, a);
+                }
+            }
+        } else {
+            let mut adj = Adjusted::open(&counts, k, bos)?;
+            while let Some(r) = adj.next()? {
+                tally(&mut t, r.b);
             }
         }
         let d = if t[1] > 0.0 && t[2] > 0.0 && t[3] > 0.0 && t[4] > 0.0 {
@@ -159,64 +288,103 @@ pub fn build_pruned(
         };
         discounts.push(Discounts { d });
     }
-    // Count pruning, on raw counts (orders ≥ 2 only).
-    let pruned = |n: usize, g: &[u32]| -> bool {
-        n > 0 && threshold(n + 1) > 0 && raw[n].get(g).copied().unwrap_or(0) <= threshold(n + 1)
-    };
-    // Per-context statistics: (Σa, N1, N2, N3+ of kept, Σa of pruned).
-    let mut ctx_stats: Vec<HashMap<Vec<u32>, ContextStats>> = vec![HashMap::new(); order];
-    for (n, a) in adj.iter().enumerate() {
-        for (g, &c) in a {
-            let e = ctx_stats[n].entry(g[..g.len() - 1].to_vec()).or_insert((0, 0, 0, 0, 0));
-            e.0 += c;
-            if pruned(n, g) {
-                e.4 += c;
-                continue;
-            }
-            match c {
-                0 => {}
-                1 => e.1 += 1,
-                2 => e.2 += 1,
-                _ => e.3 += 1,
-            }
+
+    // 3. Unigrams, in memory: interpolated with the uniform distribution over the
+    //    vocabulary (all words but <s>).
+    stage("estimating 1-grams");
+    let vocab_size = (words.len() - 1) as f64;
+    let mut stats = ContextStats::default();
+    for (w, &a) in adj1.iter().enumerate() {
+        if w != bos as usize {
+            stats.add(a, false);
         }
     }
-    let gamma = |n: usize, h: &[u32]| -> Option<f64> {
-        let &(sum, n1, n2, n3, lost) = ctx_stats[n].get(h)?;
-        if sum == 0 {
-            return None;
+    let g0 = stats.gamma(&discounts[0]).unwrap_or(0.0);
+    let p1: Vec<f64> = adj1
+        .iter()
+        .map(|&a| {
+            (a as f64 - discounts[0].of(a)).max(0.0) / stats.sum.max(1) as f64 + g0 / vocab_size
+        })
+        .collect();
+
+    // 4. Higher orders: group by context (lexical order) for the denominators and γ, then
+    //    by suffix to interpolate with the order below.
+    let mut ids: Vec<Vec<u32>> = vec![Vec::new(); order];
+    let mut prob: Vec<Vec<f32>> = vec![Vec::new(); order];
+    // gammas[k]: γ of each k-gram as a context, lexical order.
+    let mut gammas: Vec<Option<PathBuf>> = vec![None; order + 1];
+    let mut lower_probs: Option<PathBuf> = None;
+    for k in 2..=order {
+        stage(&format!("estimating {k}-grams"));
+        let pruned = |r: &Rec| threshold(k) > 0 && r.a <= threshold(k);
+        let mut by_context = Sorter::new(&spill, k, Order::Lex, opts.memory / 2, false);
+        let mut adj = Adjusted::open(&counts, k, bos)?;
+        while let Some(r) = adj.next()? {
+            by_context.push(r)?;
         }
-        let d = discounts[n].d;
-        Some((d[0] * n1 as f64 + d[1] * n2 as f64 + d[2] * n3 as f64 + lost as f64) / sum as f64)
-    };
-    // Interpolated probabilities, order by order.
-    let vocab_size = (words.len() - 1) as f64; // all but <s>
-    let mut prob: Vec<HashMap<Vec<u32>, f64>> = vec![HashMap::new(); order];
-    let g0 = gamma(0, &[]).unwrap_or(0.0);
-    let sum0 = ctx_stats[0].get(&Vec::new()).map_or(1, |s| s.0).max(1) as f64;
-    for w in 0..words.len() as u32 {
-        if w == bos {
-            continue;
-        }
-        let a = adj[0].get(&vec![w]).copied().unwrap_or(0);
-        let u = (a as f64 - discounts[0].of(a)).max(0.0) / sum0;
-        prob[0].insert(vec![w], u + g0 / vocab_size);
-    }
-    for n in 1..order {
-        let mut p_n = HashMap::with_capacity(adj[n].len());
-        for (g, &a) in &adj[n] {
-            if pruned(n, g) {
-                continue;
+        let mut by_context = by_context.finish()?;
+        let mut by_suffix = Sorter::new(&spill, k, Order::Suffix, opts.memory / 2, false);
+        let mut gamma_out = RecWriter::create(&spill, "gamma", k - 1)?;
+        let mut group: Vec<Rec> = Vec::new();
+        loop {
+            let r = by_context.next()?;
+            if let Some(first) = group.first()
+                && r.is_none_or(|r| r.g[..k - 1] != first.g[..k - 1])
+            {
+                let mut stats = ContextStats::default();
+                for r in &group {
+                    stats.add(r.b, pruned(r));
+                }
+                let gamma = stats.gamma(&discounts[k - 1]);
+                if let Some(g) = gamma {
+                    gamma_out.write(&Rec { g: first.g, a: g.to_bits(), b: 0 })?;
+                }
+                for r in group.iter().filter(|r| !pruned(r)) {
+                    let u =
+                        (r.b as f64 - discounts[k - 1].of(r.b)).max(0.0) / stats.sum.max(1) as f64;
+                    by_suffix.push(Rec {
+                        g: r.g,
+                        a: u.to_bits(),
+                        b: gamma.unwrap_or(0.0).to_bits(),
+                    })?;
+                }
+                group.clear();
             }
-            let h = &g[..n];
-            let &(sum, ..) = ctx_stats[n].get(h).unwrap_or(&(1, 0, 0, 0, 0));
-            let u = (a as f64 - discounts[n].of(a)).max(0.0) / sum.max(1) as f64;
-            let lower = prob[n - 1].get(&g[1..]).copied().unwrap_or(0.0);
-            p_n.insert(g.clone(), u + gamma(n, h).unwrap_or(0.0) * lower);
+            match r {
+                Some(r) => group.push(r),
+                None => break,
+            }
         }
-        prob[n] = p_n;
+        drop(by_context);
+        gammas[k - 1] = Some(gamma_out.finish()?);
+        let mut by_suffix = by_suffix.finish()?;
+        let mut lower = match &lower_probs {
+            Some(p) if k > 2 => Some(Peekable::new(RecReader::open(p, k - 1)?)),
+            _ => None,
+        };
+        let mut probs_out =
+            if k < order { Some(RecWriter::create(&spill, "prob", k)?) } else { None };
+        while let Some(r) = by_suffix.next()? {
+            let low = match lower.as_mut() {
+                None => p1[r.g[1] as usize],
+                Some(lower) => lower.find(&r.g[1..k])?.map_or(0.0, |l| f64::from_bits(l.a)),
+            };
+            let p = f64::from_bits(r.a) + f64::from_bits(r.b) * low;
+            if let Some(out) = probs_out.as_mut() {
+                out.write(&Rec { g: r.g, a: p.to_bits(), b: 0 })?;
+            }
+            ids[k - 1].extend_from_slice(&r.g[..k]);
+            prob[k - 1].push(log10(p));
+        }
+        lower_probs = match probs_out {
+            Some(out) => Some(out.finish()?),
+            None => None,
+        };
     }
-    // Tables, with ids remapped to sorted vocabulary order.
+
+    // 5. Tables: back-offs are γ of each n-gram as a context; ids remapped to sorted
+    //    vocabulary order.
+    stage("writing tables");
     let mut sorted: Vec<(String, u32)> = words.iter().cloned().zip(0..).collect();
     sorted.sort();
     let mut remap = vec![0u32; words.len()];
@@ -224,44 +392,172 @@ pub fn build_pruned(
         remap[*old as usize] = new as u32;
     }
     let mut t = Tables {
-        vocab: sorted.iter().map(|(w, _)| w.clone()).collect(),
+        vocab: sorted.into_iter().map(|(w, _)| w).collect(),
         ids: vec![Vec::new(); order],
         prob: vec![Vec::new(); order],
         backoff: vec![Vec::new(); order - 1],
     };
-    let log10 = |x: f64| if x > 0.0 { x.log10() as f32 } else { -99.0 };
-    // Unigrams: every vocabulary word, indexed by new id.
     t.prob[0] = vec![0.0; words.len()];
+    for (old, &p) in p1.iter().enumerate() {
+        if old != bos as usize {
+            t.prob[0][remap[old] as usize] = log10(p);
+        }
+    }
     if order > 1 {
         t.backoff[0] = vec![0.0; words.len()];
-    }
-    for old in 0..words.len() as u32 {
-        let new = remap[old as usize] as usize;
-        t.prob[0][new] =
-            if old == bos { 0.0 } else { log10(prob[0].get(&vec![old]).copied().unwrap_or(0.0)) };
-        if order > 1 {
-            t.backoff[0][new] = gamma(1, &[old]).map_or(0.0, log10);
-        }
-    }
-    let _ = (eos, unk);
-    for (n, prob_n) in prob.iter().enumerate().skip(1) {
-        let k = n + 1;
-        let mut ids = Vec::with_capacity(prob_n.len() * k);
-        let mut ps = Vec::with_capacity(prob_n.len());
-        let mut bos_ = Vec::new();
-        for (g, &p) in prob_n {
-            ids.extend(g.iter().map(|&w| remap[w as usize]));
-            ps.push(log10(p));
-            if k < order {
-                bos_.push(gamma(k, g).map_or(0.0, log10));
+        if let Some(path) = &gammas[1] {
+            let mut r = RecReader::open(path, 1)?;
+            while let Some(rec) = r.next()? {
+                t.backoff[0][remap[rec.g[0] as usize] as usize] = log10(f64::from_bits(rec.a));
             }
         }
-        sort_records(k, &mut ids, &mut ps, if k < order { Some(&mut bos_) } else { None });
-        t.ids[n] = ids;
-        t.prob[n] = ps;
+    }
+    for k in 2..=order {
+        let (mut ids_k, mut prob_k) =
+            (std::mem::take(&mut ids[k - 1]), std::mem::take(&mut prob[k - 1]));
+        let mut bo = Vec::new();
         if k < order {
-            t.backoff[n] = bos_;
+            sort_records(k, &mut ids_k, &mut prob_k, None);
+            bo = vec![0f32; prob_k.len()];
+            if let Some(path) = &gammas[k] {
+                let mut g = Peekable::new(RecReader::open(path, k)?);
+                for (i, b) in bo.iter_mut().enumerate() {
+                    if let Some(rec) = g.find_lex(&ids_k[i * k..(i + 1) * k])? {
+                        *b = log10(f64::from_bits(rec.a));
+                    }
+                }
+            }
+        }
+        ids_k.iter_mut().for_each(|w| *w = remap[*w as usize]);
+        sort_records(k, &mut ids_k, &mut prob_k, if k < order { Some(&mut bo) } else { None });
+        t.ids[k - 1] = ids_k;
+        t.prob[k - 1] = prob_k;
+        if k < order {
+            t.backoff[k - 1] = bo;
         }
     }
-    Ok((t, discounts))
+    Ok(Built { tables: t, discounts, runs: spill.runs.get(), temp_bytes: spill.written.get() })
+}
+
+/// Per context: Σ adjusted counts of its extensions, N1/N2/N3+ of the kept ones, Σ adjusted
+/// counts of the pruned ones.
+#[derive(Default)]
+struct ContextStats {
+    sum: u64,
+    n: [u64; 3],
+    lost: u64,
+}
+
+impl ContextStats {
+    fn add(&mut self, a: u64, pruned: bool) {
+        self.sum += a;
+        if pruned {
+            self.lost += a;
+        } else if a > 0 {
+            self.n[(a.min(3) - 1) as usize] += 1;
+        }
+    }
+
+    /// The back-off mass `γ`, or `None` for a context nothing was counted after.
+    fn gamma(&self, d: &Discounts) -> Option<f64> {
+        if self.sum == 0 {
+            return None;
+        }
+        let d = d.d;
+        Some(
+            (d[0] * self.n[0] as f64
+                + d[1] * self.n[1] as f64
+                + d[2] * self.n[2] as f64
+                + self.lost as f64)
+                / self.sum as f64,
+        )
+    }
+}
+
+/// A record reader with one record of look-ahead, for merge-joins.
+struct Peekable {
+    reader: RecReader,
+    head: Option<Rec>,
+    started: bool,
+}
+
+impl Peekable {
+    fn new(reader: RecReader) -> Self {
+        Peekable { reader, head: None, started: false }
+    }
+
+    fn advance_while(&mut self, key: &[u32], order: Order) -> Result<Option<Rec>> {
+        if !self.started {
+            self.head = self.reader.next()?;
+            self.started = true;
+        }
+        let k = key.len();
+        while let Some(h) = self.head {
+            match compare(order, &h.g[..k], key) {
+                std::cmp::Ordering::Less => self.head = self.reader.next()?,
+                std::cmp::Ordering::Equal => return Ok(Some(h)),
+                std::cmp::Ordering::Greater => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record whose ids equal `key`, for keys asked in ascending suffix order.
+    fn find(&mut self, key: &[u32]) -> Result<Option<Rec>> {
+        self.advance_while(key, Order::Suffix)
+    }
+
+    /// The record whose ids equal `key`, for keys asked in ascending lexical order.
+    fn find_lex(&mut self, key: &[u32]) -> Result<Option<Rec>> {
+        self.advance_while(key, Order::Lex)
+    }
+}
+
+/// Adjusted counts of order `k` in suffix order (`a` = raw count, `b` = adjusted): the raw
+/// count at the highest order and for n-grams starting with `<s>`, else the number of distinct
+/// words seen before the n-gram — a merge-join with the suffix-sorted counts of order `k + 1`,
+/// where the extensions of each n-gram are adjacent.
+struct Adjusted {
+    k: usize,
+    bos: u32,
+    counts: RecReader,
+    longer: Option<Peekable>,
+}
+
+impl Adjusted {
+    fn open(counts: &[Option<PathBuf>], k: usize, bos: u32) -> Result<Self> {
+        let path = |k: usize| counts.get(k).cloned().flatten();
+        let this = path(k).ok_or_else(|| bad(format!("no {k}-gram counts")))?;
+        let longer = match path(k + 1) {
+            Some(p) => Some(Peekable::new(RecReader::open(&p, k + 1)?)),
+            None => None,
+        };
+        Ok(Adjusted { k, bos, counts: RecReader::open(&this, k)?, longer })
+    }
+
+    fn next(&mut self) -> Result<Option<Rec>> {
+        let Some(mut r) = self.counts.next()? else { return Ok(None) };
+        r.b = match self.longer.as_mut() {
+            Some(longer) if r.g[0] != self.bos => {
+                let k = self.k;
+                let mut n = 0;
+                // Skip to this n-gram's extensions, then count them.
+                if !longer.started {
+                    longer.head = longer.reader.next()?;
+                    longer.started = true;
+                }
+                while let Some(h) = longer.head {
+                    match compare(Order::Suffix, &h.g[1..=k], &r.g[..k]) {
+                        std::cmp::Ordering::Greater => break,
+                        std::cmp::Ordering::Equal => n += 1,
+                        std::cmp::Ordering::Less => {}
+                    }
+                    longer.head = longer.reader.next()?;
+                }
+                n
+            }
+            _ => r.a,
+        };
+        Ok(Some(r))
+    }
 }

@@ -11,6 +11,8 @@ pub mod arpa;
 mod binary;
 pub mod build;
 pub mod prune;
+pub mod sample;
+mod sort;
 
 use std::path::{Path, PathBuf};
 

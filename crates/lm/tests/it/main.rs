@@ -241,3 +241,39 @@ fn stolcke_pruning_meets_a_byte_budget() {
         assert_eq!(a.score_sentence(&words), b.score_sentence(&words), "{line}");
     }
 }
+
+/// `--memory`: with a budget about a hundred times smaller than the counts, every sort spills
+/// to disk and merges in rounds; the model is bit for bit the one built in memory (orders 2–5,
+/// with and without count pruning), and the temporary directory is gone afterwards.
+#[test]
+fn on_disk_build_equals_in_memory_build() {
+    use harken_lm::build::{BuildOptions, build_with};
+    let text = std::fs::read(testdata("train.txt")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    for (order, prune) in [(2, vec![]), (3, vec![]), (5, vec![]), (4, vec![0, 1, 2])] {
+        let opts = |memory: usize| BuildOptions {
+            order,
+            prune: prune.clone(),
+            memory,
+            temp_dir: tmp.path().to_owned(),
+            progress: None,
+        };
+        let big = build_with(text.as_slice(), &opts(1 << 30)).unwrap();
+        let small = build_with(text.as_slice(), &opts(64 << 10)).unwrap();
+        assert_eq!(big.runs, 0, "order {order}: 1 GiB holds this corpus");
+        assert!(small.runs > 100, "order {order}: only {} runs with 64 KiB", small.runs);
+        assert_eq!(small.discounts, big.discounts);
+        assert_eq!(small.tables.vocab, big.tables.vocab);
+        assert_eq!(small.tables.ids, big.tables.ids, "order {order} {prune:?}");
+        assert_eq!(small.tables.prob, big.tables.prob, "order {order} {prune:?}");
+        assert_eq!(small.tables.backoff, big.tables.backoff, "order {order} {prune:?}");
+        assert!(small.tables.count(order) > 1000, "{}", small.tables.count(order));
+        eprintln!(
+            "order {order} prune {prune:?}: {} runs, {} temporary bytes with 64 KiB; {} n-grams",
+            small.runs,
+            small.temp_bytes,
+            (1..=order).map(|k| small.tables.count(k)).sum::<usize>()
+        );
+    }
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "temporary files removed");
+}
