@@ -202,9 +202,7 @@ pub fn build_with(text: impl BufRead, opts: &BuildOptions<'_>) -> Result<Built> 
             }
             sentence.push(id(w, &mut vocab, &mut words));
         }
-        if sentence.len() == 1 {
-            continue;
-        }
+        // An empty line is a sentence `<s> </s>`, as lmplz counts it.
         sentence.push(1); // </s>
         sentences += 1;
         uni.resize(words.len(), 0);

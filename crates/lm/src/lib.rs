@@ -149,6 +149,11 @@ impl Model {
         // against the header, which was checked against the file length.
         #[allow(unsafe_code)] // memory-mapping is the point: O(1) load, pages read on demand
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        // Queries are binary searches: without this the kernel reads ahead and maps the
+        // neighbours of every faulted page, and RSS grows several times faster than the pages
+        // actually read. Advisory: a failure changes nothing but that.
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Random);
         Self::from_storage(Storage::Mapped(map))
     }
 
