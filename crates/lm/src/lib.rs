@@ -93,12 +93,18 @@ impl std::ops::Deref for Storage {
     }
 }
 
-/// The words a query has seen, most recent last (at most `order - 1`).
+/// The words a query has seen, most recent last (at most `order - 1`), with the back-off of
+/// each of its suffixes, so that scoring the next word never looks a context up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct State {
     len: u8,
     words: [u32; MAX_ORDER - 1],
+    /// `backoff[j - 1]`: bits of the log10 back-off of the last `j` words (0 when that n-gram
+    /// is not in the model). Bits, so that states stay `Eq + Hash`.
+    backoff: [u32; MAX_ORDER - 1],
 }
+
+const EMPTY: State = State { len: 0, words: [0; MAX_ORDER - 1], backoff: [0; MAX_ORDER - 1] };
 
 impl State {
     /// Number of context words held.
@@ -111,6 +117,14 @@ impl State {
     }
     fn words(&self) -> &[u32] {
         &self.words[..self.len()]
+    }
+    /// Sum of the back-offs of the suffixes of at least `from` words.
+    fn backoff_from(&self, from: usize) -> f32 {
+        self.backoff[..self.len()]
+            .iter()
+            .skip(from.saturating_sub(1))
+            .map(|&b| f32::from_bits(b))
+            .sum()
     }
 }
 
@@ -263,17 +277,20 @@ impl Model {
 
     /// The state at the start of a sentence (context `<s>`).
     pub fn begin_sentence(&self) -> State {
-        let mut s = State { len: 0, words: [0; MAX_ORDER - 1] };
-        if let Some(b) = self.bos {
+        let mut s = EMPTY;
+        if let Some(b) = self.bos
+            && self.h.order > 1
+        {
             s.words[0] = b;
             s.len = 1;
+            s.backoff[0] = self.value(1, b as usize, true).to_bits();
         }
         s
     }
 
     /// The empty state (no context).
     pub fn null_state(&self) -> State {
-        State { len: 0, words: [0; MAX_ORDER - 1] }
+        EMPTY
     }
 
     /// Index of the order-`k` record with ids `tuple`.
@@ -325,43 +342,44 @@ impl Model {
     pub fn score_id(&self, state: &State, w: Option<u32>) -> (f32, State, usize) {
         let n_max = self.h.order;
         let ctx = state.words();
-        let mut next = State { len: 0, words: [0; MAX_ORDER - 1] };
+        let m = ctx.len().min(n_max - 1);
+        let ctx = &ctx[ctx.len() - m..];
+        let mut next = EMPTY;
         let Some(w) = w.or(self.unk) else {
             // No <unk> in the model: KenLM substitutes a unigram of log10 -100 and still
             // applies the context's back-offs.
-            let mut bo = 0.0f32;
-            let longest = ctx.len().min(n_max - 1);
-            for c in (1..=longest).rev() {
-                if let Some(j) = self.find(&ctx[ctx.len() - c..]) {
-                    bo += self.value(c, j, true);
+            return (-100.0 + state.backoff_from(1), next, 0);
+        };
+        // Bottom-up, as KenLM's trie: the n-grams ending in `w` of growing length. Each one
+        // found is also a suffix of the next state, whose back-off it carries. Every length is
+        // tried (no stop at the first miss): ARPA does not promise that suffixes of an n-gram
+        // exist (pruned models drop them).
+        let mut t = [0u32; MAX_ORDER];
+        t[..m].copy_from_slice(ctx);
+        t[m] = w;
+        let full = &t[..=m];
+        let mut p = self.value(1, w as usize, false);
+        let mut matched = 1;
+        let mut bo = [0u32; MAX_ORDER - 1];
+        if n_max > 1 {
+            bo[0] = self.value(1, w as usize, true).to_bits();
+        }
+        for l in 2..=m + 1 {
+            if let Some(i) = self.find(&full[m + 1 - l..]) {
+                p = self.value(l, i, false);
+                matched = l;
+                if l < n_max {
+                    bo[l - 1] = self.value(l, i, true).to_bits();
                 }
             }
-            return (-100.0 + bo, next, 0);
-        };
-        let mut tuple = [0u32; MAX_ORDER];
-        let mut bo = 0.0f32;
-        let longest = ctx.len().min(n_max - 1);
-        for c in (0..=longest).rev() {
-            let h = &ctx[ctx.len() - c..];
-            tuple[..c].copy_from_slice(h);
-            tuple[c] = w;
-            if let Some(i) = self.find(&tuple[..=c]) {
-                let p = self.value(c + 1, i, false);
-                // Next state: the most recent order-1 words.
-                let all_len = c + 1;
-                let keep = all_len.min(n_max - 1);
-                next.words[..keep].copy_from_slice(&tuple[all_len - keep..all_len]);
-                next.len = keep as u8;
-                return (p + bo, next, c + 1);
-            }
-            if c > 0
-                && let Some(j) = self.find(h)
-                && c < n_max
-            {
-                bo += self.value(c, j, true);
-            }
         }
-        (bo, next, 0)
+        // The contexts at least as long as the match back off.
+        let p = p + state.backoff_from(matched);
+        let keep = matched.min(n_max - 1);
+        next.words[..keep].copy_from_slice(&full[m + 1 - keep..]);
+        next.backoff[..keep].copy_from_slice(&bo[..keep]);
+        next.len = keep as u8;
+        (p, next, matched)
     }
 
     /// Score `word` after `state`: (log10 probability, next state).
