@@ -9,7 +9,8 @@
 # Throughput: both tools read the text and score every token incl. </s>; each tool's time on
 # an empty input (its load and exit) is subtracted, so the figure is queries per second of
 # scoring. KenLM's `query` prints a line per sentence; Harken's `lm eval` does not print per
-# word. Min and median of 3 runs.
+# word. Min and median of 3 runs. Last column: perplexity excluding OOVs of each format on the
+# text (8-bit formats against the full-precision ones).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 harken=${HARKEN_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/harken}
@@ -61,7 +62,7 @@ print(f"{ts[0]:.4f} {ts[1]:.4f}")
 PY
 }
 echo
-printf '%-26s %10s %10s %14s %14s\n' "" "load min" "load med" "queries/s min" "queries/s med"
+printf '%-26s %10s %10s %14s %14s %12s\n' "" "load min" "load med" "queries/s min" "queries/s med" "ppl excl OOV"
 for pair in "harken f32|$harken lm eval $work/h.bin" "harken 8-bit|$harken lm eval $work/h8.bin" "kenlm probing|$kbin/query $work/k-probing.bin" "kenlm trie|$kbin/query $work/k-trie.bin" "kenlm trie -q8 -b8|$kbin/query $work/k-trie8.bin"; do
   name=${pair%%|*}; cmd=(${pair#*|})
   if [[ $name == harken* ]]; then
@@ -71,7 +72,13 @@ for pair in "harken f32|$harken lm eval $work/h.bin" "harken 8-bit|$harken lm ev
     read -r l0 l1 < <(time_of "${cmd[@]}" "$work/empty.txt")
     read -r r0 r1 < <(time_of "${cmd[@]}" "$text")
   fi
+  # Perplexity of each format on the same text (OOVs excluded: the shared model has no <unk>).
+  if [[ $name == harken* ]]; then
+    ppl=$("${cmd[@]}" "$text" | awk '/^perplexity/{print $5}')
+  else
+    ppl=$("${cmd[0]}" -v summary "${cmd[@]:1}" < "$text" 2>/dev/null | awk -F'\t' '/Perplexity excluding OOVs/{print $2}')
+  fi
   python3 -c "
 l0,l1,r0,r1,n=$l0,$l1,$r0,$r1,$tokens
-print(f'{\"$name\":<26} {l0*1000:9.1f}ms {l1*1000:9.1f}ms {n/max(r0-l0,1e-9):14.0f} {n/max(r1-l1,1e-9):14.0f}')"
+print(f'{\"$name\":<26} {l0*1000:9.1f}ms {l1*1000:9.1f}ms {n/max(r0-l0,1e-9):14.0f} {n/max(r1-l1,1e-9):14.0f} {float(\"$ppl\"):12.3f}')"
 done
