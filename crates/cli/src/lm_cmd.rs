@@ -434,6 +434,16 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
             let t0 = Instant::now();
             let tables = if harken_lm::is_binary(&a.input) {
                 Model::open(&a.input)?.to_tables()
+            } else if harken_lm::sphinx::is_sphinx(&a.input) {
+                let (t, report) = harken_lm::sphinx::read_file(&a.input)
+                    .with_context(|| format!("while reading {}", a.input.display()))?;
+                if report.records != report.header_counts || report.repeats_dropped > 0 {
+                    eprintln!(
+                        "note: CMU Sphinx header counts {:?}, records linked {:?}, {} repeated n-grams dropped (first kept)",
+                        report.header_counts, report.records, report.repeats_dropped
+                    );
+                }
+                t
             } else {
                 arpa::read(arpa::open(&a.input)?)
                     .with_context(|| format!("while reading {}", a.input.display()))?

@@ -13,6 +13,7 @@ pub mod build;
 pub mod prune;
 pub mod sample;
 mod sort;
+pub mod sphinx;
 
 use std::path::{Path, PathBuf};
 
@@ -181,10 +182,13 @@ impl Model {
         Self::from_bytes(binary::encode_tables(t, quantize))
     }
 
-    /// Load any model file: a Harken binary is mapped, ARPA (plain or gzip) is parsed.
+    /// Load any model file: a Harken binary is mapped, ARPA (plain or gzip) and CMU Sphinx
+    /// binaries (`.lm.bin`) are parsed.
     pub fn load(path: &Path) -> Result<Self> {
         if is_binary(path) {
             Self::open(path)
+        } else if sphinx::is_sphinx(path) {
+            Self::from_tables(&sphinx::read_file(path)?.0, false)
         } else {
             Self::from_tables(&arpa::read(arpa::open(path)?)?, false)
         }

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod sphinx;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
