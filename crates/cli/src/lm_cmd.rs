@@ -240,6 +240,10 @@ pub(crate) struct PruneArgs {
     /// Budget and output for the 8-bit quantized binary.
     #[arg(long)]
     quantize: bool,
+    /// First keep only the N most probable words (the rest become `<unk>`, which takes their
+    /// probability): for budgets smaller than the unigrams alone.
+    #[arg(long, value_name = "N")]
+    max_vocab: Option<usize>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -398,9 +402,12 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
         }
         LmCommand::Prune(a) => {
             let max = crate::model::parse_bytes(&a.max_bytes)?;
-            let tables = read_tables(&a.input)?;
+            let mut tables = read_tables(&a.input)?;
             let before = harken_lm::prune::binary_size(&tables, a.quantize);
             let t0 = Instant::now();
+            if let Some(n) = a.max_vocab {
+                tables = harken_lm::prune::shrink_vocabulary(&tables, n)?;
+            }
             let pruned = harken_lm::prune::prune_to_bytes(&tables, max, a.quantize)?;
             let bytes = write_model(&pruned, a.quantize, &a.output)?;
             let counts: Vec<String> =

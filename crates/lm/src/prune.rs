@@ -288,3 +288,47 @@ pub fn filter_vocabulary(t: &Tables, keep: &HashSet<String>) -> Result<Tables> {
     }
     Ok(out)
 }
+
+/// Keep the `max_words` most probable words (and `<s>`, `</s>`): the others become `<unk>`,
+/// which takes over their unigram probability (added to the model if it had none), n-grams
+/// through them go, and back-offs are renormalised. For budgets that unigrams alone exceed:
+/// unlike [`filter_vocabulary`] the result is still a proper model, and out-of-vocabulary words
+/// score as the class of words it no longer spells.
+pub fn shrink_vocabulary(t: &Tables, max_words: usize) -> Result<Tables> {
+    let special = |w: &str| matches!(w, "<s>" | "</s>" | "<unk>");
+    let mut by_prob: Vec<usize> = (0..t.vocab.len()).filter(|&i| !special(&t.vocab[i])).collect();
+    if by_prob.len() <= max_words {
+        return Ok(t.clone());
+    }
+    by_prob.sort_by(|&a, &b| t.prob[0][b].total_cmp(&t.prob[0][a]).then(a.cmp(&b)));
+    let keep: HashSet<String> = by_prob[..max_words].iter().map(|&i| t.vocab[i].clone()).collect();
+    let mut mass: f64 = by_prob[max_words..].iter().map(|&i| p10(t.prob[0][i])).sum();
+    // A model without <unk> gets one (sorted into the vocabulary, ids shifted past it).
+    let mut with_unk;
+    let src = match t.vocab.binary_search_by(|w| w.as_str().cmp("<unk>")) {
+        Ok(i) => {
+            mass += p10(t.prob[0][i]);
+            t
+        }
+        Err(pos) => {
+            with_unk = t.clone();
+            with_unk.vocab.insert(pos, "<unk>".to_owned());
+            with_unk.prob[0].insert(pos, -99.0);
+            if let Some(bo) = with_unk.backoff.first_mut() {
+                bo.insert(pos, 0.0);
+            }
+            for ids in with_unk.ids.iter_mut().skip(1) {
+                for w in ids.iter_mut().filter(|w| **w as usize >= pos) {
+                    *w += 1;
+                }
+            }
+            &with_unk
+        }
+    };
+    let mut out = filter_vocabulary(src, &keep)?;
+    if let Ok(u) = out.vocab.binary_search_by(|w| w.as_str().cmp("<unk>")) {
+        out.prob[0][u] = mass.max(1e-99).log10() as f32;
+    }
+    renormalize(&mut out)?;
+    Ok(out)
+}

@@ -290,3 +290,35 @@ fn empty_lines_are_sentences() {
     assert!(bigrams.contains(&&[id("<s>"), id("</s>")][..]), "{bigrams:?}");
     assert!(harken_lm::build::build("".as_bytes(), 2).is_err());
 }
+
+/// Shrinking the vocabulary for budgets below the unigrams: the most probable words stay,
+/// `<unk>` takes the others' probability, and every context's distribution still sums to one.
+#[test]
+fn shrunk_vocabulary_is_still_a_distribution() {
+    use harken_lm::prune::shrink_vocabulary;
+    let tables = arpa::read(arpa::open(&testdata("small-3gram.arpa.gz")).unwrap()).unwrap();
+    let small = shrink_vocabulary(&tables, 300).unwrap();
+    assert_eq!(small.vocab.len(), 303, "300 words + <s>, </s>, <unk>");
+    assert!(small.count(2) < tables.count(2) && small.count(3) < tables.count(3));
+    let (full, m) =
+        (Model::from_tables(&tables, false).unwrap(), Model::from_tables(&small, false).unwrap());
+    assert!(m.vocab_id("the").is_some(), "the most frequent word stays");
+    // The rarest word now scores as <unk>, whose unigram mass is the dropped words' plus its own.
+    let dropped: f64 = (0..full.vocab_size() as u32)
+        .filter(|&i| m.vocab_id(full.word(i)).is_none() || full.word(i) == "<unk>")
+        .map(|i| 10f64.powf(f64::from(full.score_id(&full.null_state(), Some(i)).0)))
+        .sum();
+    let unk = 10f64.powf(f64::from(m.score(&m.null_state(), "<unk>").0));
+    assert!((unk / dropped - 1.0).abs() < 1e-4, "<unk> {unk} vs dropped mass {dropped}");
+    for ctx in [vec![], vec!["the"], vec!["of", "the"], vec!["model"]] {
+        let mut st = m.begin_sentence();
+        for w in &ctx {
+            st = m.score(&st, w).1;
+        }
+        let total: f64 = (0..m.vocab_size() as u32)
+            .filter(|&id| m.word(id) != "<s>")
+            .map(|id| 10f64.powf(f64::from(m.score_id(&st, Some(id)).0)))
+            .sum();
+        assert!((total - 1.0).abs() < 2e-3, "context {ctx:?}: sum {total}");
+    }
+}
