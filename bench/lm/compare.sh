@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Harken's LM binary against KenLM's tools on the same ARPA model, in one run:
-# bytes per n-gram (Harken f32 / 8-bit vs KenLM probing / trie / trie -q 8 -b 8), load time
+# bytes per n-gram (Harken f32 / 8-bit, each with and without n-gram hash indexes, vs KenLM
+# probing / trie / trie -q 8 -b 8), load time
 # (Harken mmap vs KenLM query's default populate load), and query throughput on the same text.
 #
 #   bench/lm/compare.sh [MODEL.arpa[.gz]] [TEXT]
@@ -37,13 +38,15 @@ tokens=$(awk '{n += NF + 1} END {print n}' "$text")
 ngrams=$(awk -F= '/^ngram /{s += $2} END {print s}' "$work/m.arpa")
 "$harken" lm convert "$work/m.arpa" -o "$work/h.bin" >/dev/null
 "$harken" lm convert "$work/m.arpa" -o "$work/h8.bin" --quantize >/dev/null
+"$harken" lm convert "$work/m.arpa" -o "$work/hx.bin" --hash-index >/dev/null
+"$harken" lm convert "$work/m.arpa" -o "$work/hx8.bin" --hash-index --quantize >/dev/null
 "$kbin/build_binary" probing "$work/m.arpa" "$work/k-probing.bin" >/dev/null 2>&1
 "$kbin/build_binary" trie "$work/m.arpa" "$work/k-trie.bin" >/dev/null 2>&1
 "$kbin/build_binary" -q 8 -b 8 trie "$work/m.arpa" "$work/k-trie8.bin" >/dev/null 2>&1
 echo "model: $ngrams n-grams; text: $tokens tokens"
 echo
 printf '%-26s %12s %12s\n' format bytes bytes/n-gram
-for f in h.bin:"harken f32" h8.bin:"harken 8-bit" k-probing.bin:"kenlm probing" k-trie.bin:"kenlm trie" k-trie8.bin:"kenlm trie -q8 -b8"; do
+for f in h.bin:"harken f32" h8.bin:"harken 8-bit" hx.bin:"harken f32 +hash" hx8.bin:"harken 8-bit +hash" k-probing.bin:"kenlm probing" k-trie.bin:"kenlm trie" k-trie8.bin:"kenlm trie -q8 -b8"; do
   b=$(stat -c %s "$work/${f%%:*}")
   printf '%-26s %12d %12.2f\n' "${f#*:}" "$b" "$(echo "$b / $ngrams" | bc -l)"
 done
@@ -63,7 +66,7 @@ PY
 }
 echo
 printf '%-26s %10s %10s %14s %14s %12s\n' "" "load min" "load med" "queries/s min" "queries/s med" "ppl excl OOV"
-for pair in "harken f32|$harken lm eval $work/h.bin" "harken 8-bit|$harken lm eval $work/h8.bin" "kenlm probing|$kbin/query $work/k-probing.bin" "kenlm trie|$kbin/query $work/k-trie.bin" "kenlm trie -q8 -b8|$kbin/query $work/k-trie8.bin"; do
+for pair in "harken f32|$harken lm eval $work/h.bin" "harken 8-bit|$harken lm eval $work/h8.bin" "harken f32 +hash|$harken lm eval $work/hx.bin" "harken 8-bit +hash|$harken lm eval $work/hx8.bin" "kenlm probing|$kbin/query $work/k-probing.bin" "kenlm trie|$kbin/query $work/k-trie.bin" "kenlm trie -q8 -b8|$kbin/query $work/k-trie8.bin"; do
   name=${pair%%|*}; cmd=(${pair#*|})
   if [[ $name == harken* ]]; then
     read -r l0 l1 < <(time_of "${cmd[@]}" "$work/empty.txt" /dev/null)

@@ -19,6 +19,8 @@ const OFF_ORDERS: usize = 112;
 const OFF_CHECKSUM: usize = 432;
 const OFF_FIRST: usize = 440;
 const OFF_HASH: usize = 504;
+/// Per order ≥ 2: offset of its n-gram hash index (0: none), then at +64 its slot count.
+const OFF_NGRAM_HASH: usize = 520;
 
 /// Where an order's arrays live.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,6 +47,31 @@ pub(crate) struct Header {
     pub first: [usize; MAX_ORDER],
     /// Vocabulary hash table: offset and slot count (a power of two).
     pub hash: (usize, usize),
+    /// Per order ≥ 2, when written: n-gram hash index offset and slot count.
+    pub ngram_hash: [Option<(usize, usize)>; MAX_ORDER],
+}
+
+/// Hash of an id tuple for the n-gram index (multiply–xorshift per word).
+#[inline]
+pub(crate) fn hash_ids(ids: &[u32]) -> u64 {
+    let mut h: u64 = 0x243f_6a88_85a3_08d3;
+    for &w in ids {
+        h = (h ^ u64::from(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= h >> 29;
+    }
+    h
+}
+
+/// A hash mapped onto `0..slots` (multiply-shift: any slot count, no modulo).
+#[inline]
+pub(crate) fn slot_of(h: u64, slots: usize) -> usize {
+    ((u128::from(h) * slots as u128) >> 64) as usize
+}
+
+/// Slots of an order's n-gram index: twice its records (load 0.5 keeps the probes of a miss,
+/// the common case when backing off, to about two).
+pub(crate) fn ngram_slots(count: usize) -> usize {
+    2 * count + 1
 }
 
 pub(crate) fn u32_at(b: &[u8], off: usize) -> u32 {
@@ -126,6 +153,21 @@ impl Header {
         if !hash.1.is_power_of_two() || hash.1 < vocab {
             return Err(corrupt("bad vocabulary hash table size"));
         }
+        let mut ngram_hash = [None; MAX_ORDER];
+        for k in 2..=order {
+            let (off, slots) =
+                (rd(OFF_NGRAM_HASH + 8 * (k - 1))?, rd(OFF_NGRAM_HASH + 64 + 8 * (k - 1))?);
+            if off != 0 {
+                // At least one empty slot, so every probe sequence ends.
+                if slots <= counts[k - 1] {
+                    return Err(corrupt(format!(
+                        "{k}-gram hash index has {slots} slots for {} records",
+                        counts[k - 1]
+                    )));
+                }
+                ngram_hash[k - 1] = Some((off, slots));
+            }
+        }
         let h = Header {
             order,
             quantized: quant == 8,
@@ -137,6 +179,7 @@ impl Header {
             checksum: u64_at(b, OFF_CHECKSUM),
             first,
             hash,
+            ngram_hash,
         };
         h.check_bounds(b.len())?;
         Ok(h)
@@ -186,6 +229,13 @@ impl Header {
                 if k < self.order {
                     fits(o.bo_cb, 1024, "back-off codebook")?;
                 }
+            }
+            if let Some((off, slots)) = self.ngram_hash[k - 1] {
+                fits(
+                    off,
+                    slots.checked_mul(4).ok_or_else(|| corrupt("hash overflow"))?,
+                    "n-gram hash index",
+                )?;
             }
         }
         Ok(())
@@ -237,8 +287,8 @@ fn pad8(out: &mut Vec<u8>) {
     }
 }
 
-/// Serialise `t` into the binary format.
-pub(crate) fn encode_tables(t: &Tables, quantize: bool) -> Vec<u8> {
+/// Serialise `t` into the binary format, with n-gram hash indexes when `hash_index`.
+pub(crate) fn encode_tables(t: &Tables, quantize: bool, hash_index: bool) -> Vec<u8> {
     let order = t.order();
     let mut out = vec![0u8; HEADER];
     out[..8].copy_from_slice(MAGIC);
@@ -337,6 +387,26 @@ pub(crate) fn encode_tables(t: &Tables, quantize: bool) -> Vec<u8> {
         write_values(&mut out, &t.prob[k - 1], 8, 24);
         if k < order {
             write_values(&mut out, &t.backoff[k - 1], 16, 32);
+        }
+        if hash_index && k > 1 && t.count(k) > 0 {
+            // Open addressing, linear probing; slot = record index + 1 (0 = empty).
+            let n = t.count(k);
+            let slots = ngram_slots(n);
+            let mut table = vec![0u32; slots];
+            for r in 0..n {
+                let mut i = slot_of(hash_ids(&t.ids[k - 1][r * k..r * k + k]), slots);
+                while table[i] != 0 {
+                    i = if i + 1 == slots { 0 } else { i + 1 };
+                }
+                table[i] = r as u32 + 1;
+            }
+            let at = out.len();
+            put64(&mut out, OFF_NGRAM_HASH + 8 * (k - 1), at);
+            put64(&mut out, OFF_NGRAM_HASH + 64 + 8 * (k - 1), slots);
+            for v in table {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            pad8(&mut out);
         }
     }
     let sum = fnv1a(&out[HEADER..]);

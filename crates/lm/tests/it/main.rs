@@ -99,6 +99,25 @@ fn binary_file_round_trips_and_maps() {
     arpa::write(&mapped.to_tables(), &mut arpa_text).unwrap();
     let again = Model::from_tables(&arpa::read(arpa_text.as_slice()).unwrap(), false).unwrap();
     assert_eq!(harken_lm::evaluate(&again, &text).log10_sum, a.log10_sum);
+    // The n-gram hash index changes how records are found, not what they say.
+    let indexed_path = dir.path().join("h.bin");
+    let plain = std::fs::metadata(&path).unwrap().len();
+    let indexed_bytes = Model::write_binary_with(&tables, false, true, &indexed_path).unwrap();
+    assert!(indexed_bytes >= plain + 8 * (6933 + 8551) as u64, "{indexed_bytes} vs {plain}");
+    let indexed = Model::open(&indexed_path).unwrap();
+    indexed.verify().unwrap();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(indexed.score_sentence(&words), mapped.score_sentence(&words), "{line}");
+    }
+    for q in [false, true] {
+        let a = Model::from_tables(&tables, q).unwrap();
+        let b = Model::from_tables_indexed(&tables, q).unwrap();
+        assert_eq!(
+            harken_lm::evaluate(&a, &text).log10_sum,
+            harken_lm::evaluate(&b, &text).log10_sum
+        );
+    }
     // A truncated file is refused at open, not at query time.
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
