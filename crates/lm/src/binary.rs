@@ -281,112 +281,144 @@ fn encode(cb: &[f32], x: f32) -> u8 {
     best as u8
 }
 
-fn pad8(out: &mut Vec<u8>) {
-    while !out.len().is_multiple_of(8) {
-        out.push(0);
+/// Serialise `t` into the binary format, with n-gram hash indexes when `hash_index`.
+pub(crate) fn encode_tables(t: &Tables, quantize: bool, hash_index: bool) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    // Writing into memory cannot fail.
+    let _ = write_tables(t, quantize, hash_index, &mut out);
+    out.into_inner()
+}
+
+/// The body after the header, written as it is produced: its position (for the header's
+/// offsets) and running checksum are kept, so a file never has to exist in memory whole.
+struct Body<W: std::io::Write> {
+    w: W,
+    pos: usize,
+    sum: u64,
+}
+
+impl<W: std::io::Write> Body<W> {
+    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        for &b in bytes {
+            self.sum ^= u64::from(b);
+            self.sum = self.sum.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.pos += bytes.len();
+        self.w.write_all(bytes)
+    }
+    fn put_u32s(&mut self, values: impl IntoIterator<Item = u32>) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(1 << 16);
+        for v in values {
+            buf.extend_from_slice(&v.to_le_bytes());
+            if buf.len() >= 1 << 16 {
+                self.put(&buf)?;
+                buf.clear();
+            }
+        }
+        self.put(&buf)
+    }
+    fn pad8(&mut self) -> std::io::Result<()> {
+        let n = (8 - self.pos % 8) % 8;
+        self.put(&[0u8; 8][..n])
     }
 }
 
-/// Serialise `t` into the binary format, with n-gram hash indexes when `hash_index`.
-pub(crate) fn encode_tables(t: &Tables, quantize: bool, hash_index: bool) -> Vec<u8> {
+/// Write `t` in the binary format to `w` (header last, by seeking back); returns the bytes
+/// written. Memory beyond `t`: one order's codebook or hash index at a time.
+pub(crate) fn write_tables<W: std::io::Write + std::io::Seek>(
+    t: &Tables,
+    quantize: bool,
+    hash_index: bool,
+    w: W,
+) -> std::io::Result<u64> {
     let order = t.order();
-    let mut out = vec![0u8; HEADER];
-    out[..8].copy_from_slice(MAGIC);
-    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    out[12..16].copy_from_slice(&(order as u32).to_le_bytes());
-    out[16..20].copy_from_slice(&(if quantize { 8u32 } else { 0 }).to_le_bytes());
-    out[20..24].copy_from_slice(&(t.vocab.len() as u32).to_le_bytes());
-    let put64 = |out: &mut Vec<u8>, at: usize, v: usize| {
-        out[at..at + 8].copy_from_slice(&(v as u64).to_le_bytes())
+    let mut head = vec![0u8; HEADER];
+    head[..8].copy_from_slice(MAGIC);
+    head[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    head[12..16].copy_from_slice(&(order as u32).to_le_bytes());
+    head[16..20].copy_from_slice(&(if quantize { 8u32 } else { 0 }).to_le_bytes());
+    head[20..24].copy_from_slice(&(t.vocab.len() as u32).to_le_bytes());
+    let put64 = |head: &mut Vec<u8>, at: usize, v: usize| {
+        head[at..at + 8].copy_from_slice(&(v as u64).to_le_bytes())
     };
     for k in 1..=order {
-        put64(&mut out, OFF_COUNTS + 8 * (k - 1), t.count(k));
+        put64(&mut head, OFF_COUNTS + 8 * (k - 1), t.count(k));
     }
+    let mut w = w;
+    w.write_all(&head)?;
+    let mut out = Body { w, pos: HEADER, sum: 0xcbf2_9ce4_8422_2325 };
     // Vocabulary: concatenated strings, then vocab+1 offsets.
-    let strings_off = out.len();
+    let strings_off = out.pos;
     let mut offsets = Vec::with_capacity(t.vocab.len() + 1);
-    for w in &t.vocab {
-        offsets.push((out.len() - strings_off) as u32);
-        out.extend_from_slice(w.as_bytes());
+    let mut len = 0u32;
+    for word in &t.vocab {
+        offsets.push(len);
+        out.put(word.as_bytes())?;
+        len += word.len() as u32;
     }
-    offsets.push((out.len() - strings_off) as u32);
-    let strings_len = out.len() - strings_off;
-    pad8(&mut out);
-    let index_off = out.len();
-    for o in offsets {
-        out.extend_from_slice(&o.to_le_bytes());
-    }
-    pad8(&mut out);
-    put64(&mut out, OFF_VOCAB, strings_off);
-    put64(&mut out, OFF_VOCAB + 8, strings_len);
-    put64(&mut out, OFF_VOCAB + 16, index_off);
+    offsets.push(len);
+    out.pad8()?;
+    let index_off = out.pos;
+    out.put_u32s(offsets)?;
+    out.pad8()?;
+    put64(&mut head, OFF_VOCAB, strings_off);
+    put64(&mut head, OFF_VOCAB + 8, len as usize);
+    put64(&mut head, OFF_VOCAB + 16, index_off);
     // Vocabulary hash: open addressing, linear probing, slot = id + 1 (0 = empty).
     let slots = hash_slots(t.vocab.len());
     let mut table = vec![0u32; slots];
-    for (id, w) in t.vocab.iter().enumerate() {
-        let mut i = (fnv1a(w.as_bytes()) as usize) & (slots - 1);
+    for (id, word) in t.vocab.iter().enumerate() {
+        let mut i = (fnv1a(word.as_bytes()) as usize) & (slots - 1);
         while table[i] != 0 {
             i = (i + 1) & (slots - 1);
         }
         table[i] = id as u32 + 1;
     }
-    let hash_off = out.len();
-    for v in table {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    pad8(&mut out);
-    put64(&mut out, OFF_HASH, hash_off);
-    put64(&mut out, OFF_HASH + 8, slots);
+    put64(&mut head, OFF_HASH, out.pos);
+    put64(&mut head, OFF_HASH + 8, slots);
+    out.put_u32s(table)?;
+    out.pad8()?;
     for k in 1..=order {
         let base = OFF_ORDERS + 40 * (k - 1);
         if k > 1 {
-            let at = out.len();
-            put64(&mut out, base, at);
-            for id in &t.ids[k - 1] {
-                out.extend_from_slice(&id.to_le_bytes());
-            }
-            pad8(&mut out);
+            put64(&mut head, base, out.pos);
+            out.put_u32s(t.ids[k - 1].iter().copied())?;
+            out.pad8()?;
             // First record of each first word (records are sorted, so a prefix scan); an empty
             // order has none.
             if t.count(k) > 0 {
-                let at = out.len();
-                put64(&mut out, OFF_FIRST + 8 * (k - 1), at);
+                put64(&mut head, OFF_FIRST + 8 * (k - 1), out.pos);
                 let ids = &t.ids[k - 1];
                 let n = t.count(k);
                 let mut r = 0usize;
-                for w in 0..=t.vocab.len() as u32 {
+                let firsts = (0..=t.vocab.len() as u32).map(|w| {
                     while r < n && ids[r * k] < w {
                         r += 1;
                     }
-                    out.extend_from_slice(&(r as u32).to_le_bytes());
-                }
+                    r as u32
+                });
+                out.put_u32s(firsts)?;
             }
-            pad8(&mut out);
+            out.pad8()?;
         }
         let q = quantize && k > 1;
-        let write_values = |out: &mut Vec<u8>, values: &[f32], slot: usize, cb_slot: usize| {
+        let mut write_values = |out: &mut Body<W>, values: &[f32], slot: usize, cb_slot: usize| {
             if q {
                 let cb = codebook(values);
-                let at = out.len();
-                put64(out, base + cb_slot, at);
-                for c in &cb {
-                    out.extend_from_slice(&c.to_le_bytes());
-                }
-                let at = out.len();
-                put64(out, base + slot, at);
-                out.extend(values.iter().map(|&x| encode(&cb, x)));
+                put64(&mut head, base + cb_slot, out.pos);
+                out.put_u32s(cb.iter().map(|c| c.to_bits()))?;
+                put64(&mut head, base + slot, out.pos);
+                let codes: Vec<u8> = values.iter().map(|&x| encode(&cb, x)).collect();
+                out.put(&codes)?;
             } else {
-                let at = out.len();
-                put64(out, base + slot, at);
-                for x in values {
-                    out.extend_from_slice(&x.to_le_bytes());
-                }
+                put64(&mut head, base + slot, out.pos);
+                out.put_u32s(values.iter().map(|x| x.to_bits()))?;
             }
-            pad8(out);
+            out.pad8()
         };
-        write_values(&mut out, &t.prob[k - 1], 8, 24);
+        write_values(&mut out, &t.prob[k - 1], 8, 24)?;
         if k < order {
-            write_values(&mut out, &t.backoff[k - 1], 16, 32);
+            write_values(&mut out, &t.backoff[k - 1], 16, 32)?;
         }
         if hash_index && k > 1 && t.count(k) > 0 {
             // Open addressing, linear probing; slot = record index + 1 (0 = empty).
@@ -400,16 +432,18 @@ pub(crate) fn encode_tables(t: &Tables, quantize: bool, hash_index: bool) -> Vec
                 }
                 table[i] = r as u32 + 1;
             }
-            let at = out.len();
-            put64(&mut out, OFF_NGRAM_HASH + 8 * (k - 1), at);
-            put64(&mut out, OFF_NGRAM_HASH + 64 + 8 * (k - 1), slots);
-            for v in table {
-                out.extend_from_slice(&v.to_le_bytes());
-            }
-            pad8(&mut out);
+            put64(&mut head, OFF_NGRAM_HASH + 8 * (k - 1), out.pos);
+            put64(&mut head, OFF_NGRAM_HASH + 64 + 8 * (k - 1), slots);
+            out.put_u32s(table)?;
+            out.pad8()?;
         }
     }
-    let sum = fnv1a(&out[HEADER..]);
-    out[OFF_CHECKSUM..OFF_CHECKSUM + 8].copy_from_slice(&sum.to_le_bytes());
-    out
+    head[OFF_CHECKSUM..OFF_CHECKSUM + 8].copy_from_slice(&out.sum.to_le_bytes());
+    let total = out.pos as u64;
+    let mut w = out.w;
+    w.seek(std::io::SeekFrom::Start(0))?;
+    w.write_all(&head)?;
+    w.seek(std::io::SeekFrom::Start(total))?;
+    w.flush()?;
+    Ok(total)
 }

@@ -22,7 +22,7 @@
 //! Memory ([`BuildOptions::memory`], `harken lm build --memory`): as in lmplz, the vocabulary
 //! and per-word arrays (unigram counts and probabilities) stay in memory; n-grams of order ≥ 2
 //! are counted in hash maps that are written out as sorted runs whenever they reach the budget,
-//! and every later step streams sorted files through [`crate::sort`]: adjusted counts by a
+//! and every later step streams sorted files through the `sort` module: adjusted counts by a
 //! merge-join of each order with the suffix-sorted order above, denominators and `γ` over
 //! records grouped by context, interpolation by a merge-join with the suffix-sorted
 //! probabilities of the order below. So the text and its counts can be larger than memory;

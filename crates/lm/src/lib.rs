@@ -232,11 +232,19 @@ impl Model {
         hash_index: bool,
         path: &Path,
     ) -> Result<u64> {
-        let bytes = binary::encode_tables(t, quantize, hash_index);
         let tmp = path.with_extension("tmp-write");
-        std::fs::write(&tmp, &bytes).map_err(|e| Error::io(&tmp, e))?;
+        let written = std::fs::File::create(&tmp).and_then(|f| {
+            binary::write_tables(t, quantize, hash_index, std::io::BufWriter::new(f))
+        });
+        let bytes = match written {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Error::io(&tmp, e));
+            }
+        };
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-        Ok(bytes.len() as u64)
+        Ok(bytes)
     }
 
     /// Highest order.
