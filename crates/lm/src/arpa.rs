@@ -243,28 +243,8 @@ pub(crate) fn sort_records(
 
 /// Write `t` as ARPA.
 pub fn write(t: &Tables, out: &mut impl Write) -> std::io::Result<()> {
-    let order = t.order();
-    writeln!(out, "\\data\\")?;
-    for k in 1..=order {
-        writeln!(out, "ngram {k}={}", t.count(k))?;
-    }
-    for k in 1..=order {
-        writeln!(out, "\n\\{k}-grams:")?;
-        for i in 0..t.count(k) {
-            write!(out, "{}", t.prob[k - 1][i])?;
-            if k == 1 {
-                write!(out, "\t{}", t.vocab[i])?;
-            } else {
-                let ids = &t.ids[k - 1][i * k..(i + 1) * k];
-                for (j, id) in ids.iter().enumerate() {
-                    write!(out, "{}{}", if j == 0 { '\t' } else { ' ' }, t.vocab[*id as usize])?;
-                }
-            }
-            if k < order {
-                write!(out, "\t{}", t.backoff[k - 1][i])?;
-            }
-            writeln!(out)?;
-        }
-    }
-    writeln!(out, "\n\\end\\")
+    crate::sink::feed(t, &mut crate::sink::ArpaSink::new(out)).map(|_| ()).map_err(|e| match e {
+        Error::Io { source, .. } => source,
+        other => std::io::Error::other(other.to_string()),
+    })
 }

@@ -284,7 +284,7 @@ fn encode(cb: &[f32], x: f32) -> u8 {
 /// Serialise `t` into the binary format, with n-gram hash indexes when `hash_index`.
 pub(crate) fn encode_tables(t: &Tables, quantize: bool, hash_index: bool) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
-    // Writing into memory cannot fail.
+    // Writing into memory cannot fail, and the tables are consistent by construction.
     let _ = write_tables(t, quantize, hash_index, &mut out);
     out.into_inner()
 }
@@ -323,127 +323,254 @@ impl<W: std::io::Write> Body<W> {
     }
 }
 
-/// Write `t` in the binary format to `w` (header last, by seeking back); returns the bytes
-/// written. Memory beyond `t`: one order's codebook or hash index at a time.
+/// Write `t` in the binary format to `w`; returns the bytes written.
 pub(crate) fn write_tables<W: std::io::Write + std::io::Seek>(
     t: &Tables,
     quantize: bool,
     hash_index: bool,
     w: W,
-) -> std::io::Result<u64> {
-    let order = t.order();
-    let mut head = vec![0u8; HEADER];
-    head[..8].copy_from_slice(MAGIC);
-    head[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    head[12..16].copy_from_slice(&(order as u32).to_le_bytes());
-    head[16..20].copy_from_slice(&(if quantize { 8u32 } else { 0 }).to_le_bytes());
-    head[20..24].copy_from_slice(&(t.vocab.len() as u32).to_le_bytes());
-    let put64 = |head: &mut Vec<u8>, at: usize, v: usize| {
-        head[at..at + 8].copy_from_slice(&(v as u64).to_le_bytes())
-    };
-    for k in 1..=order {
-        put64(&mut head, OFF_COUNTS + 8 * (k - 1), t.count(k));
+) -> Result<u64> {
+    crate::sink::feed(t, &mut BinarySink::new(w, quantize, hash_index)?)
+}
+
+fn io(e: std::io::Error) -> Error {
+    Error::Io { path: "(output)".into(), source: e }
+}
+
+/// Writes the binary format as records arrive (header last, by seeking back). Memory beyond
+/// the vocabulary: the values of the order being written (4–8 bytes per record) and its hash
+/// index; ids go straight out.
+pub struct BinarySink<W: std::io::Write + std::io::Seek> {
+    out: Body<W>,
+    head: Vec<u8>,
+    quantize: bool,
+    hash_index: bool,
+    counts: Vec<usize>,
+    vocab: usize,
+    /// Order whose records are arriving (1 after `begin`).
+    current: usize,
+    /// Of the current order: records per first word, values, hash slots, records so far.
+    per_first: Vec<u32>,
+    probs: Vec<f32>,
+    backoffs: Vec<f32>,
+    slots: Vec<u32>,
+    seen: usize,
+}
+
+impl<W: std::io::Write + std::io::Seek> BinarySink<W> {
+    /// A sink writing to `w` (8-bit values for orders ≥ 2 when `quantize`, n-gram hash
+    /// indexes when `hash_index`).
+    pub fn new(mut w: W, quantize: bool, hash_index: bool) -> Result<Self> {
+        w.write_all(&[0u8; HEADER]).map_err(io)?;
+        Ok(BinarySink {
+            out: Body { w, pos: HEADER, sum: 0xcbf2_9ce4_8422_2325 },
+            head: vec![0u8; HEADER],
+            quantize,
+            hash_index,
+            counts: Vec::new(),
+            vocab: 0,
+            current: 0,
+            per_first: Vec::new(),
+            probs: Vec::new(),
+            backoffs: Vec::new(),
+            slots: Vec::new(),
+            seen: 0,
+        })
     }
-    let mut w = w;
-    w.write_all(&head)?;
-    let mut out = Body { w, pos: HEADER, sum: 0xcbf2_9ce4_8422_2325 };
-    // Vocabulary: concatenated strings, then vocab+1 offsets.
-    let strings_off = out.pos;
-    let mut offsets = Vec::with_capacity(t.vocab.len() + 1);
-    let mut len = 0u32;
-    for word in &t.vocab {
-        offsets.push(len);
-        out.put(word.as_bytes())?;
-        len += word.len() as u32;
+
+    fn put64(&mut self, at: usize, v: usize) {
+        self.head[at..at + 8].copy_from_slice(&(v as u64).to_le_bytes());
     }
-    offsets.push(len);
-    out.pad8()?;
-    let index_off = out.pos;
-    out.put_u32s(offsets)?;
-    out.pad8()?;
-    put64(&mut head, OFF_VOCAB, strings_off);
-    put64(&mut head, OFF_VOCAB + 8, len as usize);
-    put64(&mut head, OFF_VOCAB + 16, index_off);
-    // Vocabulary hash: open addressing, linear probing, slot = id + 1 (0 = empty).
-    let slots = hash_slots(t.vocab.len());
-    let mut table = vec![0u32; slots];
-    for (id, word) in t.vocab.iter().enumerate() {
-        let mut i = (fnv1a(word.as_bytes()) as usize) & (slots - 1);
-        while table[i] != 0 {
-            i = (i + 1) & (slots - 1);
-        }
-        table[i] = id as u32 + 1;
-    }
-    put64(&mut head, OFF_HASH, out.pos);
-    put64(&mut head, OFF_HASH + 8, slots);
-    out.put_u32s(table)?;
-    out.pad8()?;
-    for k in 1..=order {
+
+    /// Values of order `k` (probabilities or back-offs), f32 or codebook + codes.
+    fn values(&mut self, k: usize, values: &[f32], slot: usize, cb_slot: usize) -> Result<()> {
         let base = OFF_ORDERS + 40 * (k - 1);
-        if k > 1 {
-            put64(&mut head, base, out.pos);
-            out.put_u32s(t.ids[k - 1].iter().copied())?;
-            out.pad8()?;
-            // First record of each first word (records are sorted, so a prefix scan); an empty
-            // order has none.
-            if t.count(k) > 0 {
-                put64(&mut head, OFF_FIRST + 8 * (k - 1), out.pos);
-                let ids = &t.ids[k - 1];
-                let n = t.count(k);
-                let mut r = 0usize;
-                let firsts = (0..=t.vocab.len() as u32).map(|w| {
-                    while r < n && ids[r * k] < w {
-                        r += 1;
-                    }
-                    r as u32
-                });
-                out.put_u32s(firsts)?;
-            }
-            out.pad8()?;
+        if self.quantize && k > 1 {
+            let cb = codebook(values);
+            self.put64(base + cb_slot, self.out.pos);
+            self.out.put_u32s(cb.iter().map(|c| c.to_bits())).map_err(io)?;
+            self.put64(base + slot, self.out.pos);
+            let codes: Vec<u8> = values.iter().map(|&x| encode(&cb, x)).collect();
+            self.out.put(&codes).map_err(io)?;
+        } else {
+            self.put64(base + slot, self.out.pos);
+            self.out.put_u32s(values.iter().map(|x| x.to_bits())).map_err(io)?;
         }
-        let q = quantize && k > 1;
-        let mut write_values = |out: &mut Body<W>, values: &[f32], slot: usize, cb_slot: usize| {
-            if q {
-                let cb = codebook(values);
-                put64(&mut head, base + cb_slot, out.pos);
-                out.put_u32s(cb.iter().map(|c| c.to_bits()))?;
-                put64(&mut head, base + slot, out.pos);
-                let codes: Vec<u8> = values.iter().map(|&x| encode(&cb, x)).collect();
-                out.put(&codes)?;
-            } else {
-                put64(&mut head, base + slot, out.pos);
-                out.put_u32s(values.iter().map(|x| x.to_bits()))?;
-            }
-            out.pad8()
-        };
-        write_values(&mut out, &t.prob[k - 1], 8, 24)?;
-        if k < order {
-            write_values(&mut out, &t.backoff[k - 1], 16, 32)?;
-        }
-        if hash_index && k > 1 && t.count(k) > 0 {
-            // Open addressing, linear probing; slot = record index + 1 (0 = empty).
-            let n = t.count(k);
-            let slots = ngram_slots(n);
-            let mut table = vec![0u32; slots];
-            for r in 0..n {
-                let mut i = slot_of(hash_ids(&t.ids[k - 1][r * k..r * k + k]), slots);
-                while table[i] != 0 {
-                    i = if i + 1 == slots { 0 } else { i + 1 };
-                }
-                table[i] = r as u32 + 1;
-            }
-            put64(&mut head, OFF_NGRAM_HASH + 8 * (k - 1), out.pos);
-            put64(&mut head, OFF_NGRAM_HASH + 64 + 8 * (k - 1), slots);
-            out.put_u32s(table)?;
-            out.pad8()?;
-        }
+        self.out.pad8().map_err(io)
     }
-    head[OFF_CHECKSUM..OFF_CHECKSUM + 8].copy_from_slice(&out.sum.to_le_bytes());
-    let total = out.pos as u64;
-    let mut w = out.w;
-    w.seek(std::io::SeekFrom::Start(0))?;
-    w.write_all(&head)?;
-    w.seek(std::io::SeekFrom::Start(total))?;
-    w.flush()?;
-    Ok(total)
+
+    /// Start order `k` ≥ 2: its ids come next.
+    fn open(&mut self, k: usize) -> Result<()> {
+        self.current = k;
+        self.put64(OFF_ORDERS + 40 * (k - 1), self.out.pos);
+        let n = self.counts[k - 1];
+        self.per_first = vec![0; self.vocab + 1];
+        self.probs = Vec::with_capacity(n);
+        self.backoffs = Vec::with_capacity(if k < self.counts.len() { n } else { 0 });
+        self.slots = if self.hash_index && n > 0 { vec![0; ngram_slots(n)] } else { Vec::new() };
+        self.seen = 0;
+        Ok(())
+    }
+
+    /// End the current order ≥ 2: first-word index, values, hash index.
+    fn close(&mut self) -> Result<()> {
+        let k = self.current;
+        if self.seen != self.counts[k - 1] {
+            return Err(Error::Binary {
+                detail: format!(
+                    "{} {k}-grams written, {} announced",
+                    self.seen,
+                    self.counts[k - 1]
+                ),
+            });
+        }
+        self.out.pad8().map_err(io)?;
+        if self.seen > 0 {
+            self.put64(OFF_FIRST + 8 * (k - 1), self.out.pos);
+            let mut acc = 0u32;
+            let firsts: Vec<u32> = self
+                .per_first
+                .iter()
+                .map(|&c| {
+                    let at = acc;
+                    acc += c;
+                    at
+                })
+                .collect();
+            self.out.put_u32s(firsts).map_err(io)?;
+        }
+        self.out.pad8().map_err(io)?;
+        let probs = std::mem::take(&mut self.probs);
+        self.values(k, &probs, 8, 24)?;
+        if k < self.counts.len() {
+            let bos = std::mem::take(&mut self.backoffs);
+            self.values(k, &bos, 16, 32)?;
+        }
+        if !self.slots.is_empty() {
+            let slots = std::mem::take(&mut self.slots);
+            self.put64(OFF_NGRAM_HASH + 8 * (k - 1), self.out.pos);
+            self.put64(OFF_NGRAM_HASH + 64 + 8 * (k - 1), slots.len());
+            self.out.put_u32s(slots).map_err(io)?;
+            self.out.pad8().map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+impl<W: std::io::Write + std::io::Seek> crate::sink::Sink for BinarySink<W> {
+    fn begin(
+        &mut self,
+        vocab: &[String],
+        counts: &[usize],
+        uni_prob: &[f32],
+        uni_backoff: Option<&[f32]>,
+    ) -> Result<()> {
+        let order = counts.len();
+        self.counts = counts.to_vec();
+        self.vocab = vocab.len();
+        self.head[..8].copy_from_slice(MAGIC);
+        self.head[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        self.head[12..16].copy_from_slice(&(order as u32).to_le_bytes());
+        self.head[16..20].copy_from_slice(&(if self.quantize { 8u32 } else { 0 }).to_le_bytes());
+        self.head[20..24].copy_from_slice(&(vocab.len() as u32).to_le_bytes());
+        for (k, &n) in counts.iter().enumerate() {
+            self.put64(OFF_COUNTS + 8 * k, n);
+        }
+        // Vocabulary: concatenated strings, then vocab+1 offsets.
+        let strings_off = self.out.pos;
+        let mut offsets = Vec::with_capacity(vocab.len() + 1);
+        let mut len = 0u32;
+        for word in vocab {
+            offsets.push(len);
+            self.out.put(word.as_bytes()).map_err(io)?;
+            len += word.len() as u32;
+        }
+        offsets.push(len);
+        self.out.pad8().map_err(io)?;
+        let index_off = self.out.pos;
+        self.out.put_u32s(offsets).map_err(io)?;
+        self.out.pad8().map_err(io)?;
+        self.put64(OFF_VOCAB, strings_off);
+        self.put64(OFF_VOCAB + 8, len as usize);
+        self.put64(OFF_VOCAB + 16, index_off);
+        // Vocabulary hash: open addressing, linear probing, slot = id + 1 (0 = empty).
+        let slots = hash_slots(vocab.len());
+        let mut table = vec![0u32; slots];
+        for (id, word) in vocab.iter().enumerate() {
+            let mut i = (fnv1a(word.as_bytes()) as usize) & (slots - 1);
+            while table[i] != 0 {
+                i = (i + 1) & (slots - 1);
+            }
+            table[i] = id as u32 + 1;
+        }
+        self.put64(OFF_HASH, self.out.pos);
+        self.put64(OFF_HASH + 8, slots);
+        self.out.put_u32s(table).map_err(io)?;
+        self.out.pad8().map_err(io)?;
+        self.values(1, uni_prob, 8, 24)?;
+        if let (true, Some(bo)) = (order > 1, uni_backoff) {
+            self.values(1, bo, 16, 32)?;
+        }
+        self.current = 1;
+        Ok(())
+    }
+
+    fn record(&mut self, ids: &[u32], prob: f32, backoff: Option<f32>) -> Result<()> {
+        let k = ids.len();
+        while self.current < k {
+            if self.current > 1 {
+                self.close()?;
+            }
+            self.open(self.current + 1)?;
+        }
+        if k != self.current || self.seen >= self.counts[k - 1] {
+            return Err(Error::Binary {
+                detail: format!("{k}-gram out of order or beyond the count"),
+            });
+        }
+        let first = ids[0] as usize;
+        if first >= self.vocab {
+            return Err(Error::Binary {
+                detail: format!("word id {first} outside the vocabulary"),
+            });
+        }
+        self.per_first[first] += 1;
+        self.out.put_u32s(ids.iter().copied()).map_err(io)?;
+        self.probs.push(prob);
+        if let Some(b) = backoff {
+            self.backoffs.push(b);
+        }
+        if !self.slots.is_empty() {
+            let n = self.slots.len();
+            let mut i = slot_of(hash_ids(ids), n);
+            while self.slots[i] != 0 {
+                i = if i + 1 == n { 0 } else { i + 1 };
+            }
+            self.slots[i] = self.seen as u32 + 1;
+        }
+        self.seen += 1;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<u64> {
+        let order = self.counts.len();
+        while self.current < order {
+            if self.current > 1 {
+                self.close()?;
+            }
+            self.open(self.current + 1)?;
+        }
+        if self.current > 1 {
+            self.close()?;
+        }
+        let sum = self.out.sum;
+        self.head[OFF_CHECKSUM..OFF_CHECKSUM + 8].copy_from_slice(&sum.to_le_bytes());
+        let total = self.out.pos as u64;
+        let w = &mut self.out.w;
+        w.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+        w.write_all(&self.head).map_err(io)?;
+        w.seek(std::io::SeekFrom::Start(total)).map_err(io)?;
+        w.flush().map_err(io)?;
+        Ok(total)
+    }
 }

@@ -12,12 +12,14 @@ mod binary;
 pub mod build;
 pub mod prune;
 pub mod sample;
+pub mod sink;
 mod sort;
 pub mod sphinx;
 
 use std::path::{Path, PathBuf};
 
 pub use arpa::Tables;
+pub use binary::BinarySink;
 use binary::{Header, f32_at, u32_at};
 
 /// Highest supported order.
@@ -233,14 +235,17 @@ impl Model {
         path: &Path,
     ) -> Result<u64> {
         let tmp = path.with_extension("tmp-write");
-        let written = std::fs::File::create(&tmp).and_then(|f| {
+        let written = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e)).and_then(|f| {
             binary::write_tables(t, quantize, hash_index, std::io::BufWriter::new(f))
         });
         let bytes = match written {
             Ok(n) => n,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-                return Err(Error::io(&tmp, e));
+                return Err(match e {
+                    Error::Io { source, .. } => Error::io(&tmp, source),
+                    other => other,
+                });
             }
         };
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
