@@ -229,6 +229,9 @@ pub(crate) struct BuildArgs {
     /// Directory for the temporary sorted files (default: the system's temporary directory).
     #[arg(short = 'T', long)]
     temp_dir: Option<PathBuf>,
+    /// Add n-gram hash indexes to the binary (faster lookups, 8 more bytes per n-gram).
+    #[arg(long)]
+    hash_index: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -342,14 +345,35 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
                 temp_dir: a.temp_dir.clone().unwrap_or_else(std::env::temp_dir),
                 progress: Some(&progress),
             };
-            let built =
-                harken_lm::build::build_with(std::io::BufReader::new(bar.wrap_read(f)), &opts)?;
+            // The model streams into the output as it is estimated (written to a temporary
+            // name, renamed when complete).
+            let tmp = a.output.with_extension("tmp-build");
+            let file = std::fs::File::create(&tmp)
+                .with_context(|| format!("while creating {}", tmp.display()))?;
+            let out = std::io::BufWriter::new(file);
+            let mut sink: Box<dyn harken_lm::sink::Sink> =
+                if a.output.extension().is_some_and(|e| e == "arpa") {
+                    Box::new(harken_lm::sink::ArpaSink::new(out))
+                } else {
+                    Box::new(harken_lm::BinarySink::new(out, a.quantize, a.hash_index)?)
+                };
+            let text = std::io::BufReader::new(bar.wrap_read(f));
+            let built = harken_lm::build::build_into(text, &opts, sink.as_mut());
+            drop(sink);
+            let report = match built {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e)
+                        .with_context(|| format!("while building {}", a.output.display()));
+                }
+            };
+            std::fs::rename(&tmp, &a.output)
+                .with_context(|| format!("while writing {}", a.output.display()))?;
             bar.finish_and_clear();
-            let tables = &built.tables;
-            let bytes = write_model(tables, a.quantize, &a.output)?;
-            let counts: Vec<String> =
-                (1..=tables.order()).map(|k| tables.count(k).to_string()).collect();
-            let d: Vec<String> = built
+            let bytes = std::fs::metadata(&a.output)?.len();
+            let counts: Vec<String> = report.counts.iter().map(ToString::to_string).collect();
+            let d: Vec<String> = report
                 .discounts
                 .iter()
                 .map(|d| format!("{:.3}/{:.3}/{:.3}", d.d[0], d.d[1], d.d[2]))
@@ -358,12 +382,12 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
                 "{} → {}: order {}, n-grams {}, discounts {}, {bytes} bytes, {:.1} s; {} sorted runs on disk, {} temporary bytes",
                 a.corpus.display(),
                 a.output.display(),
-                tables.order(),
+                report.counts.len(),
                 counts.join("/"),
                 d.join(" "),
                 t0.elapsed().as_secs_f64(),
-                built.runs,
-                built.temp_bytes,
+                report.runs,
+                report.temp_bytes,
             );
         }
         LmCommand::Tune(a) => tune(&a)?,

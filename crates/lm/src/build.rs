@@ -25,8 +25,9 @@
 //! and every later step streams sorted files through the `sort` module: adjusted counts by a
 //! merge-join of each order with the suffix-sorted order above, denominators and `γ` over
 //! records grouped by context, interpolation by a merge-join with the suffix-sorted
-//! probabilities of the order below. So the text and its counts can be larger than memory;
-//! what must fit is the budget plus the finished model, which is the result.
+//! probabilities of the order below, and the output, order by order, into a [`Sink`]. With a
+//! file sink ([`build_into`]) neither the text, its counts nor the model has to fit in memory;
+//! [`build_with`] collects the model into [`Tables`].
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -34,7 +35,8 @@ use std::path::PathBuf;
 
 use rustc_hash::FxHashMap;
 
-use crate::arpa::{Tables, sort_records};
+use crate::arpa::Tables;
+use crate::sink::{Sink, TablesSink};
 use crate::sort::{Gram, Order, Rec, RecReader, RecWriter, Sorter, Spill, compare};
 use crate::{Error, MAX_ORDER, Result};
 
@@ -98,6 +100,20 @@ pub struct Built {
     pub temp_bytes: u64,
 }
 
+/// What an estimation did.
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    /// Discounts per order.
+    pub discounts: Vec<Discounts>,
+    /// n-grams per order in the model.
+    pub counts: Vec<usize>,
+    /// Sorted runs written because the records outgrew [`BuildOptions::memory`] (0: all
+    /// sorting happened in memory).
+    pub runs: u64,
+    /// Bytes of temporary files written (counts and intermediate records included).
+    pub temp_bytes: u64,
+}
+
 /// Estimate an order-`order` model from sentences, one per line, tokens separated by spaces.
 /// Returns the tables and the discounts used per order.
 pub fn build(text: impl BufRead, order: usize) -> Result<(Tables, Vec<Discounts>)> {
@@ -138,8 +154,26 @@ fn gram(ids: &[u32]) -> Gram {
     g
 }
 
-/// Estimate a model with the options in `opts`; see the module documentation.
+/// Estimate a model with the options in `opts` into memory.
 pub fn build_with(text: impl BufRead, opts: &BuildOptions<'_>) -> Result<Built> {
+    let mut sink = TablesSink::default();
+    let r = build_into(text, opts, &mut sink)?;
+    Ok(Built {
+        tables: sink.tables,
+        discounts: r.discounts,
+        runs: r.runs,
+        temp_bytes: r.temp_bytes,
+    })
+}
+
+/// Estimate a model with the options in `opts` and hand it to `sink` record by record (see
+/// the module documentation): with a file sink, memory stays within the budget plus the
+/// vocabulary, whatever the size of the text and of the model.
+pub fn build_into(
+    text: impl BufRead,
+    opts: &BuildOptions<'_>,
+    sink: &mut dyn Sink,
+) -> Result<BuildReport> {
     let order = opts.order;
     let thresholds = &opts.prune;
     let threshold =
@@ -307,11 +341,12 @@ pub fn build_with(text: impl BufRead, opts: &BuildOptions<'_>) -> Result<Built> 
 
     // 4. Higher orders: group by context (lexical order) for the denominators and γ, then
     //    by suffix to interpolate with the order below.
-    let mut ids: Vec<Vec<u32>> = vec![Vec::new(); order];
-    let mut prob: Vec<Vec<f32>> = vec![Vec::new(); order];
     // gammas[k]: γ of each k-gram as a context, lexical order.
     let mut gammas: Vec<Option<PathBuf>> = vec![None; order + 1];
-    let mut lower_probs: Option<PathBuf> = None;
+    // probs[k]: interpolated probability of each kept k-gram, suffix order.
+    let mut probs: Vec<Option<PathBuf>> = vec![None; order + 1];
+    let mut counts_kept = vec![0usize; order];
+    counts_kept[0] = words.len();
     for k in 2..=order {
         stage(&format!("estimating {k}-grams"));
         let pruned = |r: &Rec| threshold(k) > 0 && r.a <= threshold(k);
@@ -356,85 +391,86 @@ pub fn build_with(text: impl BufRead, opts: &BuildOptions<'_>) -> Result<Built> 
         drop(by_context);
         gammas[k - 1] = Some(gamma_out.finish()?);
         let mut by_suffix = by_suffix.finish()?;
-        let mut lower = match &lower_probs {
+        let mut lower = match &probs[k - 1] {
             Some(p) if k > 2 => Some(Peekable::new(RecReader::open(p, k - 1)?)),
             _ => None,
         };
-        let mut probs_out =
-            if k < order { Some(RecWriter::create(&spill, "prob", k)?) } else { None };
+        let mut probs_out = RecWriter::create(&spill, "prob", k)?;
         while let Some(r) = by_suffix.next()? {
             let low = match lower.as_mut() {
                 None => p1[r.g[1] as usize],
                 Some(lower) => lower.find(&r.g[1..k])?.map_or(0.0, |l| f64::from_bits(l.a)),
             };
             let p = f64::from_bits(r.a) + f64::from_bits(r.b) * low;
-            if let Some(out) = probs_out.as_mut() {
-                out.write(&Rec { g: r.g, a: p.to_bits(), b: 0 })?;
-            }
-            ids[k - 1].extend_from_slice(&r.g[..k]);
-            prob[k - 1].push(log10(p));
+            probs_out.write(&Rec { g: r.g, a: p.to_bits(), b: 0 })?;
+            counts_kept[k - 1] += 1;
         }
-        lower_probs = match probs_out {
-            Some(out) => Some(out.finish()?),
-            None => None,
-        };
+        probs[k] = Some(probs_out.finish()?);
     }
 
-    // 5. Tables: back-offs are γ of each n-gram as a context; ids remapped to sorted
-    //    vocabulary order.
-    stage("writing tables");
+    // 5. Output: back-offs are γ of each n-gram as a context; ids remapped to the sorted
+    //    vocabulary, so each order is sorted twice more (by the old ids to meet its γ, by
+    //    the new ones for the sink).
+    stage("writing the model");
     let mut sorted: Vec<(String, u32)> = words.iter().cloned().zip(0..).collect();
     sorted.sort();
     let mut remap = vec![0u32; words.len()];
     for (new, (_, old)) in sorted.iter().enumerate() {
         remap[*old as usize] = new as u32;
     }
-    let mut t = Tables {
-        vocab: sorted.into_iter().map(|(w, _)| w).collect(),
-        ids: vec![Vec::new(); order],
-        prob: vec![Vec::new(); order],
-        backoff: vec![Vec::new(); order - 1],
-    };
-    t.prob[0] = vec![0.0; words.len()];
+    let vocab: Vec<String> = sorted.into_iter().map(|(w, _)| w).collect();
+    let mut uni_prob = vec![0f32; words.len()];
     for (old, &p) in p1.iter().enumerate() {
         if old != bos as usize {
-            t.prob[0][remap[old] as usize] = log10(p);
+            uni_prob[remap[old] as usize] = log10(p);
         }
     }
-    if order > 1 {
-        t.backoff[0] = vec![0.0; words.len()];
-        if let Some(path) = &gammas[1] {
-            let mut r = RecReader::open(path, 1)?;
-            while let Some(rec) = r.next()? {
-                t.backoff[0][remap[rec.g[0] as usize] as usize] = log10(f64::from_bits(rec.a));
-            }
+    let mut uni_bo = vec![0f32; words.len()];
+    if let Some(path) = &gammas[1] {
+        let mut r = RecReader::open(path, 1)?;
+        while let Some(rec) = r.next()? {
+            uni_bo[remap[rec.g[0] as usize] as usize] = log10(f64::from_bits(rec.a));
         }
     }
+    sink.begin(&vocab, &counts_kept, &uni_prob, (order > 1).then_some(uni_bo.as_slice()))?;
     for k in 2..=order {
-        let (mut ids_k, mut prob_k) =
-            (std::mem::take(&mut ids[k - 1]), std::mem::take(&mut prob[k - 1]));
-        let mut bo = Vec::new();
-        if k < order {
-            sort_records(k, &mut ids_k, &mut prob_k, None);
-            bo = vec![0f32; prob_k.len()];
-            if let Some(path) = &gammas[k] {
-                let mut g = Peekable::new(RecReader::open(path, k)?);
-                for (i, b) in bo.iter_mut().enumerate() {
-                    if let Some(rec) = g.find_lex(&ids_k[i * k..(i + 1) * k])? {
-                        *b = log10(f64::from_bits(rec.a));
-                    }
-                }
-            }
+        let Some(path) = &probs[k] else { continue };
+        let mut by_old = Sorter::new(&spill, k, Order::Lex, opts.memory / 2, false);
+        let mut r = RecReader::open(path, k)?;
+        while let Some(rec) = r.next()? {
+            by_old.push(rec)?;
         }
-        ids_k.iter_mut().for_each(|w| *w = remap[*w as usize]);
-        sort_records(k, &mut ids_k, &mut prob_k, if k < order { Some(&mut bo) } else { None });
-        t.ids[k - 1] = ids_k;
-        t.prob[k - 1] = prob_k;
-        if k < order {
-            t.backoff[k - 1] = bo;
+        let mut by_old = by_old.finish()?;
+        let mut gamma = match (&gammas[k], k < order) {
+            (Some(g), true) => Some(Peekable::new(RecReader::open(g, k)?)),
+            _ => None,
+        };
+        let mut by_new = Sorter::new(&spill, k, Order::Lex, opts.memory / 2, false);
+        while let Some(mut rec) = by_old.next()? {
+            let bo = match gamma.as_mut() {
+                Some(g) => g.find_lex(&rec.g[..k])?.map_or(0.0, |x| log10(f64::from_bits(x.a))),
+                None => 0.0,
+            };
+            for w in &mut rec.g[..k] {
+                *w = remap[*w as usize];
+            }
+            let p = log10(f64::from_bits(rec.a));
+            by_new.push(Rec { g: rec.g, a: u64::from(p.to_bits()), b: u64::from(bo.to_bits()) })?;
+        }
+        drop(by_old);
+        let mut by_new = by_new.finish()?;
+        while let Some(rec) = by_new.next()? {
+            let bo = (k < order).then(|| f32::from_bits(rec.b as u32));
+            sink.record(&rec.g[..k], f32::from_bits(rec.a as u32), bo)?;
         }
     }
-    Ok(Built { tables: t, discounts, runs: spill.runs.get(), temp_bytes: spill.written.get() })
+    sink.finish()?;
+    Ok(BuildReport {
+        discounts,
+        counts: counts_kept,
+        runs: spill.runs.get(),
+        temp_bytes: spill.written.get(),
+    })
 }
 
 /// Per context: Σ adjusted counts of its extensions, N1/N2/N3+ of the kept ones, Σ adjusted

@@ -296,6 +296,34 @@ fn on_disk_build_equals_in_memory_build() {
             (1..=order).map(|k| small.tables.count(k)).sum::<usize>()
         );
     }
+    // Streamed straight into files, the outputs are the bytes the in-memory model writes.
+    let opts = BuildOptions {
+        order: 4,
+        prune: vec![],
+        memory: 64 << 10,
+        temp_dir: tmp.path().to_owned(),
+        progress: None,
+    };
+    let tables = build_with(text.as_slice(), &opts).unwrap().tables;
+    let mut arpa_out = Vec::new();
+    harken_lm::build::build_into(
+        text.as_slice(),
+        &opts,
+        &mut harken_lm::sink::ArpaSink::new(&mut arpa_out),
+    )
+    .unwrap();
+    let mut want = Vec::new();
+    arpa::write(&tables, &mut want).unwrap();
+    assert!(arpa_out == want, "streamed ARPA differs");
+    for (q, h) in [(false, false), (true, true)] {
+        let mut bin = std::io::Cursor::new(Vec::new());
+        let sink = &mut harken_lm::BinarySink::new(&mut bin, q, h).unwrap();
+        harken_lm::build::build_into(text.as_slice(), &opts, sink).unwrap();
+        let path = tmp.path().join("want.bin");
+        Model::write_binary_with(&tables, q, h, &path).unwrap();
+        assert!(bin.into_inner() == std::fs::read(&path).unwrap(), "streamed binary {q} {h}");
+        std::fs::remove_file(&path).unwrap();
+    }
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "temporary files removed");
 }
 
