@@ -192,7 +192,10 @@ impl<'s> Sorter<'s> {
 
     fn sort_in_memory(&self, recs: &mut Vec<Rec>) {
         let (k, order) = (self.k, self.order);
-        recs.sort_unstable_by(|x, y| compare(order, &x.g[..k], &y.g[..k]));
+        // Both cores: sorting is a quarter of an estimation's time.
+        rayon::slice::ParallelSliceMut::par_sort_unstable_by(recs.as_mut_slice(), |x, y| {
+            compare(order, &x.g[..k], &y.g[..k])
+        });
         if self.sum {
             recs.dedup_by(|next, kept| {
                 let same = next.g[..k] == kept.g[..k];
