@@ -532,6 +532,10 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
                 "quantized  {}",
                 if m.quantized() { "8-bit (orders ≥ 2)" } else { "no (f32)" }
             );
+            println!(
+                "lookups    {}",
+                if m.hash_indexed() { "n-gram hash index" } else { "binary search" }
+            );
             println!("load       {:.3} ms", load.as_secs_f64() * 1000.0);
             if a.verify {
                 println!("checksum   ok");

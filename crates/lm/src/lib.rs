@@ -267,6 +267,11 @@ impl Model {
         self.h.quantized
     }
 
+    /// Whether lookups go through n-gram hash indexes (every order ≥ 2 that has records).
+    pub fn hash_indexed(&self) -> bool {
+        (2..=self.h.order).any(|k| self.h.ngram_hash[k - 1].is_some())
+    }
+
     /// Size of the model's bytes.
     pub fn bytes(&self) -> usize {
         self.data.len()
