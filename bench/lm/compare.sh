@@ -23,16 +23,7 @@ trap 'rm -rf "$work"' EXIT
 if [[ $model == *.gz ]]; then zcat "$model"; else cat "$model"; fi | sed -n '/^\\data\\/,$p' > "$work/m.arpa"
 if [[ -n ${2:-} ]]; then text=$2; else
   text="$work/text.txt"
-  python3 - "$root/../shared/eval" "$text" <<'PY'
-import json, re, sys, pathlib
-lines = []
-for m in pathlib.Path(sys.argv[1]).glob("*/manifest.jsonl"):
-    for l in open(m):
-        t = json.loads(l).get("text")
-        if t:
-            lines.append(" ".join(re.sub(r"[^a-z' ]+", " ", t.lower()).split()))
-open(sys.argv[2], "w").write("\n".join(lines * 400) + "\n")
-PY
+  "$root/bench/lm/eval_text.py" "$root/../shared/eval" "$text" --repeat 400
 fi
 tokens=$(awk '{n += NF + 1} END {print n}' "$text")
 ngrams=$(awk -F= '/^ngram /{s += $2} END {print s}' "$work/m.arpa")

@@ -16,16 +16,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 if [[ -n ${2:-} ]]; then text=$2; else
   text="$work/text.txt"
-  python3 - "$root/../shared/eval" "$text" <<'PY'
-import json, re, sys, pathlib
-out = []
-for m in sorted(pathlib.Path(sys.argv[1]).glob("*/manifest.jsonl")):
-    for l in open(m):
-        t = json.loads(l).get("text")
-        if t:
-            out.append(" ".join(re.sub(r"[^a-z' ]+", " ", t.lower()).split()))
-open(sys.argv[2], "w").write("\n".join(out) + "\n")
-PY
+  "$root/bench/lm/eval_text.py" "$root/../shared/eval" "$text"
 fi
 "$harken" lm convert "$model" -o "$work/full.bin" >/dev/null
 full=$(stat -c %s "$work/full.bin")

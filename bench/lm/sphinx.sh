@@ -51,16 +51,7 @@ dp = max(abs(ours[g][0] - ref[g][0]) for g in ref if g in ours)
 db = max(abs(ours[g][1] - ref[g][1]) for g in ref if g in ours and ref[g][1] is not None and ours[g][1] is not None)
 print(f"max |Δ log10 p| {dp:.2e}, max |Δ back-off| {db:.2e} (the reference has 4 decimals)")
 PY
-python3 - "$root/../shared/eval" "$work/text.txt" <<'PY'
-import json, re, sys, pathlib
-out = []
-for m in sorted(pathlib.Path(sys.argv[1]).glob("*/manifest.jsonl")):
-    for l in open(m):
-        t = json.loads(l).get("text")
-        if t:
-            out.append(" ".join(re.sub(r"[^a-z' ]+", " ", t.lower()).split()))
-open(sys.argv[2], "w").write("\n".join(out) + "\n")
-PY
+"$root/bench/lm/eval_text.py" "$root/../shared/eval" "$work/text.txt"
 for m in "$lmbin" "$ref"; do
   printf '%-48s ' "$(basename "$m")"; "$harken" lm eval "$m" "$work/text.txt" | awk '/^perplexity/{print "perplexity excl. OOV", $5}'
 done

@@ -233,17 +233,7 @@ fn stolcke_pruning_meets_a_byte_budget() {
         // Back-offs were renormalised: after any context, probabilities over the vocabulary
         // (without <s>, which is never predicted) sum to one.
         let m = Model::from_tables(&pruned, false).unwrap();
-        for ctx in [vec!["the"], vec!["the", "model"], vec!["of"], vec![]] {
-            let mut st = m.begin_sentence();
-            for w in &ctx {
-                st = m.score(&st, w).1;
-            }
-            let total: f64 = (0..m.vocab_size() as u32)
-                .filter(|&id| m.word(id) != "<s>")
-                .map(|id| 10f64.powf(f64::from(m.score_id(&st, Some(id)).0)))
-                .sum();
-            assert!((total - 1.0).abs() < 2e-3, "1/{div}, context {ctx:?}: sum {total}");
-        }
+        assert_distributions_sum_to_one(&m, &format!("1/{div}"));
     }
     let err = prune_to_bytes(&tables, 1000, false).unwrap_err().to_string();
     assert!(err.contains("cannot be met"), "{err}");
@@ -357,7 +347,13 @@ fn shrunk_vocabulary_is_still_a_distribution() {
         .sum();
     let unk = 10f64.powf(f64::from(m.score(&m.null_state(), "<unk>").0));
     assert!((unk / dropped - 1.0).abs() < 1e-4, "<unk> {unk} vs dropped mass {dropped}");
-    for ctx in [vec![], vec!["the"], vec!["of", "the"], vec!["model"]] {
+    assert_distributions_sum_to_one(&m, "300 words");
+}
+
+/// After a few contexts, probabilities over the vocabulary (without `<s>`, which is never
+/// predicted) sum to one.
+fn assert_distributions_sum_to_one(m: &Model, what: &str) {
+    for ctx in [vec![], vec!["the"], vec!["of"], vec!["of", "the"], vec!["the", "model"]] {
         let mut st = m.begin_sentence();
         for w in &ctx {
             st = m.score(&st, w).1;
@@ -366,6 +362,6 @@ fn shrunk_vocabulary_is_still_a_distribution() {
             .filter(|&id| m.word(id) != "<s>")
             .map(|id| 10f64.powf(f64::from(m.score_id(&st, Some(id)).0)))
             .sum();
-        assert!((total - 1.0).abs() < 2e-3, "context {ctx:?}: sum {total}");
+        assert!((total - 1.0).abs() < 2e-3, "{what}, context {ctx:?}: sum {total}");
     }
 }
