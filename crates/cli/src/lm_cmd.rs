@@ -203,6 +203,13 @@ pub(crate) struct ConvertArgs {
     /// for 8 more bytes per n-gram.
     #[arg(long)]
     hash_index: bool,
+    /// Memory for sorting an ARPA model's records (e.g. 500MB); beyond it they are sorted on
+    /// disk, so a model larger than memory converts.
+    #[arg(short = 'S', long, default_value = "1GB")]
+    memory: String,
+    /// Directory for the temporary sorted files (default: the system's temporary directory).
+    #[arg(short = 'T', long)]
+    temp_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -467,44 +474,68 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
         }
         LmCommand::Convert(a) => {
             let t0 = Instant::now();
-            let tables = if harken_lm::is_binary(&a.input) {
-                Model::open(&a.input)?.to_tables()
-            } else if harken_lm::sphinx::is_sphinx(&a.input) {
-                let (t, report) = harken_lm::sphinx::read_file(&a.input)
-                    .with_context(|| format!("while reading {}", a.input.display()))?;
-                if report.records != report.header_counts || report.repeats_dropped > 0 {
-                    eprintln!(
-                        "note: CMU Sphinx header counts {:?}, records linked {:?}, {} repeated n-grams dropped (first kept)",
-                        report.header_counts, report.records, report.repeats_dropped
-                    );
+            let memory = usize::try_from(crate::model::parse_bytes(&a.memory)?)
+                .context("--memory is larger than this machine's address space")?;
+            let temp_dir = a.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+            // Written to a temporary name, renamed when complete.
+            let tmp = a.output.with_extension("tmp-convert");
+            let converted = (|| -> Result<Vec<usize>> {
+                let file = std::fs::File::create(&tmp)
+                    .with_context(|| format!("while creating {}", tmp.display()))?;
+                let out = std::io::BufWriter::new(file);
+                let mut sink: Box<dyn harken_lm::sink::Sink> =
+                    if a.output.extension().is_some_and(|e| e == "arpa") {
+                        Box::new(harken_lm::sink::ArpaSink::new(out))
+                    } else {
+                        Box::new(harken_lm::BinarySink::new(out, a.quantize, a.hash_index)?)
+                    };
+                let tables = if harken_lm::is_binary(&a.input) {
+                    let m = Model::open(&a.input)?;
+                    m.write_to(sink.as_mut())?;
+                    return Ok(m.counts());
+                } else if harken_lm::sphinx::is_sphinx(&a.input) {
+                    let (t, report) = harken_lm::sphinx::read_file(&a.input)
+                        .with_context(|| format!("while reading {}", a.input.display()))?;
+                    if report.records != report.header_counts || report.repeats_dropped > 0 {
+                        eprintln!(
+                            "note: CMU Sphinx header counts {:?}, records linked {:?}, {} repeated n-grams dropped (first kept)",
+                            report.header_counts, report.records, report.repeats_dropped
+                        );
+                    }
+                    t
+                } else {
+                    // ARPA streams through: records sorted within --memory, into the sink.
+                    return harken_lm::arpa::read_into(
+                        arpa::open(&a.input)?,
+                        sink.as_mut(),
+                        memory,
+                        &temp_dir,
+                    )
+                    .with_context(|| format!("while reading {}", a.input.display()));
+                };
+                harken_lm::sink::feed(&tables, sink.as_mut())?;
+                Ok((1..=tables.order()).map(|k| tables.count(k)).collect())
+            })();
+            let counts = match converted {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
                 }
-                t
-            } else {
-                arpa::read(arpa::open(&a.input)?)
-                    .with_context(|| format!("while reading {}", a.input.display()))?
             };
-            let read_s = t0.elapsed().as_secs_f64();
-            let bytes = if a.output.extension().is_some_and(|e| e == "arpa") {
-                let f = std::fs::File::create(&a.output)
-                    .with_context(|| format!("while creating {}", a.output.display()))?;
-                let mut w = std::io::BufWriter::new(f);
-                arpa::write(&tables, &mut w)
-                    .and_then(|()| w.flush())
-                    .with_context(|| format!("while writing {}", a.output.display()))?;
-                std::fs::metadata(&a.output)?.len()
-            } else {
-                Model::write_binary_with(&tables, a.quantize, a.hash_index, &a.output)?
-            };
-            let counts: Vec<String> =
-                (1..=tables.order()).map(|k| tables.count(k).to_string()).collect();
+            std::fs::rename(&tmp, &a.output)
+                .with_context(|| format!("while writing {}", a.output.display()))?;
+            let bytes = std::fs::metadata(&a.output)?.len();
+            let total: usize = counts.iter().sum();
+            let counts: Vec<String> = counts.iter().map(ToString::to_string).collect();
             println!(
-                "{} → {}: order {}, n-grams {}, {bytes} bytes ({:.1} bytes/n-gram), read {read_s:.1} s",
+                "{} → {}: order {}, n-grams {}, {bytes} bytes ({:.1} bytes/n-gram), {:.1} s",
                 a.input.display(),
                 a.output.display(),
-                tables.order(),
+                counts.len(),
                 counts.join("/"),
-                bytes as f64
-                    / (1..=tables.order()).map(|k| tables.count(k)).sum::<usize>().max(1) as f64
+                bytes as f64 / total.max(1) as f64,
+                t0.elapsed().as_secs_f64()
             );
         }
         LmCommand::Info(a) => {

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
+use crate::sort::{Order, Rec, Sorter, Spill};
 use crate::{Error, MAX_ORDER, Result};
 
 /// n-grams in flat arrays, one entry per order (index 0 = unigrams), records sorted by id tuple.
@@ -61,8 +62,22 @@ fn decode_line(bytes: &[u8]) -> String {
     }
 }
 
-/// Read an ARPA model.
-pub fn read(mut reader: impl BufRead) -> Result<Tables> {
+/// Read an ARPA model into memory.
+pub fn read(reader: impl BufRead) -> Result<Tables> {
+    let mut sink = crate::sink::TablesSink::default();
+    read_into(reader, &mut sink, 1 << 30, &std::env::temp_dir())?;
+    Ok(sink.tables)
+}
+
+/// Read an ARPA model into `sink`, order by order. Each order's records are sorted by id
+/// tuple within `memory` bytes, the rest on disk under `temp_dir`, so a model larger than
+/// memory converts; the vocabulary and unigrams are held. Returns the n-gram counts.
+pub fn read_into(
+    mut reader: impl BufRead,
+    sink: &mut dyn crate::sink::Sink,
+    memory: usize,
+    temp_dir: &Path,
+) -> Result<Vec<usize>> {
     let mut line_no_counter = 0usize;
     let mut buf = Vec::new();
     let mut next = || -> Result<Option<(usize, String)>> {
@@ -114,12 +129,8 @@ pub fn read(mut reader: impl BufRead) -> Result<Tables> {
     if order == 0 || order > MAX_ORDER {
         return Err(bad(line_no, format!("order {order}: between 1 and {MAX_ORDER} supported")));
     }
-    let mut t = Tables {
-        vocab: Vec::new(),
-        ids: vec![Vec::new(); order],
-        prob: vec![Vec::new(); order],
-        backoff: vec![Vec::new(); order - 1],
-    };
+    let spill = Spill::new(temp_dir)?;
+    let mut vocab: Vec<String> = Vec::new();
     let mut index: HashMap<String, u32> = HashMap::new();
     let mut raw_unigrams: Vec<(String, f32, f32)> = Vec::new();
     for k in 1..=order {
@@ -138,7 +149,7 @@ pub fn read(mut reader: impl BufRead) -> Result<Tables> {
             line_no = n;
             line = l;
         }
-        let mut ids_k: Vec<u32> = Vec::with_capacity(if k > 1 { counts[k - 1] * k } else { 0 });
+        let mut sorter = Sorter::new(&spill, k, Order::Lex, memory, false);
         let mut read_k = 0usize;
         loop {
             let Some((n, l)) = next()? else {
@@ -173,16 +184,14 @@ pub fn read(mut reader: impl BufRead) -> Result<Tables> {
             if k == 1 {
                 raw_unigrams.push((words[0].to_owned(), prob, bo));
             } else {
-                for w in &words[..k] {
-                    let id = index
+                let mut g = [0u32; MAX_ORDER];
+                for (slot, w) in g.iter_mut().zip(&words[..k]) {
+                    *slot = *index
                         .get(*w)
                         .ok_or_else(|| bad(n, format!("word {w:?} has no unigram")))?;
-                    ids_k.push(*id);
                 }
-                t.prob[k - 1].push(prob);
-                if k < order {
-                    t.backoff[k - 1].push(bo);
-                }
+                let (a, b) = (u64::from(prob.to_bits()), u64::from(bo.to_bits()));
+                sorter.push(Rec { g, a, b })?;
             }
             read_k += 1;
         }
@@ -197,23 +206,27 @@ pub fn read(mut reader: impl BufRead) -> Result<Tables> {
             if raw_unigrams.windows(2).any(|w| w[0].0 == w[1].0) {
                 return Err(bad(line_no, "duplicate unigram"));
             }
+            let (mut probs, mut bos) = (Vec::new(), Vec::new());
             for (i, (w, p, b)) in raw_unigrams.drain(..).enumerate() {
                 index.insert(w.clone(), i as u32);
-                t.vocab.push(w);
-                t.prob[0].push(p);
-                if order > 1 {
-                    t.backoff[0].push(b);
-                }
+                vocab.push(w);
+                probs.push(p);
+                bos.push(b);
             }
+            sink.begin(&vocab, &counts, &probs, (order > 1).then_some(bos.as_slice()))?;
         } else {
-            sort_records(k, &mut ids_k, &mut t.prob[k - 1], t.backoff.get_mut(k - 1));
-            t.ids[k - 1] = ids_k;
+            let mut sorted = sorter.finish()?;
+            while let Some(r) = sorted.next()? {
+                let bo = (k < order).then(|| f32::from_bits(r.b as u32));
+                sink.record(&r.g[..k], f32::from_bits(r.a as u32), bo)?;
+            }
         }
     }
     if line.trim() != "\\end\\" {
         return Err(bad(line_no, "missing \\end\\"));
     }
-    Ok(t)
+    sink.finish()?;
+    Ok(counts)
 }
 
 /// Sort order-`k` records by their id tuples, permuting the values alongside.

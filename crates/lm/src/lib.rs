@@ -461,25 +461,38 @@ impl Model {
 
     /// The tables back (for writing ARPA from a binary).
     pub fn to_tables(&self) -> Tables {
+        let mut sink = sink::TablesSink::default();
+        // Filling tables in memory cannot fail.
+        let _ = self.write_to(&mut sink);
+        sink.tables
+    }
+
+    /// Hand the model to `sink` record by record, straight from the mapped file (so a binary
+    /// converts to ARPA without being loaded whole).
+    pub fn write_to(&self, sink: &mut dyn sink::Sink) -> Result<u64> {
         let order = self.h.order;
-        let mut t = Tables {
-            vocab: (0..self.h.vocab as u32).map(|i| self.word(i).to_owned()).collect(),
-            ids: vec![Vec::new(); order],
-            prob: vec![Vec::new(); order],
-            backoff: vec![Vec::new(); order.saturating_sub(1)],
+        let vocab: Vec<String> =
+            (0..self.h.vocab as u32).map(|i| self.word(i).to_owned()).collect();
+        let counts: Vec<usize> = self.h.counts[..order].to_vec();
+        let uni_prob: Vec<f32> = (0..counts[0]).map(|i| self.value(1, i, false)).collect();
+        let uni_bo: Vec<f32> = if order > 1 {
+            (0..counts[0]).map(|i| self.value(1, i, true)).collect()
+        } else {
+            Vec::new()
         };
-        for k in 1..=order {
-            let n = self.h.counts[k - 1];
-            if k > 1 {
-                let base = self.h.orders[k - 1].ids;
-                t.ids[k - 1] = (0..n * k).map(|j| u32_at(&self.data, base + 4 * j)).collect();
-            }
-            t.prob[k - 1] = (0..n).map(|i| self.value(k, i, false)).collect();
-            if k < order {
-                t.backoff[k - 1] = (0..n).map(|i| self.value(k, i, true)).collect();
+        sink.begin(&vocab, &counts, &uni_prob, (order > 1).then_some(uni_bo.as_slice()))?;
+        let mut ids = [0u32; MAX_ORDER];
+        for k in 2..=order {
+            let base = self.h.orders[k - 1].ids;
+            for i in 0..counts[k - 1] {
+                for (j, id) in ids[..k].iter_mut().enumerate() {
+                    *id = u32_at(&self.data, base + 4 * (i * k + j));
+                }
+                let bo = (k < order).then(|| self.value(k, i, true));
+                sink.record(&ids[..k], self.value(k, i, false), bo)?;
             }
         }
-        t
+        sink.finish()
     }
 }
 
