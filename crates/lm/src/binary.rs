@@ -535,7 +535,11 @@ impl<W: std::io::Write + std::io::Seek> crate::sink::Sink for BinarySink<W> {
             });
         }
         self.per_first[first] += 1;
-        self.out.put_u32s(ids.iter().copied()).map_err(io)?;
+        let mut bytes = [0u8; 4 * MAX_ORDER];
+        for (chunk, id) in bytes.chunks_exact_mut(4).zip(ids) {
+            chunk.copy_from_slice(&id.to_le_bytes());
+        }
+        self.out.put(&bytes[..4 * k]).map_err(io)?;
         self.probs.push(prob);
         if let Some(b) = backoff {
             self.backoffs.push(b);

@@ -212,52 +212,96 @@ pub fn build_into(
     id("</s>", &mut vocab, &mut words);
     id("<unk>", &mut vocab, &mut words);
     let mut uni: Vec<u64> = Vec::new();
-    let mut maps: Vec<FxHashMap<Gram, u64>> = (0..=order).map(|_| FxHashMap::default()).collect();
-    let mut counted: Vec<Sorter<'_>> =
-        (0..=order).map(|k| Sorter::new(&spill, k.max(1), Order::Suffix, 0, true)).collect();
-    let budget = opts.memory / 2;
-    let flush = |maps: &mut [FxHashMap<Gram, u64>], counted: &mut [Sorter<'_>]| -> Result<()> {
-        for (k, m) in maps.iter_mut().enumerate().skip(2) {
-            let recs: Vec<Rec> = m.drain().map(|(g, a)| Rec { g, a, b: 0 }).collect();
-            counted[k].push_run(recs)?;
-        }
-        Ok(())
-    };
+    // Orders ≥ 2 are counted by up to one worker per core, each owning some orders' maps
+    // (dealt in snake order, largest first, to even out the work); this thread reads the
+    // text, assigns ids and counts unigrams.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(order - 1);
+    let mut counters: Vec<Counter<'_>> = (0..workers.max(1))
+        .map(|_| Counter { maps: Vec::new(), budget: opts.memory / 2 / workers.max(1) })
+        .collect();
+    for (i, k) in (2..=order).rev().enumerate() {
+        let round = i / workers.max(1);
+        let slot = i % workers.max(1);
+        let w = if round.is_multiple_of(2) { slot } else { workers.max(1) - 1 - slot };
+        counters[w].maps.push((
+            k,
+            FxHashMap::default(),
+            Sorter::new(&spill, k, Order::Suffix, 0, true),
+        ));
+    }
     let mut sentences = 0usize;
-    let mut sentence = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line =
-            line.map_err(|e| Error::Arpa { line: i + 1, detail: format!("unreadable text: {e}") })?;
-        sentence.clear();
-        sentence.push(bos);
-        for w in line.split_whitespace() {
-            if w == "<s>" || w == "</s>" || w == "<unk>" {
-                continue;
-            }
-            sentence.push(id(w, &mut vocab, &mut words));
-        }
-        // An empty line is a sentence `<s> </s>`, as lmplz counts it.
-        sentence.push(1); // </s>
-        sentences += 1;
-        uni.resize(words.len(), 0);
-        for &w in &sentence {
-            uni[w as usize] += 1;
-        }
-        for n in 2..=order {
-            for win in sentence.windows(n) {
-                let g = gram(win);
-                if let Some(c) = maps[n].get_mut(&g) {
-                    *c += 1;
-                    continue;
-                }
-                if maps[n].len() == maps[n].capacity() {
-                    let total: usize = maps.iter().map(map_bytes).sum();
-                    if total + 2 * map_bytes(&maps[n]).max(4096) > budget {
-                        flush(&mut maps, &mut counted)?;
+    let counted: Vec<Counter<'_>> = std::thread::scope(|scope| -> Result<Vec<Counter<'_>>> {
+        let mut senders = Vec::new();
+        let mut handles = Vec::new();
+        for mut counter in counters {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Batch>>(4);
+            senders.push(tx);
+            handles.push(scope.spawn(move || -> Result<Counter<'_>> {
+                for batch in rx {
+                    for s in batch.sentences() {
+                        counter.count(s)?;
                     }
                 }
-                maps[n].insert(g, 1);
+                Ok(counter)
+            }));
+        }
+        let mut batch = Batch::default();
+        let send = |batch: Batch| -> bool {
+            let batch = std::sync::Arc::new(batch);
+            // A worker that stopped has an error to report at the join.
+            senders.iter().all(|tx| tx.send(batch.clone()).is_ok())
+        };
+        let mut sentence = Vec::new();
+        let mut read_error = None;
+        for (i, line) in text.lines().enumerate() {
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => {
+                    read_error =
+                        Some(Error::Arpa { line: i + 1, detail: format!("unreadable text: {e}") });
+                    break;
+                }
+            };
+            sentence.clear();
+            sentence.push(bos);
+            for w in line.split_whitespace() {
+                if w == "<s>" || w == "</s>" || w == "<unk>" {
+                    continue;
+                }
+                sentence.push(id(w, &mut vocab, &mut words));
             }
+            // An empty line is a sentence `<s> </s>`, as lmplz counts it.
+            sentence.push(1); // </s>
+            sentences += 1;
+            uni.resize(words.len(), 0);
+            for &w in &sentence {
+                uni[w as usize] += 1;
+            }
+            batch.push(&sentence);
+            if batch.ids.len() >= 1 << 16 && !send(std::mem::take(&mut batch)) {
+                break;
+            }
+        }
+        if !batch.ids.is_empty() {
+            send(batch);
+        }
+        drop(senders);
+        let mut done = Vec::new();
+        for h in handles {
+            done.push(h.join().map_err(|_| bad("a counting thread panicked"))??);
+        }
+        match read_error {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
+    })?;
+    let mut maps: Vec<FxHashMap<Gram, u64>> = (0..=order).map(|_| FxHashMap::default()).collect();
+    let mut counted_runs: Vec<Sorter<'_>> =
+        (0..=order).map(|k| Sorter::new(&spill, k.max(1), Order::Suffix, 0, true)).collect();
+    for c in counted {
+        for (k, m, s) in c.maps {
+            maps[k] = m;
+            counted_runs[k] = s;
         }
     }
     if sentences == 0 {
@@ -271,7 +315,7 @@ pub fn build_into(
         let recs: Vec<Rec> =
             std::mem::take(&mut maps[k]).into_iter().map(|(g, a)| Rec { g, a, b: 0 }).collect();
         let sorter =
-            std::mem::replace(&mut counted[k], Sorter::new(&spill, k, Order::Suffix, 0, true));
+            std::mem::replace(&mut counted_runs[k], Sorter::new(&spill, k, Order::Suffix, 0, true));
         let mut merged = sorter.finish_with(recs)?;
         let mut w = RecWriter::create(&spill, "counts", k)?;
         while let Some(r) = merged.next()? {
@@ -468,9 +512,73 @@ pub fn build_into(
     Ok(BuildReport {
         discounts,
         counts: counts_kept,
-        runs: spill.runs.get(),
-        temp_bytes: spill.written.get(),
+        runs: spill.runs(),
+        temp_bytes: spill.written(),
     })
+}
+
+/// Padded sentences (`<s> … </s>` ids) passed to the counting workers.
+#[derive(Default)]
+struct Batch {
+    ids: Vec<u32>,
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    fn push(&mut self, sentence: &[u32]) {
+        self.ids.extend_from_slice(sentence);
+        self.ends.push(self.ids.len());
+    }
+
+    fn sentences(&self) -> impl Iterator<Item = &[u32]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let s = &self.ids[start..end];
+            start = end;
+            s
+        })
+    }
+}
+
+/// Counts of some orders ≥ 2: a hash map per order, written out as a sorted run (all of this
+/// counter's maps at once) when they would outgrow the counter's share of the budget.
+struct Counter<'s> {
+    maps: Vec<(usize, FxHashMap<Gram, u64>, Sorter<'s>)>,
+    budget: usize,
+}
+
+impl Counter<'_> {
+    fn count(&mut self, sentence: &[u32]) -> Result<()> {
+        for i in 0..self.maps.len() {
+            let k = self.maps[i].0;
+            for win in sentence.windows(k) {
+                let g = gram(win);
+                if let Some(c) = self.maps[i].1.get_mut(&g) {
+                    *c += 1;
+                    continue;
+                }
+                let m = &self.maps[i].1;
+                if m.len() == m.capacity() {
+                    // The next insert doubles this map: flush first if that would not fit
+                    // (draining a map takes about as much again, hence half the budget).
+                    let total: usize = self.maps.iter().map(|m| map_bytes(&m.1)).sum();
+                    if total + 2 * map_bytes(m).max(4096) > self.budget {
+                        self.flush()?;
+                    }
+                }
+                self.maps[i].1.insert(g, 1);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        for (_, m, sorter) in &mut self.maps {
+            let recs: Vec<Rec> = m.drain().map(|(g, a)| Rec { g, a, b: 0 }).collect();
+            sorter.push_run(recs)?;
+        }
+        Ok(())
+    }
 }
 
 /// Per context: Σ adjusted counts of its extensions, N1/N2/N3+ of the kept ones, Σ adjusted
