@@ -641,6 +641,44 @@ mod tests {
         }
     }
 
+    /// Mutated ARPA text (byte flips, inserted separators, truncations) and mutated training
+    /// text read to a model or an error, never a panic; a model read is usable.
+    #[test]
+    fn mutated_text_never_panics() {
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabet = b" \t\n-.=0123456789\\abs<>/e";
+        for i in 0..3000 {
+            let mut m = TOY.as_bytes().to_vec();
+            for _ in 0..(1 + i % 4) {
+                let r = next();
+                let at = (r as usize) % m.len();
+                match r >> 62 {
+                    0 => m[at] = alphabet[(r >> 8) as usize % alphabet.len()],
+                    1 => m.insert(at, alphabet[(r >> 8) as usize % alphabet.len()]),
+                    2 => {
+                        m.remove(at);
+                    }
+                    _ => m.truncate(at.max(1)),
+                }
+            }
+            let r = std::panic::catch_unwind(|| {
+                if let Ok(t) = arpa::read(m.as_slice())
+                    && let Ok(model) = Model::from_tables(&t, i % 2 == 0)
+                {
+                    let _ = model.score_sentence(&["a", "b", "zebra"]);
+                }
+                let _ = build::build(m.as_slice(), 1 + i % 4);
+            });
+            assert!(r.is_ok(), "mutant {i} panicked: {:?}", String::from_utf8_lossy(&m));
+        }
+    }
+
     #[test]
     fn malformed_arpa_names_the_line() {
         for (text, want) in [
