@@ -308,16 +308,41 @@ fn write_model(
     quantize: bool,
     output: &std::path::Path,
 ) -> Result<u64> {
-    if output.extension().is_some_and(|e| e == "arpa") {
-        let f = std::fs::File::create(output)
-            .with_context(|| format!("while creating {}", output.display()))?;
-        let mut w = std::io::BufWriter::new(f);
-        arpa::write(tables, &mut w)
-            .and_then(|()| w.flush())
-            .with_context(|| format!("while writing {}", output.display()))?;
-        Ok(std::fs::metadata(output)?.len())
-    } else {
-        Ok(Model::write_binary(tables, quantize, output)?)
+    stream_model(output, quantize, false, |sink| Ok(harken_lm::sink::feed(tables, sink)?))
+}
+
+/// Write a model into `output` through a sink chosen by its extension (`.arpa`: ARPA, else the
+/// binary format), as `fill` produces it: under a temporary name, renamed when complete and
+/// removed on failure, so a failed run never leaves a partial model under the real name.
+fn stream_model<T>(
+    output: &std::path::Path,
+    quantize: bool,
+    hash_index: bool,
+    fill: impl FnOnce(&mut dyn harken_lm::sink::Sink) -> Result<T>,
+) -> Result<T> {
+    let tmp = output.with_extension("tmp-write");
+    let written = (|| -> Result<T> {
+        let file = std::fs::File::create(&tmp)
+            .with_context(|| format!("while creating {}", tmp.display()))?;
+        let out = std::io::BufWriter::new(file);
+        let mut sink: Box<dyn harken_lm::sink::Sink> =
+            if output.extension().is_some_and(|e| e == "arpa") {
+                Box::new(harken_lm::sink::ArpaSink::new(out))
+            } else {
+                Box::new(harken_lm::BinarySink::new(out, quantize, hash_index)?)
+            };
+        fill(sink.as_mut())
+    })();
+    match written {
+        Ok(v) => {
+            std::fs::rename(&tmp, output)
+                .with_context(|| format!("while writing {}", output.display()))?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
 }
 
@@ -352,31 +377,11 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
                 temp_dir: a.temp_dir.clone().unwrap_or_else(std::env::temp_dir),
                 progress: Some(&progress),
             };
-            // The model streams into the output as it is estimated (written to a temporary
-            // name, renamed when complete).
-            let tmp = a.output.with_extension("tmp-build");
-            let file = std::fs::File::create(&tmp)
-                .with_context(|| format!("while creating {}", tmp.display()))?;
-            let out = std::io::BufWriter::new(file);
-            let mut sink: Box<dyn harken_lm::sink::Sink> =
-                if a.output.extension().is_some_and(|e| e == "arpa") {
-                    Box::new(harken_lm::sink::ArpaSink::new(out))
-                } else {
-                    Box::new(harken_lm::BinarySink::new(out, a.quantize, a.hash_index)?)
-                };
             let text = std::io::BufReader::new(bar.wrap_read(f));
-            let built = harken_lm::build::build_into(text, &opts, sink.as_mut());
-            drop(sink);
-            let report = match built {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(e)
-                        .with_context(|| format!("while building {}", a.output.display()));
-                }
-            };
-            std::fs::rename(&tmp, &a.output)
-                .with_context(|| format!("while writing {}", a.output.display()))?;
+            let report = stream_model(&a.output, a.quantize, a.hash_index, |sink| {
+                Ok(harken_lm::build::build_into(text, &opts, sink)?)
+            })
+            .with_context(|| format!("while building {}", a.output.display()))?;
             bar.finish_and_clear();
             let bytes = std::fs::metadata(&a.output)?.len();
             let counts: Vec<String> = report.counts.iter().map(ToString::to_string).collect();
@@ -477,23 +482,13 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
             let memory = usize::try_from(crate::model::parse_bytes(&a.memory)?)
                 .context("--memory is larger than this machine's address space")?;
             let temp_dir = a.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
-            // Written to a temporary name, renamed when complete.
-            let tmp = a.output.with_extension("tmp-convert");
-            let converted = (|| -> Result<Vec<usize>> {
-                let file = std::fs::File::create(&tmp)
-                    .with_context(|| format!("while creating {}", tmp.display()))?;
-                let out = std::io::BufWriter::new(file);
-                let mut sink: Box<dyn harken_lm::sink::Sink> =
-                    if a.output.extension().is_some_and(|e| e == "arpa") {
-                        Box::new(harken_lm::sink::ArpaSink::new(out))
-                    } else {
-                        Box::new(harken_lm::BinarySink::new(out, a.quantize, a.hash_index)?)
-                    };
-                let tables = if harken_lm::is_binary(&a.input) {
+            let counts = stream_model(&a.output, a.quantize, a.hash_index, |sink| {
+                if harken_lm::is_binary(&a.input) {
                     let m = Model::open(&a.input)?;
-                    m.write_to(sink.as_mut())?;
+                    m.write_to(sink)?;
                     return Ok(m.counts());
-                } else if harken_lm::sphinx::is_sphinx(&a.input) {
+                }
+                if harken_lm::sphinx::is_sphinx(&a.input) {
                     let (t, report) = harken_lm::sphinx::read_file(&a.input)
                         .with_context(|| format!("while reading {}", a.input.display()))?;
                     if report.records != report.header_counts || report.repeats_dropped > 0 {
@@ -502,29 +497,13 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
                             report.header_counts, report.records, report.repeats_dropped
                         );
                     }
-                    t
-                } else {
-                    // ARPA streams through: records sorted within --memory, into the sink.
-                    return harken_lm::arpa::read_into(
-                        arpa::open(&a.input)?,
-                        sink.as_mut(),
-                        memory,
-                        &temp_dir,
-                    )
-                    .with_context(|| format!("while reading {}", a.input.display()));
-                };
-                harken_lm::sink::feed(&tables, sink.as_mut())?;
-                Ok((1..=tables.order()).map(|k| tables.count(k)).collect())
-            })();
-            let counts = match converted {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(e);
+                    harken_lm::sink::feed(&t, sink)?;
+                    return Ok((1..=t.order()).map(|k| t.count(k)).collect());
                 }
-            };
-            std::fs::rename(&tmp, &a.output)
-                .with_context(|| format!("while writing {}", a.output.display()))?;
+                // ARPA streams through: records sorted within --memory, into the sink.
+                harken_lm::arpa::read_into(arpa::open(&a.input)?, sink, memory, &temp_dir)
+                    .with_context(|| format!("while reading {}", a.input.display()))
+            })?;
             let bytes = std::fs::metadata(&a.output)?.len();
             let total: usize = counts.iter().sum();
             let counts: Vec<String> = counts.iter().map(ToString::to_string).collect();

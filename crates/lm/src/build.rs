@@ -135,7 +135,7 @@ pub fn build_pruned(
 }
 
 fn bad(detail: impl Into<String>) -> Error {
-    Error::Arpa { line: 0, detail: detail.into() }
+    Error::Build { line: 0, detail: detail.into() }
 }
 
 fn log10(x: f64) -> f32 {
@@ -258,7 +258,7 @@ pub fn build_into(
                 Ok(l) => l,
                 Err(e) => {
                     read_error =
-                        Some(Error::Arpa { line: i + 1, detail: format!("unreadable text: {e}") });
+                        Some(Error::Build { line: i + 1, detail: format!("unreadable text: {e}") });
                     break;
                 }
             };

@@ -37,6 +37,14 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// Training text or estimation options that a model cannot be built from.
+    #[error("{}", build_message(*.line, .detail))]
+    Build {
+        /// 1-based line of the text (0: not about one line).
+        line: usize,
+        /// What is wrong.
+        detail: String,
+    },
     /// A binary file that is not valid.
     #[error("LM binary: {detail}")]
     Binary {
@@ -62,6 +70,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn build_message(line: usize, detail: &str) -> String {
+    if line == 0 {
+        format!("cannot build a model: {detail}")
+    } else {
+        format!("text line {line}: {detail}")
+    }
 }
 
 impl Error {
