@@ -91,13 +91,8 @@ impl Default for BuildOptions<'_> {
 pub struct Built {
     /// The model.
     pub tables: Tables,
-    /// Discounts per order.
-    pub discounts: Vec<Discounts>,
-    /// Sorted runs written because the records outgrew [`BuildOptions::memory`] (0: all
-    /// sorting happened in memory).
-    pub runs: u64,
-    /// Bytes of temporary files written (counts and intermediate records included).
-    pub temp_bytes: u64,
+    /// How it was estimated.
+    pub report: BuildReport,
 }
 
 /// What an estimation did.
@@ -131,7 +126,7 @@ pub fn build_pruned(
         text,
         &BuildOptions { order, prune: thresholds.to_vec(), ..Default::default() },
     )?;
-    Ok((b.tables, b.discounts))
+    Ok((b.tables, b.report.discounts))
 }
 
 fn bad(detail: impl Into<String>) -> Error {
@@ -157,13 +152,8 @@ fn gram(ids: &[u32]) -> Gram {
 /// Estimate a model with the options in `opts` into memory.
 pub fn build_with(text: impl BufRead, opts: &BuildOptions<'_>) -> Result<Built> {
     let mut sink = TablesSink::default();
-    let r = build_into(text, opts, &mut sink)?;
-    Ok(Built {
-        tables: sink.tables,
-        discounts: r.discounts,
-        runs: r.runs,
-        temp_bytes: r.temp_bytes,
-    })
+    let report = build_into(text, opts, &mut sink)?;
+    Ok(Built { tables: sink.tables, report })
 }
 
 /// Estimate a model with the options in `opts` and hand it to `sink` record by record (see

@@ -271,9 +271,13 @@ fn on_disk_build_equals_in_memory_build() {
         };
         let big = build_with(text.as_slice(), &opts(1 << 30)).unwrap();
         let small = build_with(text.as_slice(), &opts(64 << 10)).unwrap();
-        assert_eq!(big.runs, 0, "order {order}: 1 GiB holds this corpus");
-        assert!(small.runs > 10, "order {order}: only {} runs with 64 KiB", small.runs);
-        assert_eq!(small.discounts, big.discounts);
+        assert_eq!(big.report.runs, 0, "order {order}: 1 GiB holds this corpus");
+        assert!(
+            small.report.runs > 10,
+            "order {order}: only {} runs with 64 KiB",
+            small.report.runs
+        );
+        assert_eq!(small.report.discounts, big.report.discounts);
         assert_eq!(small.tables.vocab, big.tables.vocab);
         assert_eq!(small.tables.ids, big.tables.ids, "order {order} {prune:?}");
         assert_eq!(small.tables.prob, big.tables.prob, "order {order} {prune:?}");
@@ -281,8 +285,8 @@ fn on_disk_build_equals_in_memory_build() {
         assert!(small.tables.count(2) > 1000 && small.tables.count(order) > 0);
         eprintln!(
             "order {order} prune {prune:?}: {} runs, {} temporary bytes with 64 KiB; {} n-grams",
-            small.runs,
-            small.temp_bytes,
+            small.report.runs,
+            small.report.temp_bytes,
             (1..=order).map(|k| small.tables.count(k)).sum::<usize>()
         );
     }
