@@ -1,0 +1,212 @@
+//! Instruction-set detection and selection: which kernel path a process runs.
+
+use std::fmt;
+
+/// A kernel path, from the plainest to the fastest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Isa {
+    /// Portable Rust, no SIMD intrinsics: the reference every other path is tested against.
+    Scalar,
+    /// AVX2 + FMA (Haswell and later; the floor AWS Lambda x86_64 documents).
+    Avx2,
+    /// AVX-512 F/BW/VL with VNNI (Ice Lake, Cascade Lake, Sapphire Rapids, Zen 4).
+    Avx512,
+}
+
+/// Why a requested path cannot run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The name is not one of `auto`, `amx`, `avx512`, `avx2`, `scalar`.
+    #[error("unknown CPU path {name:?}: expected auto, amx, avx512, avx2 or scalar")]
+    UnknownName {
+        /// The name given.
+        name: String,
+    },
+    /// The CPU lacks a feature the path needs.
+    #[error("CPU path {isa} needs {missing}, which this CPU does not report")]
+    Unsupported {
+        /// The requested path.
+        isa: Isa,
+        /// The missing feature(s).
+        missing: &'static str,
+    },
+    /// The path is known but has no kernels in this build.
+    #[error("CPU path {name} has no kernels in this build of Harken; use avx512, avx2 or auto")]
+    NotBuilt {
+        /// The requested path.
+        name: &'static str,
+    },
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Isa {
+    /// Every path, plainest first.
+    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+
+    /// The name `HARKEN_CPU` and `harken bench --json` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn supported(self) -> bool {
+        self.missing().is_none()
+    }
+
+    fn missing(self) -> Option<&'static str> {
+        match self {
+            Isa::Scalar => None,
+            Isa::Avx2 => (!has_avx2()).then_some("avx2 and fma"),
+            Isa::Avx512 => (!has_avx512()).then_some("avx512f, avx512bw, avx512vl and avx512vnni"),
+        }
+    }
+
+    /// The fastest path this CPU runs.
+    pub fn detect() -> Isa {
+        Isa::ALL.into_iter().rev().find(|i| i.supported()).unwrap_or(Isa::Scalar)
+    }
+
+    /// The path for a `HARKEN_CPU` value: `auto` (or empty) detects; a named path must be
+    /// supported by this CPU.
+    pub fn select(name: &str) -> Result<Isa, Error> {
+        let isa = match name.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => return Ok(Isa::detect()),
+            "scalar" => Isa::Scalar,
+            "avx2" => Isa::Avx2,
+            "avx512" => Isa::Avx512,
+            "amx" => return Err(Error::NotBuilt { name: "amx" }),
+            _ => return Err(Error::UnknownName { name: name.to_owned() }),
+        };
+        match isa.missing() {
+            None => Ok(isa),
+            Some(missing) => Err(Error::Unsupported { isa, missing }),
+        }
+    }
+
+    /// Every path this CPU can run, plainest first (what the tests iterate over).
+    pub fn runnable() -> Vec<Isa> {
+        Isa::ALL.into_iter().filter(|i| i.supported()).collect()
+    }
+}
+
+/// What the CPU reports, for the start-up log line and `harken bench --json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuReport {
+    /// Feature flags relevant to the kernels that the CPU reports, in a fixed order.
+    pub features: Vec<&'static str>,
+}
+
+impl CpuReport {
+    /// Probe the CPU.
+    pub fn probe() -> CpuReport {
+        let mut features = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            macro_rules! probe {
+                ($($f:tt),*) => {$(
+                    if std::is_x86_feature_detected!($f) { features.push($f); }
+                )*};
+            }
+            probe!("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512vnni", "avx512bf16", "avx512fp16", "avxvnni");
+            let (tile, int8, bf16) = amx_bits();
+            if tile {
+                features.push("amx-tile");
+            }
+            if int8 {
+                features.push("amx-int8");
+            }
+            if bf16 {
+                features.push("amx-bf16");
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("dotprod") {
+                features.push("dotprod");
+            }
+        }
+        CpuReport { features }
+    }
+}
+
+impl fmt::Display for CpuReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.features.is_empty() {
+            return f.write_str("none");
+        }
+        f.write_str(&self.features.join(" "))
+    }
+}
+
+/// AMX tile, int8 and bf16 bits of CPUID leaf 7 (EDX 24, 25, 22). Reported so that logs say
+/// when a machine could run AMX kernels this build does not have.
+#[cfg(target_arch = "x86_64")]
+fn amx_bits() -> (bool, bool, bool) {
+    // SAFETY: CPUID is available on every x86-64 CPU; leaf 7 exists when the max leaf is ≥ 7.
+    let max = std::arch::x86_64::__cpuid(0).eax;
+    if max < 7 {
+        return (false, false, false);
+    }
+    let edx = std::arch::x86_64::__cpuid_count(7, 0).edx;
+    (edx & (1 << 24) != 0, edx & (1 << 25) != 0, edx & (1 << 22) != 0)
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        has_avx2()
+            && std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_parses_names_and_refuses_unknown_ones() {
+        assert_eq!(Isa::select("scalar").unwrap(), Isa::Scalar);
+        assert_eq!(Isa::select("auto").unwrap(), Isa::detect());
+        assert_eq!(Isa::select("").unwrap(), Isa::detect());
+        assert!(matches!(Isa::select("sse9"), Err(Error::UnknownName { .. })));
+        assert!(matches!(Isa::select("amx"), Err(Error::NotBuilt { .. })));
+        for isa in Isa::ALL {
+            assert_eq!(Isa::select(isa.name()).is_ok(), isa.supported(), "{isa}");
+        }
+    }
+
+    #[test]
+    fn detect_picks_a_runnable_path() {
+        let best = Isa::detect();
+        assert!(best.supported());
+        assert!(Isa::runnable().iter().all(|&i| i <= best));
+    }
+}

@@ -1,0 +1,370 @@
+//! 8-bit weights and the matrix product that uses them: `y = x · Wᵀ (+ b)` with `W` stored as
+//! int8 with one f32 scale per output row, and `x` quantized row by row on the fly (dynamic
+//! quantization, as CTranslate2 does for its int8 models).
+//!
+//! **Weight layout ("n16k4").** `W` (`n × k`, row-major in the model) is stored in panels of
+//! [`PANEL_COLS`] output rows; inside a panel, `k` runs in groups of [`K_GROUP`], and each group
+//! holds the 4 consecutive values of every one of the 16 rows: 64 bytes. `k` is padded to a
+//! multiple of 4 and `n` to a multiple of 16 with zeros. This one layout feeds every path
+//! directly: a 64-byte group is one AVX-512 register for `vpdpbusd`, two 32-byte halves for AVX2,
+//! and one row of an AMX B tile, so the file's bytes are used in place. Scales and the per-row
+//! sums of the int8 values (needed because VNNI multiplies unsigned activations by signed
+//! weights) are padded to the same `n`.
+//!
+//! **Activations.** Each row of `x` gets the scale `max|x| / 127` and is rounded to
+//! `q ∈ [-127, 127]`, stored as `q + 128` (a `u8`). The integer products are exact on every
+//! path, and the f32 epilogue (`acc · (s_x · s_w) + b`, no fused multiply-add) is written
+//! identically, so every path returns bit-identical results: the tests compare for equality.
+
+use rayon::prelude::*;
+
+use crate::Isa;
+
+/// Output rows (columns of `y`) per panel.
+pub const PANEL_COLS: usize = 16;
+/// Consecutive `k` values stored together.
+pub const K_GROUP: usize = 4;
+/// Rows of `x` per task when the product is split along `m`.
+const ROW_CHUNK: usize = 48;
+/// Panels per task when the product is split along `n` (few rows of `x`: decoder steps).
+const PANEL_CHUNK: usize = 8;
+/// From this many rows of `x` on, work is split along `m`.
+const SPLIT_M_FROM: usize = 64;
+
+/// A shape or layout that does not fit.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayoutError {
+    /// Buffer lengths disagree with the stated dimensions.
+    #[error("packed int8 matrix {n}×{k}: {what} has {found} values, expected {expected}")]
+    Length {
+        /// Output rows.
+        n: usize,
+        /// Inner dimension.
+        k: usize,
+        /// Which buffer.
+        what: &'static str,
+        /// Its length.
+        found: usize,
+        /// The length the layout needs.
+        expected: usize,
+    },
+    /// Input or output lengths disagree with the product's dimensions.
+    #[error("int8 matmul: {detail}")]
+    Shape {
+        /// What disagreed.
+        detail: String,
+    },
+}
+
+/// `k` rounded up to a whole group.
+pub fn padded_k(k: usize) -> usize {
+    k.div_ceil(K_GROUP) * K_GROUP
+}
+
+/// `n` rounded up to a whole panel.
+pub fn padded_n(n: usize) -> usize {
+    n.div_ceil(PANEL_COLS) * PANEL_COLS
+}
+
+/// An owned packed matrix, as [`PackedMatrix::quantize`] makes it.
+#[derive(Debug, Clone)]
+pub struct PackedMatrix {
+    data: Vec<i8>,
+    scales: Vec<f32>,
+    sums: Vec<i32>,
+    n: usize,
+    k: usize,
+}
+
+impl PackedMatrix {
+    /// Quantize `w` (`n × k`, row-major) with one symmetric scale per row (`max|w| / 127`).
+    pub fn quantize(w: &[f32], n: usize, k: usize) -> Result<Self, LayoutError> {
+        if w.len() != n * k {
+            return Err(LayoutError::Length { n, k, what: "weights", found: w.len(), expected: n * k });
+        }
+        let (np, kp) = (padded_n(n), padded_k(k));
+        let mut data = vec![0i8; np * kp];
+        let mut scales = vec![0f32; np];
+        let mut sums = vec![0i32; np];
+        for (i, row) in w.chunks_exact(k.max(1)).enumerate().take(n) {
+            let max = row.iter().fold(0f32, |a, &v| a.max(v.abs()));
+            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+            let inv = 1.0 / scale;
+            scales[i] = scale;
+            let (panel, c) = (i / PANEL_COLS, i % PANEL_COLS);
+            let base = panel * kp * PANEL_COLS;
+            let mut sum = 0i32;
+            for (kk, &v) in row.iter().enumerate() {
+                let q = (v * inv).round().clamp(-127.0, 127.0) as i8;
+                sum += i32::from(q);
+                data[base + (kk / K_GROUP) * PANEL_COLS * K_GROUP + c * K_GROUP + kk % K_GROUP] = q;
+            }
+            sums[i] = sum;
+        }
+        Ok(PackedMatrix { data, scales, sums, n, k })
+    }
+
+    /// A view for [`matmul`].
+    pub fn view(&self) -> PackedRef<'_> {
+        PackedRef { data: &self.data, scales: &self.scales, sums: &self.sums, n: self.n, k: self.k }
+    }
+}
+
+/// A packed matrix borrowed from wherever it lives (a memory-mapped file, or a
+/// [`PackedMatrix`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PackedRef<'a> {
+    data: &'a [i8],
+    scales: &'a [f32],
+    sums: &'a [i32],
+    n: usize,
+    k: usize,
+}
+
+impl<'a> PackedRef<'a> {
+    /// Check and wrap buffers in the n16k4 layout: `data` has `padded_n(n) · padded_k(k)`
+    /// values, `scales` and `sums` `padded_n(n)`.
+    pub fn new(
+        data: &'a [i8],
+        scales: &'a [f32],
+        sums: &'a [i32],
+        n: usize,
+        k: usize,
+    ) -> Result<Self, LayoutError> {
+        let (np, kp) = (padded_n(n), padded_k(k));
+        let check = |what, found, expected| {
+            if found == expected {
+                Ok(())
+            } else {
+                Err(LayoutError::Length { n, k, what, found, expected })
+            }
+        };
+        check("data", data.len(), np * kp)?;
+        check("scales", scales.len(), np)?;
+        check("sums", sums.len(), np)?;
+        if n == 0 || k == 0 {
+            return Err(LayoutError::Shape { detail: format!("empty weight {n}×{k}") });
+        }
+        Ok(PackedRef { data, scales, sums, n, k })
+    }
+
+    /// Output rows.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Inner dimension.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The packed values (n16k4).
+    pub fn data(&self) -> &'a [i8] {
+        self.data
+    }
+
+    /// Per-row scales, padded to a whole panel.
+    pub fn scales(&self) -> &'a [f32] {
+        self.scales
+    }
+
+    /// Per-row sums of the int8 values, padded to a whole panel.
+    pub fn sums(&self) -> &'a [i32] {
+        self.sums
+    }
+
+    /// The int8 value at row `i`, column `kk`.
+    #[inline]
+    fn at(&self, i: usize, kk: usize) -> i8 {
+        let kp = padded_k(self.k);
+        let (panel, c) = (i / PANEL_COLS, i % PANEL_COLS);
+        self.data[panel * kp * PANEL_COLS + (kk / K_GROUP) * PANEL_COLS * K_GROUP + c * K_GROUP + kk % K_GROUP]
+    }
+
+    /// Row `i` dequantized (`q · scale`), appended to `out`: embedding lookups read the same
+    /// bytes the output projection multiplies with.
+    pub fn row_f32(&self, i: usize, out: &mut Vec<f32>) {
+        let s = self.scales[i];
+        out.extend((0..self.k).map(|kk| f32::from(self.at(i, kk)) * s));
+    }
+}
+
+/// `x` quantized row by row: `u = round(x / s) + 128`.
+pub(crate) struct QuantRows {
+    pub(crate) u: Vec<u8>,
+    pub(crate) scale: Vec<f32>,
+    pub(crate) kp: usize,
+}
+
+fn quantize_rows(x: &[f32], m: usize, k: usize) -> QuantRows {
+    let kp = padded_k(k);
+    let mut u = vec![128u8; m * kp];
+    let mut scale = vec![0f32; m];
+    let work = |(row, (ur, s)): (&[f32], (&mut [u8], &mut f32))| {
+        let max = row.iter().fold(0f32, |a, &v| a.max(v.abs()));
+        *s = if max > 0.0 { max / 127.0 } else { 1.0 };
+        let inv = 1.0 / *s;
+        for (o, &v) in ur.iter_mut().zip(row) {
+            *o = ((v * inv).round().clamp(-127.0, 127.0) + 128.0) as u8;
+        }
+    };
+    if m >= SPLIT_M_FROM {
+        x.par_chunks(k).zip(u.par_chunks_mut(kp).zip(scale.par_iter_mut())).for_each(work);
+    } else {
+        x.chunks(k).zip(u.chunks_mut(kp).zip(scale.iter_mut())).for_each(work);
+    }
+    QuantRows { u, scale, kp }
+}
+
+/// Where one block of work writes: rows `rows` of the product, panels `panels`, into `out`
+/// with row stride `ldo`, column `col0` of the product at `out[.. + 0]`.
+pub(crate) struct Block<'o> {
+    pub(crate) rows: std::ops::Range<usize>,
+    pub(crate) panels: std::ops::Range<usize>,
+    pub(crate) out: &'o mut [f32],
+    pub(crate) ldo: usize,
+    pub(crate) col0: usize,
+}
+
+/// `y = x · Wᵀ + bias` for `x` of `m` rows of `w.k()` values; `y` gets `m × w.n()` values.
+/// The work is split over rayon's pool.
+pub fn matmul(
+    isa: Isa,
+    x: &[f32],
+    m: usize,
+    w: PackedRef<'_>,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) -> Result<(), LayoutError> {
+    let (n, k) = (w.n, w.k);
+    if x.len() != m * k || y.len() != m * n || bias.is_some_and(|b| b.len() != n) {
+        return Err(LayoutError::Shape {
+            detail: format!(
+                "x has {} values for {m}×{k}, y {} for {m}×{n}, bias {:?} for {n}",
+                x.len(),
+                y.len(),
+                bias.map(<[f32]>::len)
+            ),
+        });
+    }
+    if m == 0 {
+        return Ok(());
+    }
+    let isa = if isa.supported() { isa } else { Isa::Scalar };
+    let xq = quantize_rows(x, m, k);
+    let n_panels = padded_n(n) / PANEL_COLS;
+    let run = |b: Block<'_>| block(isa, &xq, w, bias, b);
+    if m >= SPLIT_M_FROM {
+        y.par_chunks_mut(ROW_CHUNK * n).enumerate().for_each(|(t, out)| {
+            let r0 = t * ROW_CHUNK;
+            let rows = r0..(r0 + out.len() / n);
+            run(Block { rows, panels: 0..n_panels, out, ldo: n, col0: 0 });
+        });
+    } else {
+        let parts: Vec<(usize, Vec<f32>)> = (0..n_panels.div_ceil(PANEL_CHUNK))
+            .into_par_iter()
+            .map(|t| {
+                let p0 = t * PANEL_CHUNK;
+                let p1 = (p0 + PANEL_CHUNK).min(n_panels);
+                let col0 = p0 * PANEL_COLS;
+                let cols = (p1 * PANEL_COLS).min(n) - col0;
+                let mut out = vec![0f32; m * cols];
+                run(Block { rows: 0..m, panels: p0..p1, out: &mut out, ldo: cols, col0 });
+                (col0, out)
+            })
+            .collect();
+        for (col0, part) in parts {
+            let cols = part.len() / m;
+            for (r, src) in part.chunks_exact(cols).enumerate() {
+                y[r * n + col0..r * n + col0 + cols].copy_from_slice(src);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn block(isa: Isa, xq: &QuantRows, w: PackedRef<'_>, bias: Option<&[f32]>, b: Block<'_>) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `matmul` only passes a path the CPU supports; the block's ranges lie inside
+        // `xq`, `w` and `out` by construction.
+        Isa::Avx512 => unsafe { crate::x86::int8_block_avx512(xq, w, bias, b) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { crate::x86::int8_block_avx2(xq, w, bias, b) },
+        _ => block_scalar(xq, w, bias, b),
+    }
+}
+
+/// The reference: one exact integer dot product per output, then the shared epilogue.
+fn block_scalar(xq: &QuantRows, w: PackedRef<'_>, bias: Option<&[f32]>, b: Block<'_>) {
+    let col_end = (b.panels.end * PANEL_COLS).min(w.n);
+    for (ri, r) in b.rows.clone().enumerate() {
+        let xr = &xq.u[r * xq.kp..(r + 1) * xq.kp];
+        for c in b.panels.start * PANEL_COLS..col_end {
+            let acc: i32 = (0..w.k).map(|kk| (i32::from(xr[kk]) - 128) * i32::from(w.at(c, kk))).sum();
+            b.out[ri * b.ldo + c - b.col0] = epilogue(acc, xq.scale[r], w.scales[c], bias.map(|b| b[c]));
+        }
+    }
+}
+
+/// `acc · (s_x · s_w) + b`, in the order every path computes it.
+#[inline]
+pub(crate) fn epilogue(acc: i32, sx: f32, sw: f32, bias: Option<f32>) -> f32 {
+    let v = acc as f32 * (sx * sw);
+    match bias {
+        Some(b) => v + b,
+        None => v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(len: usize, seed: f32) -> Vec<f32> {
+        (0..len).map(|i| ((i as f32 * 0.7311 + seed).sin() * 1.7).powi(3)).collect()
+    }
+
+    #[test]
+    fn quantized_product_is_close_to_the_float_product() {
+        let (m, n, k) = (7, 37, 70);
+        let (x, w) = (data(m * k, 0.3), data(n * k, 1.1));
+        let p = PackedMatrix::quantize(&w, n, k).unwrap();
+        let mut y = vec![0f32; m * n];
+        matmul(Isa::Scalar, &x, m, p.view(), None, &mut y).unwrap();
+        for r in 0..m {
+            for c in 0..n {
+                let exact: f32 = (0..k).map(|t| x[r * k + t] * w[c * k + t]).sum();
+                let norm: f32 = (0..k).map(|t| (x[r * k + t] * w[c * k + t]).abs()).sum();
+                assert!((y[r * n + c] - exact).abs() <= 0.02 * norm + 1e-4, "({r},{c})");
+            }
+        }
+    }
+
+    #[test]
+    fn row_f32_dequantizes_the_packed_row() {
+        let (n, k) = (20, 9);
+        let w = data(n * k, 0.0);
+        let p = PackedMatrix::quantize(&w, n, k).unwrap();
+        for i in 0..n {
+            let mut row = Vec::new();
+            p.view().row_f32(i, &mut row);
+            let max = w[i * k..(i + 1) * k].iter().fold(0f32, |a, v| a.max(v.abs()));
+            for (a, b) in row.iter().zip(&w[i * k..(i + 1) * k]) {
+                assert!((a - b).abs() <= max / 127.0 * 0.51, "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn mismatched_buffers_are_errors() {
+        let p = PackedMatrix::quantize(&data(32 * 8, 0.0), 32, 8).unwrap();
+        let v = p.view();
+        assert!(PackedRef::new(&v.data[1..], v.scales, v.sums, 32, 8).is_err());
+        assert!(PackedRef::new(v.data, &v.scales[1..], v.sums, 32, 8).is_err());
+        let mut y = vec![0f32; 3];
+        assert!(matmul(Isa::Scalar, &[0.0; 8], 1, v, None, &mut y).is_err());
+    }
+}

@@ -1,0 +1,87 @@
+//! Every kernel path this machine can run, against the plain reference.
+
+use harken_kernels::attention::{self, HeadView};
+use harken_kernels::int8::{self, PackedMatrix};
+use harken_kernels::Isa;
+
+fn data(len: usize, seed: f32) -> Vec<f32> {
+    (0..len).map(|i| ((i as f32 * 0.7311 + seed).sin() * 1.7).powi(3)).collect()
+}
+
+#[test]
+fn the_test_machine_runs_more_than_the_reference() {
+    // Not a correctness check: it says in the test log which paths the other tests covered.
+    eprintln!("runnable paths: {:?}; detected: {}", Isa::runnable(), Isa::detect());
+    assert!(Isa::runnable().contains(&Isa::Scalar));
+}
+
+#[test]
+fn int8_paths_are_bit_identical_to_the_scalar_reference() {
+    // Shapes: partial panels (n % 16 ≠ 0), k not a multiple of 4, both splits (m < 64, m ≥ 64),
+    // odd tile tails.
+    for &(m, n, k) in &[(1, 16, 4), (5, 37, 70), (3, 300, 64), (63, 33, 130), (64, 16, 8), (131, 50, 96), (200, 129, 384)] {
+        let (x, w) = (data(m * k, 0.3 + m as f32), data(n * k, 1.1 + n as f32));
+        let bias = data(n, 2.0);
+        let p = PackedMatrix::quantize(&w, n, k).unwrap();
+        for b in [None, Some(bias.as_slice())] {
+            let mut want = vec![0f32; m * n];
+            int8::matmul(Isa::Scalar, &x, m, p.view(), b, &mut want).unwrap();
+            for isa in Isa::runnable() {
+                let mut got = vec![f32::NAN; m * n];
+                int8::matmul(isa, &x, m, p.view(), b, &mut got).unwrap();
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(g.to_bits() == w.to_bits(), "{isa} {m}×{n}×{k} bias={} at {i}: {g} vs {w}", b.is_some());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn int8_saturating_inputs_stay_exact() {
+    // Every activation and weight at ±127: the worst case for 16-bit intermediate sums.
+    let (m, n, k) = (3, 16, 512);
+    let x: Vec<f32> = (0..m * k).map(|i| if i % 3 == 0 { -1.0 } else { 1.0 }).collect();
+    let w: Vec<f32> = (0..n * k).map(|i| if i % 5 == 0 { -1.0 } else { 1.0 }).collect();
+    let p = PackedMatrix::quantize(&w, n, k).unwrap();
+    let mut want = vec![0f32; m * n];
+    int8::matmul(Isa::Scalar, &x, m, p.view(), None, &mut want).unwrap();
+    for r in 0..m {
+        for c in 0..n {
+            let exact: f32 = (0..k).map(|t| x[r * k + t] * w[c * k + t]).sum();
+            assert!((want[r * n + c] - exact).abs() < 1e-3, "{} vs {exact}", want[r * n + c]);
+        }
+    }
+    for isa in Isa::runnable() {
+        let mut got = vec![0f32; m * n];
+        int8::matmul(isa, &x, m, p.view(), None, &mut got).unwrap();
+        assert_eq!(got, want, "{isa}");
+    }
+}
+
+#[test]
+fn attention_paths_match_the_reference() {
+    for &(t, heads, dh) in &[(1, 1, 64), (7, 2, 64), (45, 3, 64), (100, 2, 32), (70, 1, 8)] {
+        let d = heads * dh;
+        let qkv = data(t * 3 * d, t as f32);
+        let view = |off| HeadView { data: &qkv, offset: off, row_stride: 3 * d };
+        let (q, k, v) = (view(0), view(d), view(2 * d));
+        let scale = 1.0 / (dh as f32).sqrt();
+        let want = attention::reference(q, k, v, t, t, heads, dh, scale);
+        for isa in Isa::runnable() {
+            let mut got = vec![f32::NAN; t * d];
+            attention::attention(isa, q, k, v, t, t, heads, dh, scale, &mut got).unwrap();
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!((g - w).abs() <= 2e-5 * (1.0 + w.abs()), "{isa} t={t} h={heads} dh={dh} at {i}: {g} vs {w}");
+            }
+        }
+    }
+}
+
+#[test]
+fn attention_rejects_short_buffers() {
+    let qkv = vec![0f32; 9];
+    let view = HeadView { data: &qkv, offset: 0, row_stride: 3 };
+    let mut out = vec![0f32; 4];
+    assert!(attention::attention(Isa::Scalar, view, view, view, 4, 4, 1, 1, 1.0, &mut out).is_err());
+}
