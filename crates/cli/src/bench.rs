@@ -79,7 +79,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<ExitCode> {
     }
     let report = json!({
         "model": engine.dir().to_string_lossy(),
-        "precision": args.model.precision,
+        "precision": if engine.is_int8() { "int8" } else { "f32" },
+        "cpu_path": engine.isa().name(),
+        "cpu_detected": harken_engine::Isa::detect().name(),
+        "cpu_features": harken_engine::CpuReport::probe().features,
         "threads": args.model.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         "beam": args.beam,
         "load_seconds": load_s,
@@ -93,6 +96,12 @@ pub(crate) fn run(args: BenchArgs) -> Result<ExitCode> {
     } else {
         println!("model      {}", report["model"].as_str().unwrap_or(""));
         println!("load       {load_s:.3} s");
+        println!(
+            "kernels    {} ({}, detected {})",
+            report["cpu_path"].as_str().unwrap_or(""),
+            report["precision"].as_str().unwrap_or(""),
+            report["cpu_detected"].as_str().unwrap_or("")
+        );
         println!(
             "peak RSS   {:.1} MiB",
             report["peak_rss_bytes"].as_u64().unwrap_or(0) as f64 / 1048576.0

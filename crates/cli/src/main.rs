@@ -53,9 +53,13 @@ pub(crate) struct ModelArgs {
     /// Compute threads (default: all cores).
     #[arg(long, env = "HARKEN_THREADS")]
     threads: Option<usize>,
-    /// In-memory weight precision: f32, or int8 (8-bit blocks for the linear layers).
+    /// In-memory weight precision: f32, or int8 (8-bit linear layers, activations quantized per
+    /// row). A model with an int8 weights file is int8 whatever this says.
     #[arg(long, env = "HARKEN_PRECISION", default_value = "f32", value_parser = ["f32", "int8"])]
     precision: String,
+    /// Kernel path: auto (the best this CPU runs), avx512, avx2 or scalar.
+    #[arg(long, env = "HARKEN_CPU", default_value = "auto")]
+    cpu: String,
     /// An n-gram LM (ARPA or Harken binary) fused into Whisper's beam search at word
     /// boundaries (CTC packages carry their own).
     #[arg(long = "whisper-lm", env = "HARKEN_WHISPER_LM")]

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
 use harken_artifacts::{Event, ModelUri, Resolved, Store, StoreConfig};
-use harken_engine::{Engine, EngineConfig, Precision};
+use harken_engine::{CpuReport, Engine, EngineConfig, Isa, Precision};
 use harken_server::ModelIdentity;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -237,8 +237,21 @@ pub(crate) struct Loaded {
 pub(crate) fn load(args: &ModelArgs, max_audio_s: Option<f64>) -> Result<Loaded> {
     set_threads(args.threads)?;
     let resolved = resolve(args.model.as_deref())?;
-    let precision = if args.precision == "int8" { Precision::Q8 } else { Precision::F32 };
-    let config = EngineConfig { precision, max_audio_s, whisper_lm: args.whisper_lm.clone() };
+    let precision = if args.precision == "int8" { Precision::Int8 } else { Precision::F32 };
+    let isa = Isa::select(&args.cpu).context("while choosing the kernel path (--cpu / HARKEN_CPU)")?;
+    tracing::info!(
+        requested = %args.cpu,
+        cpu_path = %isa,
+        detected = %Isa::detect(),
+        features = %CpuReport::probe(),
+        "CPU kernel path"
+    );
+    let config = EngineConfig {
+        precision,
+        isa: Some(isa),
+        max_audio_s,
+        whisper_lm: args.whisper_lm.clone(),
+    };
     let engine = match &resolved.package {
         Some(p) => Engine::load_package(p, &config),
         None => Engine::load(&resolved.dir, &config),

@@ -13,6 +13,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub(crate) enum ModelCommand {
     /// Build a package from a CTranslate2 or Hugging Face Whisper directory.
     Pack(PackArgs),
+    /// Write an int8 copy of a Whisper directory (model.int8.safetensors: 8-bit linear layers,
+    /// memory-mapped and used in place at load) beside its tokenizer and config.
+    Quantize(QuantizeArgs),
     /// Show a package's manifest (a directory or any model URI).
     Inspect(InspectArgs),
     /// Check every file's sha256; `--self-test` also transcribes the package's clips.
@@ -55,6 +58,15 @@ pub(crate) struct PackArgs {
     /// A self-test clip and its expected text, as AUDIO=TEXT (repeatable).
     #[arg(long = "self-test", value_name = "AUDIO=TEXT")]
     self_test: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct QuantizeArgs {
+    /// Source Whisper directory (CTranslate2 or Hugging Face), or an installed name.
+    src: String,
+    /// Output directory (must not exist or be empty).
+    #[arg(short, long)]
+    output: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -118,6 +130,7 @@ pub(crate) struct GcArgs {
 pub(crate) fn run(cmd: ModelCommand) -> Result<ExitCode> {
     match cmd {
         ModelCommand::Pack(a) => pack(a),
+        ModelCommand::Quantize(a) => quantize(a),
         ModelCommand::Inspect(a) => inspect(a),
         ModelCommand::Verify(a) => verify(a),
         ModelCommand::Push(a) => push(a),
@@ -136,6 +149,26 @@ fn bytes_bar(total: u64, msg: &str) -> ProgressBar {
     );
     bar.set_message(msg.to_owned());
     bar
+}
+
+fn quantize(a: QuantizeArgs) -> Result<ExitCode> {
+    let resolved = crate::model::resolve(Some(&a.src))?;
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_message(format!("quantizing {} to int8", resolved.dir.display()));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let started = std::time::Instant::now();
+    let report = harken_engine::quantize_model_dir(&resolved.dir, &a.output)
+        .with_context(|| format!("while quantizing {}", resolved.dir.display()))?;
+    spinner.finish_and_clear();
+    println!(
+        "{}: {} matrices in int8, {} tensors kept in f32, {:.1} MB, {:.1} s",
+        a.output.join("model.int8.safetensors").display(),
+        report.quantized,
+        report.kept,
+        report.bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn pack(a: PackArgs) -> Result<ExitCode> {

@@ -26,6 +26,7 @@
 mod ctc;
 mod error;
 mod model_dir;
+mod quantize;
 mod transcribe;
 
 use std::path::Path;
@@ -33,8 +34,10 @@ use std::time::{Duration, Instant};
 
 pub use error::{Error, Result};
 pub use harken_core::{Audio, Segment, Task, Transcript, Word};
-pub use harken_model::{Dims, Precision};
+pub use harken_model::{Dims, Isa, Precision};
+pub use harken_model::{CpuReport, Int8Report};
 pub use model_dir::{ModelDir, WeightsFormat};
+pub use quantize::quantize_model_dir;
 pub use transcribe::{LmOptions, Progress, Timings, TranscribeOptions};
 
 use harken_decode::WhisperTokenizer;
@@ -44,8 +47,11 @@ use harken_model::Whisper;
 /// Deployment-tier settings of an engine.
 #[derive(Debug, Clone, Default)]
 pub struct EngineConfig {
-    /// In-memory precision of the linear layers.
+    /// In-memory precision of the linear layers (an int8 weights file is int8 whatever this
+    /// says).
     pub precision: Precision,
+    /// Kernel path; `None`: the best this CPU runs.
+    pub isa: Option<Isa>,
     /// Reject audio longer than this, seconds (`None`: no limit).
     pub max_audio_s: Option<f64>,
     /// An n-gram LM (ARPA or Harken binary) fused into Whisper's beam search at word
@@ -100,7 +106,10 @@ impl Engine {
         if let harken_package::Family::Ctc { .. } = package.flavor().family {
             let start = Instant::now();
             let _span = tracing::info_span!("load", package = %package.label()).entered();
-            let side = ctc::CtcSide::load(package, config.precision)?;
+            let mut side = ctc::CtcSide::load(package, config.precision)?;
+            if let Some(isa) = config.isa {
+                side.acoustic.set_isa(isa);
+            }
             if side.acoustic.n_mels() != want {
                 return Err(Error::ModelDir {
                     dir: package.dir().to_owned(),
@@ -148,7 +157,12 @@ impl Engine {
             WeightsFormat::SafeTensors(p) => {
                 Whisper::load_safetensors(p, md.heads.0, md.heads.1, config.precision)?
             }
+            WeightsFormat::Int8(p) => Whisper::load_int8(p)?,
         };
+        let mut model = model;
+        if let Some(isa) = config.isa {
+            model.set_isa(isa);
+        }
         let dims = model.dims();
         let tokenizer = WhisperTokenizer::from_file(&md.tokenizer, dims.n_vocab)?;
         let mel = LogMel::new(dims.n_mels);
@@ -159,7 +173,13 @@ impl Engine {
             None => None,
         };
         let load_time = start.elapsed();
-        tracing::info!(seconds = load_time.as_secs_f64(), ?dims, "model loaded");
+        tracing::info!(
+            seconds = load_time.as_secs_f64(),
+            ?dims,
+            int8 = model.is_int8(),
+            cpu_path = %model.isa(),
+            "model loaded"
+        );
         Ok(Engine {
             dir: dir.clone(),
             kind: Kind::Whisper(Box::new(WhisperSide { model, tokenizer, mel, dir: md, lm })),
@@ -171,6 +191,22 @@ impl Engine {
     /// How long [`Engine::load`] took.
     pub fn load_time(&self) -> Duration {
         self.load_time
+    }
+
+    /// The kernel path the model runs.
+    pub fn isa(&self) -> Isa {
+        match &self.kind {
+            Kind::Whisper(w) => w.model.isa(),
+            Kind::Ctc(c) => c.acoustic.isa(),
+        }
+    }
+
+    /// Whether the linear layers run in int8.
+    pub fn is_int8(&self) -> bool {
+        match &self.kind {
+            Kind::Whisper(w) => w.model.is_int8(),
+            Kind::Ctc(_) => self.config.precision == Precision::Int8,
+        }
     }
 
     /// Architecture sizes of a Whisper model (`None` for CTC models).

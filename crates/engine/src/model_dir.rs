@@ -20,6 +20,8 @@ pub enum WeightsFormat {
     Ct2(PathBuf),
     /// Hugging Face `model.safetensors`.
     SafeTensors(PathBuf),
+    /// Harken's int8 `model.int8.safetensors`.
+    Int8(PathBuf),
 }
 
 /// Everything read from a model directory except the weights themselves.
@@ -88,6 +90,7 @@ impl ModelDir {
             harken_package::WeightsFormat::Safetensors => {
                 WeightsFormat::SafeTensors(package.path(weights))
             }
+            harken_package::WeightsFormat::HarkenInt8 => WeightsFormat::Int8(package.path(weights)),
         };
         let read = |p: &Option<String>| match p {
             Some(p) => read_config(&package.path(p)),
@@ -134,13 +137,16 @@ impl ModelDir {
         if !dir.is_dir() {
             return Err(err("not a directory".into()));
         }
-        let weights = if dir.join("model.bin").is_file() {
+        // An int8 file beside float weights is what `harken model quantize` wrote for them.
+        let weights = if dir.join("model.int8.safetensors").is_file() {
+            WeightsFormat::Int8(dir.join("model.int8.safetensors"))
+        } else if dir.join("model.bin").is_file() {
             WeightsFormat::Ct2(dir.join("model.bin"))
         } else if dir.join("model.safetensors").is_file() {
             WeightsFormat::SafeTensors(dir.join("model.safetensors"))
         } else {
             return Err(err(
-                "no model.bin (CTranslate2) or model.safetensors (Hugging Face) inside".into(),
+                "no model.int8.safetensors (Harken int8), model.bin (CTranslate2) or model.safetensors (Hugging Face) inside".into(),
             ));
         };
         let tokenizer = dir.join("tokenizer.json");

@@ -18,8 +18,14 @@ use crate::Isa;
 
 /// Query rows per task: each task writes whole output rows (all heads).
 const ROWS_PER_TASK: usize = 32;
-/// Keys per inner step of the score loop.
+/// Keys per inner step of the portable score loop.
 const KEY_STEP: usize = 16;
+/// Transposed keys are padded to a multiple of this (the AVX-512 score loop's step).
+const KEY_PAD: usize = 32;
+/// The head width every Whisper size uses, which gets the register-blocked `p·v` loop.
+const HEAD_DIM: usize = 64;
+/// Query rows sharing each `v` row in that loop (4 × 64 accumulators: 16 AVX-512 registers).
+const PV_ROWS: usize = 4;
 
 /// One head-interleaved matrix: row `i`, head `h` is
 /// `data[offset + i·row_stride + h·dh ..][..dh]` (how a fused q|k|v projection lays them out).
@@ -81,7 +87,7 @@ pub fn attention(
         return Ok(());
     }
     let isa = if isa.supported() { isa } else { Isa::Scalar };
-    let tkp = t_k.div_ceil(KEY_STEP) * KEY_STEP;
+    let tkp = t_k.div_ceil(KEY_PAD) * KEY_PAD;
     // Keys transposed per head, zero-padded to whole steps: [h][dh][tkp].
     let mut kt = vec![0f32; heads * dh * tkp];
     kt.par_chunks_mut(dh * tkp).enumerate().for_each(|(h, kh)| {
@@ -139,10 +145,55 @@ impl Madd for Fused {
     }
 }
 
+/// The AVX-512 path: hand-written score, softmax and `p·v` micro-kernels for 64-wide heads.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,avx2")]
 unsafe fn rows_avx512(job: &Job<'_>, r0: usize, out: &mut [f32]) {
-    rows::<8, Fused>(job, r0, out);
+    use crate::x86::{PV_ROWS_512, SCORE_ROWS_512, pv_avx512, scores_avx512, softmax_avx512};
+    const QB: usize = SCORE_ROWS_512;
+    if job.dh != HEAD_DIM {
+        return rows::<QB, Fused>(job, r0, out);
+    }
+    let (dh, tkp, t_k) = (HEAD_DIM, job.tkp, job.t_k);
+    let d = job.heads * dh;
+    let n_rows = out.len() / d;
+    let mut scores = vec![0f32; QB * tkp];
+    let mut qb = vec![0f32; QB * dh];
+    let mut acc = vec![0f32; QB * dh];
+    for h in 0..job.heads {
+        let kt = &job.kt[h * dh * tkp..(h + 1) * dh * tkp];
+        let mut i0 = 0;
+        while i0 < n_rows {
+            let nb = (n_rows - i0).min(QB);
+            qb.fill(0.0);
+            for i in 0..nb {
+                for (o, &x) in qb[i * dh..(i + 1) * dh].iter_mut().zip(job.q.row(r0 + i0 + i, h, dh)) {
+                    *o = x * job.scale;
+                }
+            }
+            let mut inv = [0f32; QB];
+            // SAFETY: AVX-512F is enabled here; the buffers have the sizes the kernels take
+            // (QB rows of dh and tkp, tkp a multiple of 32, v rows of 64 inside `v.data`).
+            unsafe {
+                scores_avx512(&qb, kt, dh, tkp, &mut scores);
+                for (i, s) in scores.chunks_exact_mut(tkp).take(nb).enumerate() {
+                    inv[i] = 1.0 / softmax_avx512(&mut s[..t_k]);
+                }
+                for r in (0..nb).step_by(PV_ROWS_512) {
+                    let v = job.v;
+                    let rows = (nb - r).min(PV_ROWS_512);
+                    pv_avx512(&scores[r * tkp..], tkp, rows, v.data, v.offset + h * dh, v.row_stride, t_k, &mut acc[r * dh..]);
+                }
+            }
+            for i in 0..nb {
+                let o = &mut out[(i0 + i) * d + h * dh..(i0 + i) * d + (h + 1) * dh];
+                for (o, &a) in o.iter_mut().zip(&acc[i * dh..(i + 1) * dh]) {
+                    *o = a * inv[i];
+                }
+            }
+            i0 += nb;
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -176,13 +227,19 @@ fn rows<const QB: usize, M: Madd>(job: &Job<'_>, r0: usize, out: &mut [f32]) {
             for (i, s) in scores.chunks_exact_mut(tkp).take(nb).enumerate() {
                 inv[i] = 1.0 / softmax_unnormalised(&mut s[..job.t_k]);
             }
-            acc.fill(0.0);
-            for i in 0..nb {
-                let p = &scores[i * tkp..i * tkp + job.t_k];
-                let a = &mut acc[i * dh..(i + 1) * dh];
-                for (j, &pj) in p.iter().enumerate() {
-                    for (o, &x) in a.iter_mut().zip(job.v.row(j, h, dh)) {
-                        *o = M::madd(pj, x, *o);
+            if dh == HEAD_DIM {
+                for r in (0..nb).step_by(PV_ROWS) {
+                    pv_block::<M>(job, h, &scores[r * tkp..], tkp, (nb - r).min(PV_ROWS), &mut acc[r * dh..]);
+                }
+            } else {
+                acc.fill(0.0);
+                for i in 0..nb {
+                    let p = &scores[i * tkp..i * tkp + job.t_k];
+                    let a = &mut acc[i * dh..(i + 1) * dh];
+                    for (j, &pj) in p.iter().enumerate() {
+                        for (o, &x) in a.iter_mut().zip(job.v.row(j, h, dh)) {
+                            *o = M::madd(pj, x, *o);
+                        }
                     }
                 }
             }
@@ -194,6 +251,31 @@ fn rows<const QB: usize, M: Madd>(job: &Job<'_>, r0: usize, out: &mut [f32]) {
             }
             i0 += nb;
         }
+    }
+}
+
+/// `acc[i][..] = Σ_j p[i][j]·v_j` for `rows ≤ PV_ROWS` rows with 64-wide heads: every `v_j`
+/// is loaded once for all the rows, which share it from registers.
+#[inline(always)]
+fn pv_block<M: Madd>(job: &Job<'_>, h: usize, p: &[f32], tkp: usize, rows: usize, acc: &mut [f32]) {
+    let mut a = [[0f32; HEAD_DIM]; PV_ROWS];
+    let v = job.v;
+    for j in 0..job.t_k {
+        let at = v.offset + j * v.row_stride + h * HEAD_DIM;
+        let vj: &[f32; HEAD_DIM] = match v.data[at..at + HEAD_DIM].try_into() {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        for (i, ai) in a.iter_mut().enumerate() {
+            // Rows past `rows` read row 0's scores and are discarded: no branch in the loop.
+            let pij = p[if i < rows { i } else { 0 } * tkp + j];
+            for (o, &x) in ai.iter_mut().zip(vj) {
+                *o = M::madd(pij, x, *o);
+            }
+        }
+    }
+    for (i, ai) in a.iter().enumerate().take(rows) {
+        acc[i * HEAD_DIM..(i + 1) * HEAD_DIM].copy_from_slice(ai);
     }
 }
 

@@ -183,3 +183,141 @@ unsafe fn tile256<const MR: usize>(
         }
     }
 }
+
+/// Keys per step of [`scores_avx512`]: two registers.
+pub(crate) const SCORE_KEYS_512: usize = 32;
+/// Query rows per [`scores_avx512`] call.
+pub(crate) const SCORE_ROWS_512: usize = 8;
+/// Query rows per [`pv_avx512`] call.
+pub(crate) const PV_ROWS_512: usize = 4;
+
+/// `scores[i][j] = Σ_e q[i][e]·kt[e][j]` for 8 query rows and every key.
+///
+/// # Safety
+/// AVX-512F; `q` holds 8 rows of `dh`, `kt` `dh` rows of `tkp`, `scores` 8 rows of `tkp`, and
+/// `tkp` is a multiple of 32.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn scores_avx512(q: &[f32], kt: &[f32], dh: usize, tkp: usize, scores: &mut [f32]) {
+    debug_assert!(q.len() >= SCORE_ROWS_512 * dh && kt.len() >= dh * tkp && scores.len() >= SCORE_ROWS_512 * tkp);
+    // SAFETY: every offset stays inside the lengths in the contract.
+    unsafe {
+        let (qp, kp, sp) = (q.as_ptr(), kt.as_ptr(), scores.as_mut_ptr());
+        for j0 in (0..tkp).step_by(SCORE_KEYS_512) {
+            let mut acc = [[_mm512_setzero_ps(); 2]; SCORE_ROWS_512];
+            for e in 0..dh {
+                let k0 = _mm512_loadu_ps(kp.add(e * tkp + j0));
+                let k1 = _mm512_loadu_ps(kp.add(e * tkp + j0 + 16));
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let qv = _mm512_set1_ps(*qp.add(i * dh + e));
+                    a[0] = _mm512_fmadd_ps(qv, k0, a[0]);
+                    a[1] = _mm512_fmadd_ps(qv, k1, a[1]);
+                }
+            }
+            for (i, a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(sp.add(i * tkp + j0), a[0]);
+                _mm512_storeu_ps(sp.add(i * tkp + j0 + 16), a[1]);
+            }
+        }
+    }
+}
+
+/// `s ← exp(s − max s)` over `s`, returning the sum; the same polynomial as the portable
+/// `attention::exp`.
+///
+/// # Safety
+/// AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn softmax_avx512(s: &mut [f32]) -> f32 {
+    let n = s.len();
+    let full = n / 16 * 16;
+    let tail_mask: __mmask16 = ((1u32 << (n - full)) - 1) as u16;
+    // SAFETY: full loads below `full`, masked loads and stores for the tail.
+    unsafe {
+        let p = s.as_mut_ptr();
+        let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+        for j in (0..full).step_by(16) {
+            m = _mm512_max_ps(m, _mm512_loadu_ps(p.add(j)));
+        }
+        if tail_mask != 0 {
+            m = _mm512_mask_max_ps(m, tail_mask, m, _mm512_maskz_loadu_ps(tail_mask, p.add(full)));
+        }
+        let max = _mm512_set1_ps(_mm512_reduce_max_ps(m));
+        let mut sum = _mm512_setzero_ps();
+        for j in (0..full).step_by(16) {
+            let e = exp512(_mm512_sub_ps(_mm512_loadu_ps(p.add(j)), max));
+            _mm512_storeu_ps(p.add(j), e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        if tail_mask != 0 {
+            let e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail_mask, p.add(full)), max));
+            _mm512_mask_storeu_ps(p.add(full), tail_mask, e);
+            sum = _mm512_mask_add_ps(sum, tail_mask, sum, e);
+        }
+        _mm512_reduce_add_ps(sum)
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn exp512(x: __m512) -> __m512 {
+    let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0)), _mm512_set1_ps(88.0));
+    let t = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E));
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(t);
+    let y = _mm512_mul_ps(_mm512_sub_ps(t, n), _mm512_set1_ps(std::f32::consts::LN_2));
+    let c = |v: f32| _mm512_set1_ps(v);
+    let mut p = _mm512_fmadd_ps(y, c(1.0 / 720.0), c(1.0 / 120.0));
+    p = _mm512_fmadd_ps(y, p, c(1.0 / 24.0));
+    p = _mm512_fmadd_ps(y, p, c(1.0 / 6.0));
+    p = _mm512_fmadd_ps(y, p, c(0.5));
+    p = _mm512_fmadd_ps(y, p, c(1.0));
+    p = _mm512_fmadd_ps(y, p, c(1.0));
+    let bits = _mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)));
+    _mm512_mul_ps(p, _mm512_castsi512_ps(bits))
+}
+
+/// `out[i][..64] = Σ_j p[i][j]·v_j` for up to 4 query rows (64-wide heads); `v_j` is read from
+/// `v` at `offset + j·stride`.
+///
+/// # Safety
+/// AVX-512F; `p` holds `rows` rows of stride `tkp` with at least `t_k` values; every `v_j`
+/// (`j < t_k`) has 64 values in `v`; `out` holds `rows` × 64.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)] // one micro-kernel's operands
+pub(crate) unsafe fn pv_avx512(
+    p: &[f32],
+    tkp: usize,
+    rows: usize,
+    v: &[f32],
+    offset: usize,
+    stride: usize,
+    t_k: usize,
+    out: &mut [f32],
+) {
+    debug_assert!(rows <= PV_ROWS_512 && (t_k == 0 || offset + (t_k - 1) * stride + 64 <= v.len()));
+    // SAFETY: per the contract; rows past `rows` reuse row 0's scores and are not stored.
+    unsafe {
+        let (pp, vp) = (p.as_ptr(), v.as_ptr().add(offset));
+        let mut acc = [[_mm512_setzero_ps(); 4]; PV_ROWS_512];
+        let row = |i: usize| if i < rows { i } else { 0 };
+        for j in 0..t_k {
+            let vj = vp.add(j * stride);
+            let vv = [
+                _mm512_loadu_ps(vj),
+                _mm512_loadu_ps(vj.add(16)),
+                _mm512_loadu_ps(vj.add(32)),
+                _mm512_loadu_ps(vj.add(48)),
+            ];
+            for (i, a) in acc.iter_mut().enumerate() {
+                let pv = _mm512_set1_ps(*pp.add(row(i) * tkp + j));
+                for (c, x) in a.iter_mut().zip(&vv) {
+                    *c = _mm512_fmadd_ps(pv, *x, *c);
+                }
+            }
+        }
+        for (i, a) in acc.iter().enumerate().take(rows) {
+            for (c, x) in a.iter().enumerate() {
+                _mm512_storeu_ps(out.as_mut_ptr().add(i * 64 + c * 16), *x);
+            }
+        }
+    }
+}

@@ -12,7 +12,7 @@ use candle_core::{D, Device, Module, Tensor};
 
 use crate::weights::Source;
 use crate::whisper::{Encoder, GeluErf};
-use crate::{Ct2Dtype, Ct2File, Error, Precision, Result};
+use crate::{Ct2Dtype, Ct2File, Error, Isa, Precision, Result};
 
 /// One dense layer of a CTC head, row-major `[out][in]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +37,7 @@ pub struct CtcAcoustic {
     enc: Encoder,
     head: Vec<(Tensor, Tensor)>,
     classes: usize,
+    isa: Isa,
 }
 
 impl std::fmt::Debug for CtcAcoustic {
@@ -77,7 +78,17 @@ impl CtcAcoustic {
             });
         };
         let classes = w.dim(1)?;
-        Ok(CtcAcoustic { enc, head, classes })
+        Ok(CtcAcoustic { enc, head, classes, isa: Isa::detect() })
+    }
+
+    /// Choose the kernel path (default: the best this CPU runs).
+    pub fn set_isa(&mut self, isa: Isa) {
+        self.isa = isa;
+    }
+
+    /// The kernel path in use.
+    pub fn isa(&self) -> Isa {
+        self.isa
     }
 
     /// Mel bins the encoder takes.
@@ -107,7 +118,7 @@ impl CtcAcoustic {
 
     /// Log-posteriors of one 30-s window: `[n_frames()][classes()]` row-major.
     pub fn log_probs(&self, mel: &[f32]) -> Result<Vec<f32>> {
-        let enc = self.enc.forward(mel)?;
+        let enc = self.enc.forward(mel, self.isa)?;
         let x = enc.tensor().squeeze(0)?;
         self.head_forward(&x)
     }

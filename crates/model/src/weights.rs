@@ -23,6 +23,8 @@ pub(crate) enum Source {
         st: MmapedSafetensors,
         path: PathBuf,
     },
+    /// Harken's int8 file (`crate::int8file`): packed linear layers, used in place.
+    Int8(crate::int8file::Int8File),
     /// A safetensors file with CTranslate2 names (Harken's CTC acoustic models).
     Native {
         st: MmapedSafetensors,
@@ -40,6 +42,18 @@ impl Source {
         Ok(Source::Hf { st, path })
     }
 
+    pub(crate) fn open_int8(path: &Path) -> Result<Self> {
+        Ok(Source::Int8(crate::int8file::Int8File::open(path)?))
+    }
+
+    /// The packed int8 matrix `name`, when the source stores it so.
+    pub(crate) fn packed(&self, name: &str) -> Result<Option<crate::int8file::MappedPacked>> {
+        match self {
+            Source::Int8(f) => f.packed(name),
+            _ => Ok(None),
+        }
+    }
+
     pub(crate) fn open_native(path: &Path) -> Result<Self> {
         let (st, path) = map_safetensors(path)?;
         Ok(Source::Native { st, path })
@@ -51,6 +65,7 @@ impl Source {
             Source::Ct2(f) => f.var(name).is_some(),
             Source::Hf { .. } => self.get(name).is_ok(),
             Source::Native { st, .. } => st.get(name).is_ok(),
+            Source::Int8(f) => f.has(name),
         }
     }
 
@@ -58,6 +73,7 @@ impl Source {
     pub(crate) fn int_scalar(&self, name: &str) -> Option<i64> {
         match self {
             Source::Ct2(f) => f.int_scalar(name),
+            Source::Int8(f) => f.int_scalar(name),
             Source::Hf { .. } | Source::Native { .. } => None,
         }
     }
@@ -75,7 +91,7 @@ impl Source {
                     (bits, var.shape.clone())
                 })
             }
-            Source::Hf { .. } | Source::Native { .. } => None,
+            Source::Hf { .. } | Source::Native { .. } | Source::Int8(_) => None,
         }
     }
 
@@ -105,6 +121,7 @@ impl Source {
             }
             Source::Hf { st, path } => hf_get(st, path, name),
             Source::Native { st, path } => hf_load(st, path, name),
+            Source::Int8(f) => f.get(name),
         }
     }
 }

@@ -12,9 +12,13 @@
 //! step (no self-attention cache), re-lays out cross-attention K/V every step and uses tanh GELU;
 //! see the team note on candle's Whisper.
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Module, Tensor};
+use harken_kernels::Isa;
+use harken_kernels::attention::{self, HeadView};
+use harken_kernels::int8::{self, PackedMatrix};
 
+use crate::int8file::Int8Weight;
 use crate::ops::F16Matrix;
 use crate::weights::Source;
 use crate::{Error, Result};
@@ -54,17 +58,21 @@ impl Dims {
 /// How linear-layer weights are held in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
-    /// f32, converted from the file's f16/f32 at load.
+    /// f32, converted from the file's f16/f32 at load (the decoder reads f16 weights in place).
     #[default]
     F32,
-    /// 8-bit blocks (GGML Q8_0) for the linear layers; embeddings, norms and convolutions stay f32.
-    Q8,
+    /// int8 linear layers and token embedding, one scale per output row, activations quantized
+    /// per row on the fly (`harken_kernels::int8`); norms, biases and convolutions stay f32. A
+    /// float model is quantized at load; an int8 file (`model.int8.safetensors`) is used in place.
+    Int8,
 }
 
 /// A linear layer's weight in the form its callers multiply fastest.
 enum LinearWeight {
-    /// f32 (gemm) or 8-bit blocks: for the encoder's 1500-row products.
+    /// f32 (gemm): for the encoder's 1500-row products.
     Q(QMatMul),
+    /// int8, packed for `harken_kernels::int8` (mapped from the file, or quantized at load).
+    Int8(Int8Weight),
     /// The file's f16 values, widened in registers: for the decoder's few-row products.
     Half(F16Matrix),
 }
@@ -72,6 +80,8 @@ enum LinearWeight {
 struct Linear {
     w: LinearWeight,
     b: Option<Tensor>,
+    /// The bias as a slice, for the int8 kernel's epilogue (empty otherwise).
+    b_vec: Vec<f32>,
 }
 
 /// Which products a layer serves, which decides how its weight is held.
@@ -93,19 +103,30 @@ impl Linear {
     ) -> Result<Self> {
         let name = format!("{prefix}/weight");
         let b = if bias { Some(src.get(&format!("{prefix}/bias"))?) } else { None };
+        if let Some(w) = int8_weight(src, &name, precision)? {
+            let b_vec = match &b {
+                Some(b) => b.to_vec1::<f32>()?,
+                None => Vec::new(),
+            };
+            return Ok(Linear { w: LinearWeight::Int8(w), b, b_vec });
+        }
         if rows == Rows::Few
             && precision == Precision::F32
             && let Some(h) = half_matrix(src, &name)
         {
-            return Ok(Linear { w: LinearWeight::Half(h), b });
+            return Ok(Linear { w: LinearWeight::Half(h), b, b_vec: Vec::new() });
         }
-        Ok(Linear { w: LinearWeight::Q(qmatmul(src.get(&name)?, precision)?), b })
+        Ok(Linear { w: LinearWeight::Q(QMatMul::Tensor(src.get(&name)?)), b, b_vec: Vec::new() })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, isa: Isa) -> Result<Tensor> {
         let y = match &self.w {
             LinearWeight::Q(q) => q.forward(x)?,
             LinearWeight::Half(h) => half_matmul(x, h)?,
+            LinearWeight::Int8(w) => {
+                let bias = (!self.b_vec.is_empty()).then_some(self.b_vec.as_slice());
+                return int8_matmul(x, w, bias, isa);
+            }
         };
         Ok(match &self.b {
             Some(b) => y.broadcast_add(b)?,
@@ -140,14 +161,38 @@ fn half_matmul(x: &Tensor, w: &F16Matrix) -> Result<Tensor> {
     Ok(Tensor::from_vec(y, dims, x.device())?)
 }
 
-fn qmatmul(w: Tensor, precision: Precision) -> Result<QMatMul> {
-    let quantizable = w.dims().last().is_some_and(|&d| d % 32 == 0);
-    Ok(match precision {
-        Precision::Q8 if quantizable => {
-            QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q8_0)?)?
-        }
-        _ => QMatMul::Tensor(w),
-    })
+/// The int8 form of weight `name`: mapped when the source stores it packed, quantized now when
+/// `precision` asks for int8 and the source is float, `None` otherwise.
+fn int8_weight(src: &Source, name: &str, precision: Precision) -> Result<Option<Int8Weight>> {
+    if let Some(m) = src.packed(name)? {
+        return Ok(Some(Int8Weight::Mapped(m)));
+    }
+    if precision != Precision::Int8 {
+        return Ok(None);
+    }
+    let t = src.get(name)?;
+    let (n, k) = t.dims2()?;
+    let w = t.flatten_all()?.to_vec1::<f32>()?;
+    let p = PackedMatrix::quantize(&w, n, k)
+        .map_err(|e| Error::Weights { detail: format!("{name}: {e}") })?;
+    Ok(Some(Int8Weight::Owned(p)))
+}
+
+/// `x · Wᵀ (+ bias)` with an int8 weight, for `x` of any rank (leading dimensions fold into
+/// rows).
+fn int8_matmul(x: &Tensor, w: &Int8Weight, bias: Option<&[f32]>, isa: Isa) -> Result<Tensor> {
+    let v = w.view();
+    let mut dims = x.dims().to_vec();
+    let k = dims.last().copied().unwrap_or(0);
+    let m = x.elem_count() / k.max(1);
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut y = vec![0f32; m * v.n()];
+    int8::matmul(isa, &xs, m, v, bias, &mut y)
+        .map_err(|e| Error::Input { detail: e.to_string() })?;
+    if let Some(last) = dims.last_mut() {
+        *last = v.n();
+    }
+    Ok(Tensor::from_vec(y, dims, x.device())?)
 }
 
 /// Exact erf-GELU through [`crate::ops::gelu_erf`], usable with `Tensor::apply`.
@@ -205,9 +250,9 @@ impl Mlp {
             fc2: Linear::load(src, &format!("{p}/ffn/linear_1"), true, precision, rows)?,
         })
     }
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.fc1.forward(&self.ln.forward(x)?)?.apply(&GeluErf)?;
-        self.fc2.forward(&h)
+    fn forward(&self, x: &Tensor, isa: Isa) -> Result<Tensor> {
+        let h = self.fc1.forward(&self.ln.forward(x)?, isa)?.apply(&GeluErf)?;
+        self.fc2.forward(&h, isa)
     }
 }
 
@@ -245,10 +290,31 @@ impl SelfAttention {
     }
 
     /// Attention of `x` over itself plus the cached past; updates the cache when given one.
-    fn forward(&self, x: &Tensor, cache: Option<&mut Option<(Tensor, Tensor)>>) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        isa: Isa,
+    ) -> Result<Tensor> {
         let h = self.ln.forward(x)?;
-        let qkv = self.qkv.forward(&h)?;
+        let qkv = self.qkv.forward(&h, isa)?;
         let d = qkv.dim(D::Minus1)? / 3;
+        if cache.is_none() {
+            // No cache: the encoder's full self-attention, fused so that the T×T scores are
+            // never materialised.
+            let (b, t, d3) = qkv.dims3()?;
+            let dh = d / self.heads;
+            let data = qkv.flatten_all()?.to_vec1::<f32>()?;
+            let mut out = vec![0f32; b * t * d];
+            for (bi, o) in out.chunks_mut(t * d).enumerate() {
+                let view = |off| HeadView { data: &data, offset: bi * t * d3 + off, row_stride: d3 };
+                let scale = 1.0 / (dh as f32).sqrt();
+                attention::attention(isa, view(0), view(d), view(2 * d), t, t, self.heads, dh, scale, o)
+                    .map_err(|e| Error::Input { detail: e.to_string() })?;
+            }
+            let y = Tensor::from_vec(out, (b, t, d), qkv.device())?;
+            return self.out.forward(&y, isa);
+        }
         let q = split_heads(&qkv.narrow(D::Minus1, 0, d)?, self.heads)?;
         let mut k = split_heads(&qkv.narrow(D::Minus1, d, d)?, self.heads)?;
         let mut v = split_heads(&qkv.narrow(D::Minus1, 2 * d, d)?, self.heads)?;
@@ -271,7 +337,7 @@ impl SelfAttention {
         }
         let att = crate::ops::softmax_last_dim(&att)?;
         let y = merge_heads(&att.matmul(&v)?)?;
-        self.out.forward(&y)
+        self.out.forward(&y, isa)
     }
 }
 
@@ -300,8 +366,8 @@ impl CrossAttention {
         })
     }
 
-    fn prepare(&self, enc: &Tensor) -> Result<CrossKv> {
-        let kv = self.kv.forward(enc)?;
+    fn prepare(&self, enc: &Tensor, isa: Isa) -> Result<CrossKv> {
+        let kv = self.kv.forward(enc, isa)?;
         let d = kv.dim(D::Minus1)? / 2;
         let k = split_heads(&kv.narrow(D::Minus1, 0, d)?, self.heads)?.squeeze(0)?;
         let v = split_heads(&kv.narrow(D::Minus1, d, d)?, self.heads)?.squeeze(0)?;
@@ -311,9 +377,15 @@ impl CrossAttention {
     /// Attend from `x` (`[B, n, d]`) to the audio; the keys are shared by every batch row, so
     /// rows are folded into the query length and one matmul serves all beams. Returns the
     /// output and, when asked, the pre-softmax scores `[H, B·n, T_audio]`.
-    fn forward(&self, x: &Tensor, kv: &CrossKv, want_qk: bool) -> Result<(Tensor, Option<Tensor>)> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        kv: &CrossKv,
+        want_qk: bool,
+        isa: Isa,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let (b, n, d) = x.dims3()?;
-        let q = self.q.forward(&self.ln.forward(x)?)?;
+        let q = self.q.forward(&self.ln.forward(x)?, isa)?;
         let dh = d / self.heads;
         let q = q.reshape((b * n, self.heads, dh))?.transpose(0, 1)?.contiguous()?;
         let scale = 1.0 / (dh as f64).sqrt();
@@ -321,7 +393,7 @@ impl CrossAttention {
         let att = crate::ops::softmax_last_dim(&qk)?;
         let y = att.matmul(&kv.v)?; // [H, B·n, dh]
         let y = y.transpose(0, 1)?.reshape((b, n, d))?;
-        Ok((self.out.forward(&y)?, want_qk.then_some(qk)))
+        Ok((self.out.forward(&y, isa)?, want_qk.then_some(qk)))
     }
 }
 
@@ -331,16 +403,16 @@ enum Embedding {
     Full { table: Tensor, logits: QMatMul },
     /// The file's f16 table, serving both.
     Half(F16Matrix),
-    /// The file's f16 table for lookups, 8-bit for the projection (int8 mode): half the
-    /// memory of an f32 lookup table, with identical lookup values.
-    HalfQ { table: F16Matrix, logits: QMatMul },
+    /// One int8 table for both: lookups dequantize a row, the projection multiplies in int8.
+    Int8(Int8Weight),
 }
 
 impl Embedding {
     fn dims(&self) -> Result<(usize, usize)> {
         Ok(match self {
             Embedding::Full { table, .. } => table.dims2()?,
-            Embedding::Half(h) | Embedding::HalfQ { table: h, .. } => (h.rows(), h.cols()),
+            Embedding::Half(h) => (h.rows(), h.cols()),
+            Embedding::Int8(w) => (w.view().n(), w.view().k()),
         })
     }
 }
@@ -409,7 +481,7 @@ impl Encoder {
         self.dims
     }
 
-    pub(crate) fn forward(&self, mel: &[f32]) -> Result<EncoderOutput> {
+    pub(crate) fn forward(&self, mel: &[f32], isa: Isa) -> Result<EncoderOutput> {
         let frames = self.dims.n_audio_ctx * 2;
         if mel.len() != self.dims.n_mels * frames {
             return Err(Error::Input {
@@ -429,8 +501,8 @@ impl Encoder {
         let x = conv(&x, &self.conv2, 2)?;
         let mut x = x.transpose(1, 2)?.broadcast_add(&self.pos)?;
         for b in &self.blocks {
-            x = (&x + b.attn.forward(&x, None)?)?;
-            x = (&x + b.mlp.forward(&x)?)?;
+            x = (&x + b.attn.forward(&x, None, isa)?)?;
+            x = (&x + b.mlp.forward(&x, isa)?)?;
         }
         Ok(EncoderOutput { x: self.ln.forward(&x)? })
     }
@@ -445,6 +517,8 @@ pub struct Whisper {
     dec_pos: Tensor,
     dec_blocks: Vec<DecoderBlock>,
     dec_ln: LayerNorm,
+    /// The kernel path of the int8 products and the fused attention.
+    isa: Isa,
 }
 
 impl std::fmt::Debug for Whisper {
@@ -537,17 +611,14 @@ impl Whisper {
         precision: Precision,
     ) -> Result<Self> {
         let (enc, ed) = Encoder::load(src, enc_heads, precision)?;
-        let tok_emb = match (precision, half_matrix(src, "decoder/embeddings/weight")) {
-            (Precision::F32, Some(h)) => Embedding::Half(h),
-            (Precision::Q8, Some(h)) => {
-                let q = qmatmul(src.get("decoder/embeddings/weight")?, precision)?;
-                Embedding::HalfQ { table: h, logits: q }
-            }
-            _ => {
-                let t = src.get("decoder/embeddings/weight")?;
-                let q = qmatmul(t.clone(), precision)?;
-                Embedding::Full { table: t, logits: q }
-            }
+        let emb = "decoder/embeddings/weight";
+        let tok_emb = if let Some(w) = int8_weight(src, emb, precision)? {
+            Embedding::Int8(w)
+        } else if let Some(h) = half_matrix(src, emb) {
+            Embedding::Half(h)
+        } else {
+            let t = src.get(emb)?;
+            Embedding::Full { table: t.clone(), logits: QMatMul::Tensor(t) }
         };
         let dec_pos = src.get("decoder/position_encodings/encodings")?;
         let (n_vocab, n_text_state) = tok_emb.dims()?;
@@ -592,7 +663,33 @@ impl Whisper {
             dec_pos,
             dec_blocks,
             dec_ln: LayerNorm::load(src, "decoder/layer_norm")?,
+            isa: Isa::detect(),
         })
+    }
+
+    /// Load Harken's int8 weights file (`model.int8.safetensors`, written by
+    /// [`crate::write_int8`]): the packed matrices are used in place from the map.
+    pub fn load_int8(path: &std::path::Path) -> Result<Self> {
+        let src = Source::open_int8(path)?;
+        let heads = |side: &str| src.int_scalar(&format!("{side}/num_heads")).map(|h| h as usize);
+        let (eh, dh) = (heads("encoder"), heads("decoder"));
+        Self::load(&src, eh, dh, Precision::Int8)
+    }
+
+    /// Choose the kernel path (default: the best this CPU runs). Paths the CPU lacks fall back
+    /// to the scalar reference inside the kernels, so a wrong choice is slow, never unsafe.
+    pub fn set_isa(&mut self, isa: Isa) {
+        self.isa = isa;
+    }
+
+    /// The kernel path in use.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Whether the linear layers run in int8.
+    pub fn is_int8(&self) -> bool {
+        matches!(self.tok_emb, Embedding::Int8(_))
     }
 
     /// Architecture sizes.
@@ -602,13 +699,13 @@ impl Whisper {
 
     /// Run the encoder on one window: `mel` is mel-major `[n_mels, n_mel_frames()]`.
     pub fn encode(&self, mel: &[f32]) -> Result<EncoderOutput> {
-        self.enc.forward(mel)
+        self.enc.forward(mel, self.isa)
     }
 
     /// Start decoding against `enc` with `batch` rows (beams).
     pub fn decoder<'a>(&'a self, enc: &EncoderOutput, batch: usize) -> Result<DecoderSession<'a>> {
         let cross =
-            self.dec_blocks.iter().map(|b| b.cross.prepare(&enc.x)).collect::<Result<Vec<_>>>()?;
+            self.dec_blocks.iter().map(|b| b.cross.prepare(&enc.x, self.isa)).collect::<Result<Vec<_>>>()?;
         Ok(DecoderSession {
             model: self,
             cross,
@@ -644,12 +741,20 @@ impl Whisper {
                 let ids = Tensor::from_vec(flat, b * n, &Device::Cpu)?;
                 table.index_select(&ids, 0)?
             }
-            Embedding::Half(h) | Embedding::HalfQ { table: h, .. } => {
+            Embedding::Half(h) => {
                 let mut rows = Vec::with_capacity(flat.len() * h.cols());
                 for &t in &flat {
                     h.row_f32(t as usize, &mut rows);
                 }
                 Tensor::from_vec(rows, (b * n, h.cols()), &Device::Cpu)?
+            }
+            Embedding::Int8(w) => {
+                let v = w.view();
+                let mut rows = Vec::with_capacity(flat.len() * v.k());
+                for &t in &flat {
+                    v.row_f32(t as usize, &mut rows);
+                }
+                Tensor::from_vec(rows, (b * n, v.k()), &Device::Cpu)?
             }
         };
         let x = x.reshape((b, n, self.dims.n_text_state))?;
@@ -658,10 +763,9 @@ impl Whisper {
 
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
         match &self.tok_emb {
-            Embedding::Full { logits, .. } | Embedding::HalfQ { logits, .. } => {
-                Ok(logits.forward(x)?)
-            }
+            Embedding::Full { logits, .. } => Ok(logits.forward(x)?),
             Embedding::Half(h) => half_matmul(x, h),
+            Embedding::Int8(w) => int8_matmul(x, w, None, self.isa),
         }
     }
 
@@ -677,12 +781,12 @@ impl Whisper {
         let mut x = self.embed(&[tokens], 0)?;
         let mut layer_qk: Vec<Option<Tensor>> = vec![None; self.dec_blocks.len()];
         for (l, b) in self.dec_blocks.iter().enumerate() {
-            x = (&x + b.attn.forward(&x, Some(&mut session.cache[l]))?)?;
+            x = (&x + b.attn.forward(&x, Some(&mut session.cache[l]), self.isa)?)?;
             let want = heads.iter().any(|&(hl, _)| hl == l);
-            let (y, qk) = b.cross.forward(&x, &session.cross[l], want)?;
+            let (y, qk) = b.cross.forward(&x, &session.cross[l], want, self.isa)?;
             x = (&x + y)?;
             layer_qk[l] = qk;
-            x = (&x + b.mlp.forward(&x)?)?;
+            x = (&x + b.mlp.forward(&x, self.isa)?)?;
         }
         let mut ordered = Vec::with_capacity(heads.len());
         for &(l, h) in heads {
@@ -733,10 +837,10 @@ impl DecoderSession<'_> {
         }
         let mut x = m.embed(tokens, self.offset)?;
         for (l, b) in m.dec_blocks.iter().enumerate() {
-            x = (&x + b.attn.forward(&x, Some(&mut self.cache[l]))?)?;
-            let (y, _) = b.cross.forward(&x, &self.cross[l], false)?;
+            x = (&x + b.attn.forward(&x, Some(&mut self.cache[l]), m.isa)?)?;
+            let (y, _) = b.cross.forward(&x, &self.cross[l], false, m.isa)?;
             x = (&x + y)?;
-            x = (&x + b.mlp.forward(&x)?)?;
+            x = (&x + b.mlp.forward(&x, m.isa)?)?;
         }
         self.offset += n;
         let idx = Tensor::from_vec(

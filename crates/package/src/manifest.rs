@@ -144,6 +144,9 @@ pub enum WeightsFormat {
     Ctranslate2,
     /// Hugging Face `model.safetensors`.
     Safetensors,
+    /// Harken's int8 `model.int8.safetensors` (`harken model quantize`): packed 8-bit linear
+    /// layers used in place.
+    HarkenInt8,
 }
 
 /// A reference to the encoder a CTC head runs on.

@@ -47,6 +47,8 @@ pub fn pack(
             return Err(not_model("a CTC model needs alphabet.txt beside acoustic.safetensors"));
         }
         (CTC_ACOUSTIC, WeightsFormat::Safetensors)
+    } else if src.join("model.int8.safetensors").is_file() {
+        ("model.int8.safetensors", WeightsFormat::HarkenInt8)
     } else if src.join("model.bin").is_file() {
         ("model.bin", WeightsFormat::Ctranslate2)
     } else if src.join("model.safetensors").is_file() {

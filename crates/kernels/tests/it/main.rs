@@ -61,7 +61,7 @@ fn int8_saturating_inputs_stay_exact() {
 
 #[test]
 fn attention_paths_match_the_reference() {
-    for &(t, heads, dh) in &[(1, 1, 64), (7, 2, 64), (45, 3, 64), (100, 2, 32), (70, 1, 8)] {
+    for &(t, heads, dh) in &[(1, 1, 64), (7, 2, 64), (45, 3, 64), (100, 2, 32), (70, 1, 8), (333, 6, 64)] {
         let d = heads * dh;
         let qkv = data(t * 3 * d, t as f32);
         let view = |off| HeadView { data: &qkv, offset: off, row_stride: 3 * d };

@@ -153,19 +153,108 @@ fn safetensors_layout_matches_ctranslate2() {
     assert!(max < 1e-4, "logits differ by {max}");
 }
 
+/// The real log-mel of `testdata/audio/speech_16k_s16.wav` (faster-whisper's features), padded
+/// with zeros to one window as `transcribe` does.
+fn speech_mel(m: &Whisper) -> Vec<f32> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/features");
+    let raw = std::fs::read(root.join("speech_16k_s16.mel80.f32")).unwrap();
+    let v: Vec<f32> = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let (n_mels, frames, content) = (80, 281, 280);
+    let d = m.dims();
+    assert_eq!(d.n_mels, n_mels);
+    let mut mel = vec![0f32; n_mels * d.n_mel_frames()];
+    for b in 0..n_mels {
+        mel[b * d.n_mel_frames()..b * d.n_mel_frames() + content]
+            .copy_from_slice(&v[b * frames..b * frames + content]);
+    }
+    mel
+}
+
+/// Greedy tokens (no timestamps) for the speech fixture, and the logits of the first step.
+fn greedy(m: &Whisper, steps: usize) -> (Vec<u32>, Vec<f32>) {
+    let enc = m.encode(&speech_mel(m)).unwrap();
+    let mut s = m.decoder(&enc, 1).unwrap();
+    // tiny.en: <|startoftranscript|> <|notimestamps|>.
+    let mut feed = vec![50_257u32, 50_362];
+    let (mut out, mut first) = (Vec::new(), Vec::new());
+    for _ in 0..steps {
+        let l = s.step(&[&feed], &[feed.len() - 1]).unwrap().into_vec();
+        let t = l.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map(|(i, _)| i as u32).unwrap();
+        if first.is_empty() {
+            first = l;
+        }
+        if t == 50_256 {
+            break;
+        }
+        out.push(t);
+        feed = vec![t];
+    }
+    (out, first)
+}
+
 #[test]
-fn int8_weights_stay_close_to_f32() {
+fn int8_weights_decode_real_speech_as_f32_does() {
     let Some(dir) = model("tiny.en") else { return };
     let a = Whisper::load_ct2(&dir.join("model.bin"), Precision::F32).unwrap();
-    let b = Whisper::load_ct2(&dir.join("model.bin"), Precision::Q8).unwrap();
-    let (la, lb) = (logits(&a), logits(&b));
-    let argmax = |v: &[f32]| v.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map(|(i, _)| i);
-    let vocab = la.len() / 2;
-    for p in 0..2 {
-        assert_eq!(
-            argmax(&la[p * vocab..(p + 1) * vocab]),
-            argmax(&lb[p * vocab..(p + 1) * vocab]),
-            "position {p}"
-        );
+    let b = Whisper::load_ct2(&dir.join("model.bin"), Precision::Int8).unwrap();
+    let (ta, _) = greedy(&a, 24);
+    let (tb, _) = greedy(&b, 24);
+    assert!(ta.len() > 5, "{ta:?}");
+    assert_eq!(ta, tb);
+}
+
+#[test]
+fn int8_file_gives_the_logits_of_quantizing_at_load() {
+    let Some(dir) = model("tiny.en") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("model.int8.safetensors");
+    let report = harken_model::write_int8(harken_model::FloatWeights::Ct2(&dir.join("model.bin")), &out).unwrap();
+    // 4 encoder × 4 linears, 4 decoder × 7 linears, the embedding.
+    assert_eq!(report.quantized, 4 * 4 + 4 * 7 + 1, "{report:?}");
+    let f16_bytes = std::fs::metadata(dir.join("model.bin")).unwrap().len();
+    assert!(report.bytes * 10 < f16_bytes * 6, "int8 file {} B vs f16 {f16_bytes} B", report.bytes);
+    let mapped = Whisper::load_int8(&out).unwrap();
+    let at_load = Whisper::load_ct2(&dir.join("model.bin"), Precision::Int8).unwrap();
+    assert!(mapped.is_int8() && at_load.is_int8());
+    assert_eq!(mapped.dims(), at_load.dims());
+    assert_eq!(logits(&mapped), logits(&at_load));
+    assert_eq!(greedy(&mapped, 24), greedy(&at_load, 24));
+}
+
+#[test]
+fn every_kernel_path_gives_the_same_int8_logits() {
+    let Some(dir) = model("tiny.en") else { return };
+    let mut m = Whisper::load_ct2(&dir.join("model.bin"), Precision::Int8).unwrap();
+    m.set_isa(harken_model::Isa::Scalar);
+    let (want_tokens, want) = greedy(&m, 24);
+    for isa in harken_model::Isa::runnable() {
+        m.set_isa(isa);
+        let (tokens, got) = greedy(&m, 24);
+        assert_eq!(tokens, want_tokens, "{isa}");
+        // The int8 products are bit-identical; attention differs by rounding (fused
+        // multiply-add), which can move an activation across a quantization step.
+        let max = got.iter().zip(&want).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        eprintln!("{isa}: first-step logits within {max} of the scalar path");
+        assert!(max < 0.5, "{isa}: logits differ by {max}");
+    }
+}
+
+#[test]
+fn malformed_int8_files_are_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("model.int8.safetensors");
+    std::fs::write(&p, b"not a model").unwrap();
+    assert!(Whisper::load_int8(&p).is_err());
+    // A valid safetensors file without Harken's metadata.
+    let t = candle_core::Tensor::zeros(4, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+    candle_core::safetensors::save(&std::collections::HashMap::from([("x".to_owned(), t)]), &p).unwrap();
+    let err = Whisper::load_int8(&p).unwrap_err().to_string();
+    assert!(err.contains("harken-whisper-int8"), "{err}");
+    let Some(dir) = model("tiny.en") else { return };
+    harken_model::write_int8(harken_model::FloatWeights::Ct2(&dir.join("model.bin")), &p).unwrap();
+    let bytes = std::fs::read(&p).unwrap();
+    for cut in [9, 100, bytes.len() / 2, bytes.len() - 1] {
+        std::fs::write(&p, &bytes[..cut]).unwrap();
+        assert!(Whisper::load_int8(&p).is_err(), "cut at {cut}");
     }
 }
