@@ -86,42 +86,143 @@ pub fn attention(
         out.fill(0.0);
         return Ok(());
     }
-    let isa = if isa.supported() { isa } else { Isa::Scalar };
-    let tkp = t_k.div_ceil(KEY_PAD) * KEY_PAD;
-    // Keys transposed per head, zero-padded to whole steps: [h][dh][tkp].
-    let mut kt = vec![0f32; heads * dh * tkp];
-    kt.par_chunks_mut(dh * tkp).enumerate().for_each(|(h, kh)| {
-        for j in 0..t_k {
-            for (e, &x) in k.row(j, h, dh).iter().enumerate() {
-                kh[e * tkp + j] = x;
+    let kt = KeysT::new(k, t_k, heads, dh);
+    attention_kt(isa, q, &kt, v, t_q, scale, out)
+}
+
+/// Keys transposed per head and zero-padded (`[head][dh][keys rounded up]`): what the score
+/// loops read. Cross-attention builds it once per audio window and reuses it every step.
+#[derive(Debug, Clone)]
+pub struct KeysT {
+    data: Vec<f32>,
+    t_k: usize,
+    tkp: usize,
+    heads: usize,
+    dh: usize,
+}
+
+impl KeysT {
+    /// Transpose `t_k` keys of `heads` heads of width `dh` out of `k`.
+    ///
+    /// # Panics
+    /// If `k` is shorter than `t_k` rows of `heads · dh` values (a caller's bug: check with
+    /// the same arithmetic first, as [`attention`] does).
+    pub fn new(k: HeadView<'_>, t_k: usize, heads: usize, dh: usize) -> KeysT {
+        assert!(k.fits(t_k, heads, dh), "KeysT::new: keys shorter than {t_k}×{heads}×{dh}");
+        let tkp = t_k.div_ceil(KEY_PAD) * KEY_PAD;
+        let mut data = vec![0f32; heads * dh * tkp];
+        data.par_chunks_mut((dh * tkp).max(1)).enumerate().for_each(|(h, kh)| {
+            for j in 0..t_k {
+                for (e, &x) in k.row(j, h, dh).iter().enumerate() {
+                    kh[e * tkp + j] = x;
+                }
+            }
+        });
+        KeysT { data, t_k, tkp, heads, dh }
+    }
+
+    /// Keys.
+    pub fn len(&self) -> usize {
+        self.t_k
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.t_k == 0
+    }
+}
+
+/// Pre-softmax scores `q·kᵀ·scale`, `[head][query][key]`: what word alignment reads from the
+/// decoder's cross-attention. Plain loops: it runs once per window, not per step.
+pub fn scores_kt(q: HeadView<'_>, kt: &KeysT, t_q: usize, scale: f32) -> Result<Vec<f32>, ShapeError> {
+    let (t_k, tkp, dh) = (kt.t_k, kt.tkp, kt.dh);
+    if !q.fits(t_q, kt.heads, dh) {
+        return Err(ShapeError { detail: format!("queries too short for {t_q}×{}×{dh}", kt.heads) });
+    }
+    let mut out = vec![0f32; kt.heads * t_q * t_k];
+    for (h, oh) in out.chunks_exact_mut((t_q * t_k).max(1)).enumerate().take(kt.heads) {
+        let khead = &kt.data[h * dh * tkp..(h + 1) * dh * tkp];
+        for (i, row) in oh.chunks_exact_mut(t_k.max(1)).enumerate().take(t_q) {
+            for (e, &qe) in q.row(i, h, dh).iter().enumerate() {
+                let qe = qe * scale;
+                for (o, &k) in row.iter_mut().zip(&khead[e * tkp..e * tkp + t_k]) {
+                    *o += qe * k;
+                }
             }
         }
-    });
-    let job = Job { q, v, kt: &kt, t_k, tkp, heads, dh, scale };
-    out.par_chunks_mut(ROWS_PER_TASK * d).enumerate().for_each(|(t, o)| {
-        let r0 = t * ROWS_PER_TASK;
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: only paths the CPU supports reach here (checked above).
-            Isa::Avx512 => unsafe { rows_avx512(&job, r0, o) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            Isa::Avx2 => unsafe { rows_avx2(&job, r0, o) },
-            _ => rows::<4, Plain>(&job, r0, o),
+    }
+    Ok(out)
+}
+
+/// [`attention`] with the keys already transposed: `out` is `t_q × heads·dh`.
+pub fn attention_kt(
+    isa: Isa,
+    q: HeadView<'_>,
+    kt: &KeysT,
+    v: HeadView<'_>,
+    t_q: usize,
+    scale: f32,
+    out: &mut [f32],
+) -> Result<(), ShapeError> {
+    let (t_k, heads, dh) = (kt.t_k, kt.heads, kt.dh);
+    let d = heads * dh;
+    if !q.fits(t_q, heads, dh) || !v.fits(t_k, heads, dh) || out.len() != t_q * d {
+        return Err(ShapeError {
+            detail: format!("inputs or output too short for {t_q} queries, {t_k} keys, {heads}×{dh}"),
+        });
+    }
+    if t_q == 0 || d == 0 {
+        return Ok(());
+    }
+    if t_k == 0 {
+        out.fill(0.0);
+        return Ok(());
+    }
+    let isa = if isa.supported() { isa } else { Isa::Scalar };
+    let run = |job: &Job<'_>, r0: usize, o: &mut [f32]| match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: only paths the CPU supports reach here (checked above).
+        Isa::Avx512 => unsafe { rows_avx512(job, r0, o) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { rows_avx2(job, r0, o) },
+        _ => rows::<4, Plain>(job, r0, o),
+    };
+    let job = Job { q, v, kt: &kt.data, t_k, tkp: kt.tkp, dh, scale, head0: 0, n_heads: heads };
+    if t_q >= ROWS_PER_TASK || heads == 1 {
+        out.par_chunks_mut(ROWS_PER_TASK * d).enumerate().for_each(|(t, o)| run(&job, t * ROWS_PER_TASK, o));
+    } else {
+        // Few queries (decoder steps): one task per head, each into its own buffer.
+        let parts: Vec<Vec<f32>> = (0..heads)
+            .into_par_iter()
+            .map(|h| {
+                let mut o = vec![0f32; t_q * dh];
+                run(&Job { head0: h, n_heads: 1, ..job }, 0, &mut o);
+                o
+            })
+            .collect();
+        for (h, part) in parts.iter().enumerate() {
+            for (i, src) in part.chunks_exact(dh).enumerate() {
+                out[i * d + h * dh..i * d + (h + 1) * dh].copy_from_slice(src);
+            }
         }
-    });
+    }
     Ok(())
 }
 
+/// One call's operands. A task computes heads `head0..head0 + n_heads` of its rows, into an
+/// output whose rows hold `n_heads · dh` values.
+#[derive(Clone, Copy)]
 struct Job<'a> {
     q: HeadView<'a>,
     v: HeadView<'a>,
     kt: &'a [f32],
     t_k: usize,
     tkp: usize,
-    heads: usize,
     dh: usize,
     scale: f32,
+    head0: usize,
+    n_heads: usize,
 }
 
 /// Multiply-add as each path computes it.
@@ -155,12 +256,12 @@ unsafe fn rows_avx512(job: &Job<'_>, r0: usize, out: &mut [f32]) {
         return rows::<QB, Fused>(job, r0, out);
     }
     let (dh, tkp, t_k) = (HEAD_DIM, job.tkp, job.t_k);
-    let d = job.heads * dh;
+    let d = job.n_heads * dh;
     let n_rows = out.len() / d;
     let mut scores = vec![0f32; QB * tkp];
     let mut qb = vec![0f32; QB * dh];
     let mut acc = vec![0f32; QB * dh];
-    for h in 0..job.heads {
+    for (oh, h) in (job.head0..job.head0 + job.n_heads).enumerate() {
         let kt = &job.kt[h * dh * tkp..(h + 1) * dh * tkp];
         let mut i0 = 0;
         while i0 < n_rows {
@@ -186,7 +287,7 @@ unsafe fn rows_avx512(job: &Job<'_>, r0: usize, out: &mut [f32]) {
                 }
             }
             for i in 0..nb {
-                let o = &mut out[(i0 + i) * d + h * dh..(i0 + i) * d + (h + 1) * dh];
+                let o = &mut out[(i0 + i) * d + oh * dh..(i0 + i) * d + (oh + 1) * dh];
                 for (o, &a) in o.iter_mut().zip(&acc[i * dh..(i + 1) * dh]) {
                     *o = a * inv[i];
                 }
@@ -206,12 +307,12 @@ unsafe fn rows_avx2(job: &Job<'_>, r0: usize, out: &mut [f32]) {
 #[inline(always)]
 fn rows<const QB: usize, M: Madd>(job: &Job<'_>, r0: usize, out: &mut [f32]) {
     let (dh, tkp) = (job.dh, job.tkp);
-    let d = job.heads * dh;
+    let d = job.n_heads * dh;
     let n_rows = out.len() / d;
     let mut scores = vec![0f32; QB * tkp];
     let mut qb = vec![0f32; QB * dh];
     let mut acc = vec![0f32; QB * dh];
-    for h in 0..job.heads {
+    for (oh, h) in (job.head0..job.head0 + job.n_heads).enumerate() {
         let kt = &job.kt[h * dh * tkp..(h + 1) * dh * tkp];
         let mut i0 = 0;
         while i0 < n_rows {
@@ -244,7 +345,7 @@ fn rows<const QB: usize, M: Madd>(job: &Job<'_>, r0: usize, out: &mut [f32]) {
                 }
             }
             for i in 0..nb {
-                let o = &mut out[(i0 + i) * d + h * dh..(i0 + i) * d + (h + 1) * dh];
+                let o = &mut out[(i0 + i) * d + oh * dh..(i0 + i) * d + (oh + 1) * dh];
                 for (o, &a) in o.iter_mut().zip(&acc[i * dh..(i + 1) * dh]) {
                     *o = a * inv[i];
                 }

@@ -96,7 +96,7 @@ impl PackedMatrix {
             let base = panel * kp * PANEL_COLS;
             let mut sum = 0i32;
             for (kk, &v) in row.iter().enumerate() {
-                let q = (v * inv).round().clamp(-127.0, 127.0) as i8;
+                let q = round_q(v * inv) as i8;
                 sum += i32::from(q);
                 data[base + (kk / K_GROUP) * PANEL_COLS * K_GROUP + c * K_GROUP + kk % K_GROUP] = q;
             }
@@ -190,6 +190,26 @@ impl<'a> PackedRef<'a> {
     }
 }
 
+/// `v` rounded to the nearest integer (ties to even) and clamped to ±127. The 1.5·2²³ trick
+/// rounds exactly for |v| < 2²² and, unlike `f32::round` (a libm call on baseline x86-64),
+/// vectorises.
+#[inline(always)]
+fn round_q(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    ((v.clamp(-127.0, 127.0) + MAGIC) - MAGIC).clamp(-127.0, 127.0)
+}
+
+/// An elementwise function applied to the product, in the same pass (the block is still in
+/// cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// None.
+    #[default]
+    Identity,
+    /// Exact (erf) GELU, as Whisper's MLP uses.
+    Gelu,
+}
+
 /// `x` quantized row by row: `u = round(x / s) + 128`.
 pub(crate) struct QuantRows {
     pub(crate) u: Vec<u8>,
@@ -206,7 +226,7 @@ fn quantize_rows(x: &[f32], m: usize, k: usize) -> QuantRows {
         *s = if max > 0.0 { max / 127.0 } else { 1.0 };
         let inv = 1.0 / *s;
         for (o, &v) in ur.iter_mut().zip(row) {
-            *o = ((v * inv).round().clamp(-127.0, 127.0) + 128.0) as u8;
+            *o = (round_q(v * inv) + 128.0) as u8;
         }
     };
     if m >= SPLIT_M_FROM {
@@ -237,6 +257,19 @@ pub fn matmul(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) -> Result<(), LayoutError> {
+    matmul_act(isa, x, m, w, bias, Activation::Identity, y)
+}
+
+/// [`matmul`] followed by `act` on every output value.
+pub fn matmul_act(
+    isa: Isa,
+    x: &[f32],
+    m: usize,
+    w: PackedRef<'_>,
+    bias: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+) -> Result<(), LayoutError> {
     let (n, k) = (w.n, w.k);
     if x.len() != m * k || y.len() != m * n || bias.is_some_and(|b| b.len() != n) {
         return Err(LayoutError::Shape {
@@ -259,7 +292,8 @@ pub fn matmul(
         y.par_chunks_mut(ROW_CHUNK * n).enumerate().for_each(|(t, out)| {
             let r0 = t * ROW_CHUNK;
             let rows = r0..(r0 + out.len() / n);
-            run(Block { rows, panels: 0..n_panels, out, ldo: n, col0: 0 });
+            run(Block { rows, panels: 0..n_panels, out: &mut *out, ldo: n, col0: 0 });
+            crate::act::apply(isa, act, out);
         });
     } else {
         let parts: Vec<(usize, Vec<f32>)> = (0..n_panels.div_ceil(PANEL_CHUNK))
@@ -271,6 +305,7 @@ pub fn matmul(
                 let cols = (p1 * PANEL_COLS).min(n) - col0;
                 let mut out = vec![0f32; m * cols];
                 run(Block { rows: 0..m, panels: p0..p1, out: &mut out, ldo: cols, col0 });
+                crate::act::apply(isa, act, &mut out);
                 (col0, out)
             })
             .collect();

@@ -18,10 +18,12 @@
 
 #![allow(unsafe_code)] // SIMD intrinsics; every unsafe block states the bounds it relies on
 
+mod act;
 pub mod attention;
 mod cpu;
 pub mod int8;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+pub use act::gelu;
 pub use cpu::{CpuReport, Error, Isa};

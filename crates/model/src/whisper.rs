@@ -15,8 +15,8 @@
 use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Module, Tensor};
 use harken_kernels::Isa;
-use harken_kernels::attention::{self, HeadView};
-use harken_kernels::int8::{self, PackedMatrix};
+use harken_kernels::attention::{self, HeadView, KeysT};
+use harken_kernels::int8::{self, Activation, PackedMatrix};
 
 use crate::int8file::Int8Weight;
 use crate::ops::F16Matrix;
@@ -125,13 +125,22 @@ impl Linear {
             LinearWeight::Half(h) => half_matmul(x, h)?,
             LinearWeight::Int8(w) => {
                 let bias = (!self.b_vec.is_empty()).then_some(self.b_vec.as_slice());
-                return int8_matmul(x, w, bias, isa);
+                return int8_matmul(x, w, bias, Activation::Identity, isa);
             }
         };
         Ok(match &self.b {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         })
+    }
+
+    /// `gelu(forward(x))`; the int8 kernel applies GELU while each output block is in cache.
+    fn forward_gelu(&self, x: &Tensor, isa: Isa) -> Result<Tensor> {
+        if let LinearWeight::Int8(w) = &self.w {
+            let bias = (!self.b_vec.is_empty()).then_some(self.b_vec.as_slice());
+            return int8_matmul(x, w, bias, Activation::Gelu, isa);
+        }
+        Ok(self.forward(x, isa)?.apply(&GeluErf)?)
     }
 }
 
@@ -180,14 +189,20 @@ fn int8_weight(src: &Source, name: &str, precision: Precision) -> Result<Option<
 
 /// `x · Wᵀ (+ bias)` with an int8 weight, for `x` of any rank (leading dimensions fold into
 /// rows).
-fn int8_matmul(x: &Tensor, w: &Int8Weight, bias: Option<&[f32]>, isa: Isa) -> Result<Tensor> {
+fn int8_matmul(
+    x: &Tensor,
+    w: &Int8Weight,
+    bias: Option<&[f32]>,
+    act: Activation,
+    isa: Isa,
+) -> Result<Tensor> {
     let v = w.view();
     let mut dims = x.dims().to_vec();
     let k = dims.last().copied().unwrap_or(0);
     let m = x.elem_count() / k.max(1);
     let xs = x.flatten_all()?.to_vec1::<f32>()?;
     let mut y = vec![0f32; m * v.n()];
-    int8::matmul(isa, &xs, m, v, bias, &mut y)
+    int8::matmul_act(isa, &xs, m, v, bias, act, &mut y)
         .map_err(|e| Error::Input { detail: e.to_string() })?;
     if let Some(last) = dims.last_mut() {
         *last = v.n();
@@ -251,7 +266,7 @@ impl Mlp {
         })
     }
     fn forward(&self, x: &Tensor, isa: Isa) -> Result<Tensor> {
-        let h = self.fc1.forward(&self.ln.forward(x)?, isa)?.apply(&GeluErf)?;
+        let h = self.fc1.forward_gelu(&self.ln.forward(x)?, isa)?;
         self.fc2.forward(&h, isa)
     }
 }
@@ -349,10 +364,13 @@ fn causal_mask(n_new: usize, past: usize, dev: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(mask, (n_new, total), dev)?)
 }
 
-/// Cross-attention keys and values of one decoder layer, laid out `[H, T_audio, dh]`.
+/// Cross-attention keys and values of one decoder layer, computed once per window: the keys
+/// transposed for the attention kernel, and the fused `k|v` projection rows (`[T_audio][2d]`)
+/// whose second half the kernel reads as values in place.
 struct CrossKv {
-    k_t: Tensor,
-    v: Tensor,
+    kt: KeysT,
+    kv: Vec<f32>,
+    d: usize,
 }
 
 impl CrossAttention {
@@ -368,10 +386,11 @@ impl CrossAttention {
 
     fn prepare(&self, enc: &Tensor, isa: Isa) -> Result<CrossKv> {
         let kv = self.kv.forward(enc, isa)?;
-        let d = kv.dim(D::Minus1)? / 2;
-        let k = split_heads(&kv.narrow(D::Minus1, 0, d)?, self.heads)?.squeeze(0)?;
-        let v = split_heads(&kv.narrow(D::Minus1, d, d)?, self.heads)?.squeeze(0)?;
-        Ok(CrossKv { k_t: k.t()?.contiguous()?, v })
+        let (_, t, d2) = kv.dims3()?;
+        let d = d2 / 2;
+        let kv = kv.flatten_all()?.to_vec1::<f32>()?;
+        let kt = KeysT::new(HeadView { data: &kv, offset: 0, row_stride: d2 }, t, self.heads, d / self.heads);
+        Ok(CrossKv { kt, kv, d })
     }
 
     /// Attend from `x` (`[B, n, d]`) to the audio; the keys are shared by every batch row, so
@@ -385,15 +404,26 @@ impl CrossAttention {
         isa: Isa,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let (b, n, d) = x.dims3()?;
+        if d != kv.d {
+            return Err(Error::Input { detail: format!("cross-attention width {d}, keys {}", kv.d) });
+        }
         let q = self.q.forward(&self.ln.forward(x)?, isa)?;
         let dh = d / self.heads;
-        let q = q.reshape((b * n, self.heads, dh))?.transpose(0, 1)?.contiguous()?;
-        let scale = 1.0 / (dh as f64).sqrt();
-        let qk = (q * scale)?.matmul(&kv.k_t)?;
-        let att = crate::ops::softmax_last_dim(&qk)?;
-        let y = att.matmul(&kv.v)?; // [H, B·n, dh]
-        let y = y.transpose(0, 1)?.reshape((b, n, d))?;
-        Ok((self.out.forward(&y, isa)?, want_qk.then_some(qk)))
+        let q = q.flatten_all()?.to_vec1::<f32>()?;
+        let qv = HeadView { data: &q, offset: 0, row_stride: d };
+        let vv = HeadView { data: &kv.kv, offset: d, row_stride: 2 * d };
+        let scale = 1.0 / (dh as f32).sqrt();
+        let mut y = vec![0f32; b * n * d];
+        let shape = |e: attention::ShapeError| Error::Input { detail: e.to_string() };
+        attention::attention_kt(isa, qv, &kv.kt, vv, b * n, scale, &mut y).map_err(shape)?;
+        let qk = if want_qk {
+            let s = attention::scores_kt(qv, &kv.kt, b * n, scale).map_err(shape)?;
+            Some(Tensor::from_vec(s, (self.heads, b * n, kv.kt.len()), x.device())?)
+        } else {
+            None
+        };
+        let y = Tensor::from_vec(y, (b, n, d), x.device())?;
+        Ok((self.out.forward(&y, isa)?, qk))
     }
 }
 
@@ -765,7 +795,7 @@ impl Whisper {
         match &self.tok_emb {
             Embedding::Full { logits, .. } => Ok(logits.forward(x)?),
             Embedding::Half(h) => half_matmul(x, h),
-            Embedding::Int8(w) => int8_matmul(x, w, None, self.isa),
+            Embedding::Int8(w) => int8_matmul(x, w, None, Activation::Identity, self.isa),
         }
     }
 

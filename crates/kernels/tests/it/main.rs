@@ -26,11 +26,20 @@ fn int8_paths_are_bit_identical_to_the_scalar_reference() {
         for b in [None, Some(bias.as_slice())] {
             let mut want = vec![0f32; m * n];
             int8::matmul(Isa::Scalar, &x, m, p.view(), b, &mut want).unwrap();
+            let mut want_gelu = vec![0f32; m * n];
+            int8::matmul_act(Isa::Scalar, &x, m, p.view(), b, int8::Activation::Gelu, &mut want_gelu).unwrap();
+            for (g, w) in want_gelu.iter().zip(&want) {
+                assert_eq!(g.to_bits(), harken_kernels::gelu(*w).to_bits());
+            }
             for isa in Isa::runnable() {
                 let mut got = vec![f32::NAN; m * n];
                 int8::matmul(isa, &x, m, p.view(), b, &mut got).unwrap();
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert!(g.to_bits() == w.to_bits(), "{isa} {m}×{n}×{k} bias={} at {i}: {g} vs {w}", b.is_some());
+                }
+                int8::matmul_act(isa, &x, m, p.view(), b, int8::Activation::Gelu, &mut got).unwrap();
+                for (i, (g, w)) in got.iter().zip(&want_gelu).enumerate() {
+                    assert!(g.to_bits() == w.to_bits(), "{isa} gelu {m}×{n}×{k} at {i}: {g} vs {w}");
                 }
             }
         }
@@ -84,4 +93,26 @@ fn attention_rejects_short_buffers() {
     let view = HeadView { data: &qkv, offset: 0, row_stride: 3 };
     let mut out = vec![0f32; 4];
     assert!(attention::attention(Isa::Scalar, view, view, view, 4, 4, 1, 1, 1.0, &mut out).is_err());
+}
+
+#[test]
+fn cross_attention_with_prepared_keys_matches_the_reference() {
+    // Few queries (beams) against many keys, as in the decoder, keys transposed once.
+    let (t_q, t_k, heads, dh) = (5, 301, 4, 64);
+    let d = heads * dh;
+    let q = data(t_q * d, 0.5);
+    let kv = data(t_k * 2 * d, 1.5);
+    let qv = HeadView { data: &q, offset: 0, row_stride: d };
+    let kview = HeadView { data: &kv, offset: 0, row_stride: 2 * d };
+    let vview = HeadView { data: &kv, offset: d, row_stride: 2 * d };
+    let want = attention::reference(qv, kview, vview, t_q, t_k, heads, dh, 0.125);
+    let kt = attention::KeysT::new(kview, t_k, heads, dh);
+    assert_eq!(kt.len(), t_k);
+    for isa in Isa::runnable() {
+        let mut got = vec![f32::NAN; t_q * d];
+        attention::attention_kt(isa, qv, &kt, vview, t_q, 0.125, &mut got).unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= 2e-5 * (1.0 + w.abs()), "{isa} at {i}: {g} vs {w}");
+        }
+    }
 }
