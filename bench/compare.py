@@ -55,6 +55,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get("HARKEN_CACHE_DIR") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "harken")
 FW_COMPUTE = ("int8", "float32")
+HARKEN_ENGINES = ("harken", "harken-f32", "harken-avx512", "harken-avx2", "harken-scalar")
 HARKEN_TIMEOUT_S = 1800
 
 FW_COLD = r"""
@@ -190,11 +191,13 @@ def parse_bench_json(stdout: str):
 
 
 class Harken:
-    name = "harken"
+    """One Harken configuration: `harken` (the --harken-model at --harken-precision, kernel path
+    auto), `harken-f32` (the float model in f32), `harken-<path>` (HARKEN_CPU=<path>)."""
 
-    def __init__(self, binary, model, threads, beam, language, precision="f32"):
+    def __init__(self, binary, model, threads, beam, language, precision="f32", name="harken", cpu=None):
         self.bin, self.model, self.threads, self.beam, self.language = binary, model, threads, beam, language
-        self.precision = precision
+        self.precision, self.name, self.cpu = precision, name, cpu
+        self.env = dict(os.environ, HARKEN_CPU=cpu) if cpu else None
 
     def common(self):
         return ["--model", self.model, "--threads", str(self.threads), "--beam", str(self.beam),
@@ -211,7 +214,7 @@ class Harken:
         cmd = [self.bin, "bench", "--model", self.model, "--json", "--runs", str(runs),
                "--threads", str(self.threads), "--beam", str(self.beam), "--language", self.language,
                "--precision", self.precision, clip]
-        rc, wall, rss, out, err = run_measured(cmd)
+        rc, wall, rss, out, err = run_measured(cmd, env=self.env)
         doc = parse_bench_json(out) if rc == 0 else None
         if not isinstance(doc, dict) or not doc.get("files"):
             why = "no bench JSON with `files` on stdout" if rc == 0 else "failed"
@@ -220,7 +223,7 @@ class Harken:
 
     def cold(self, clip):
         cmd = [self.bin, "transcribe", *self.common(), clip]
-        rc, wall, rss, out, err = run_measured(cmd)
+        rc, wall, rss, out, err = run_measured(cmd, env=self.env)
         if rc != 0 or not out.strip():
             why = "empty transcript" if rc == 0 else "failed"
             return None, f"`{shlex.join(cmd)}` rc={rc}, {why}: {tail(err or out)}"
@@ -229,7 +232,7 @@ class Harken:
     def transcribe_many(self, paths):
         """One process over all files; returns ({realpath: obj}, wall_s, error or None)."""
         cmd = [self.bin, "transcribe", *self.common(), "--format", "json", *paths]
-        rc, wall, rss, out, err = run_measured(cmd, timeout=4 * HARKEN_TIMEOUT_S)
+        rc, wall, rss, out, err = run_measured(cmd, timeout=4 * HARKEN_TIMEOUT_S, env=self.env)
         by_path, by_base = {}, {}
         for o in parse_json_lines(out):
             if "file" in o:
@@ -280,11 +283,11 @@ class FasterWhisper:
         return {"wall_s": wall, "peak_rss_bytes": rss, "text": out.strip()}, None
 
 
-def speed_section(engines, harken, fws, clip, rounds, warmup, res):
+def speed_section(engines, harkens, fws, clip, rounds, warmup, res):
     sec = {"clip": clip, "rounds": rounds, "harken_warmup_runs_dropped": warmup, "engines": {}}
     res["speed"] = sec
     per = {e: {"warm": [], "cold": [], "rss": [], "texts": set(), "errors": []} for e in engines}
-    bench_docs = []
+    bench_docs = {}
     for fw in fws:  # untimed warm-up so the first timed call pays no lazy initialisation
         text, dt, _ = fw.transcribe(clip)
         sec["engines"].setdefault(fw.name, {})["warmup_s"] = dt
@@ -293,12 +296,12 @@ def speed_section(engines, harken, fws, clip, rounds, warmup, res):
         order = engines[r % len(engines):] + engines[:r % len(engines)]
         # warm: model already loaded
         for e in order:
-            if e == "harken":
-                doc, err = harken.bench(clip, 1 + warmup)
+            if e in harkens:
+                doc, err = harkens[e].bench(clip, 1 + warmup)
                 if err:
                     per[e]["errors"].append(err)
                     continue
-                bench_docs.append(doc)
+                bench_docs.setdefault(e, []).append(doc)
                 f0 = (doc.get("files") or [{}])[0]
                 runs = f0.get("runs_seconds") or []
                 per[e]["warm"].extend(runs[warmup:] if len(runs) > warmup else runs)
@@ -314,8 +317,8 @@ def speed_section(engines, harken, fws, clip, rounds, warmup, res):
                 per[e]["texts"].add(text)
         # cold: fresh process
         for e in order:
-            if e == "harken":
-                c, err = harken.cold(clip)
+            if e in harkens:
+                c, err = harkens[e].cold(clip)
             else:
                 c, err = next(f for f in fws if f.name == e).cold(clip)
             if err:
@@ -334,15 +337,17 @@ def speed_section(engines, harken, fws, clip, rounds, warmup, res):
         d["cold_peak_rss_bytes"] = stats(per[e]["rss"])
         d["texts"] = sorted(per[e]["texts"])
         d["errors"] = per[e]["errors"]
-    if "harken" in engines:
-        d = sec["engines"]["harken"]
-        d["bench_json"] = bench_docs
-        loads = [b.get("load_seconds") for b in bench_docs if isinstance(b.get("load_seconds"), (int, float))]
+    for e, docs in bench_docs.items():
+        d = sec["engines"][e]
+        d["bench_json"] = docs
+        loads = [b.get("load_seconds") for b in docs if isinstance(b.get("load_seconds"), (int, float))]
         d["load_s"] = stats(loads)
-        d["bench_peak_rss_bytes"] = stats([b.get("peak_rss_bytes") for b in bench_docs
+        d["bench_peak_rss_bytes"] = stats([b.get("peak_rss_bytes") for b in docs
                                            if isinstance(b.get("peak_rss_bytes"), int)])
+        d["cpu_path"] = sorted({b.get("cpu_path") for b in docs if b.get("cpu_path")})
+        d["precision"] = sorted({b.get("precision") for b in docs if b.get("precision")})
         stages = {}
-        for b in bench_docs:
+        for b in docs:
             for k, v in ((b.get("files") or [{}])[0].get("stages") or {}).items():
                 if isinstance(v, (int, float)):
                     stages.setdefault(k, []).append(v)
@@ -351,7 +356,7 @@ def speed_section(engines, harken, fws, clip, rounds, warmup, res):
         sec["engines"][fw.name]["load_s"] = stats([fw.load_s])
 
 
-def wer_section(engines, harken, fws, wr, shared, sets, limit, res, rows_out):
+def wer_section(engines, harkens, fws, wr, shared, sets, limit, res, rows_out):
     sec = {"sets": {}, "engines": {}}
     res["wer"] = sec
     items = []
@@ -368,10 +373,10 @@ def wer_section(engines, harken, fws, wr, shared, sets, limit, res, rows_out):
     for e in engines:
         t0 = time.perf_counter()
         errors = []
-        if e == "harken":
+        if e in harkens:
             paths = [r["path"] for _, r in items]
-            log(f"  harken: one process over {len(paths)} files ...")
-            found, wall, rss, err = harken.transcribe_many(paths)
+            log(f"  {e}: one process over {len(paths)} files ...")
+            found, wall, rss, err = harkens[e].transcribe_many(paths)
             for p, o in found.items():
                 hyps[e][p] = (o.get("text") or "").strip()
             if err:
@@ -422,15 +427,15 @@ def ratio(a, b):
 
 
 def print_table(res, engines):
-    fws = [e for e in engines if e != "harken"]
-    has_h = "harken" in engines
-    head = ["metric"] + engines + ([f"harken/{e}" for e in fws] if has_h else [])
+    fws = [e for e in engines if e.startswith("fw-")]
+    hs = [e for e in engines if e.startswith("harken")]
+    pairs = [(h, f) for h in hs for f in fws]
+    head = ["metric"] + engines + [f"{h}/{f}" for h, f in pairs]
     lines = []
 
     def add(label, vals, kind):
-        h = vals.get("harken")
         lines.append([label] + [fmt(vals.get(e), kind) for e in engines]
-                     + ([ratio(h, vals.get(e)) for e in fws] if has_h else []))
+                     + [ratio(vals.get(h), vals.get(f)) for h, f in pairs])
 
     sp = res.get("speed")
     if sp:
@@ -462,7 +467,12 @@ def main():
     ap.add_argument("--model", default=os.path.join(CACHE, "models", "whisper-base"),
                     help="CTranslate2 Whisper model directory used by both engines (default: %(default)s)")
     ap.add_argument("--engines", default="harken,fw",
-                    help="comma list of harken, fw (= fw-int8,fw-float32), fw-int8, fw-float32")
+                    help="comma list of harken, harken-f32 (the float model in f32), harken-avx512, "
+                         "harken-avx2, harken-scalar (HARKEN_CPU set), fw (= fw-int8,fw-float32), "
+                         "fw-int8, fw-float32")
+    ap.add_argument("--harken-model",
+                    help="model directory of the `harken` engines (default: --model; e.g. the "
+                         "int8 directory written by `harken model quantize`)")
     ap.add_argument("--harken-bin", default=default_harken_bin(),
                     help="harken binary (default: $HARKEN_BIN or ${CARGO_TARGET_DIR:-~/.cache/harken/target}/release/harken)")
     ap.add_argument("--language", default="en", help="language code, or auto (default: en)")
@@ -489,10 +499,10 @@ def main():
         e = e.strip()
         if e == "fw":
             engines += [f"fw-{c}" for c in FW_COMPUTE]
-        elif e == "harken" or e in (f"fw-{c}" for c in FW_COMPUTE):
+        elif e in HARKEN_ENGINES or e in (f"fw-{c}" for c in FW_COMPUTE):
             engines.append(e)
         elif e:
-            die(f"unknown engine {e!r} (harken, fw, fw-int8, fw-float32)")
+            die(f"unknown engine {e!r} ({', '.join(HARKEN_ENGINES)}, fw, fw-int8, fw-float32)")
     engines = list(dict.fromkeys(engines))
     if not engines:
         die("no engines")
@@ -502,13 +512,20 @@ def main():
     model = os.path.abspath(os.path.expanduser(a.model))
     if not os.path.isfile(os.path.join(model, "model.bin")):
         die(f"model directory {model} has no model.bin; install it with scripts/install-models.sh")
-    harken = None
-    if "harken" in engines:
+    harkens = {}
+    hmodel = os.path.abspath(os.path.expanduser(a.harken_model)) if a.harken_model else model
+    if any(e in HARKEN_ENGINES for e in engines):
         hb = os.path.abspath(os.path.expanduser(a.harken_bin))
         if not (os.path.isfile(hb) and os.access(hb, os.X_OK)):
             die(f"harken binary not found at {hb}: build it (cargo build --release) or set HARKEN_BIN "
                 "/ --harken-bin; `--engines fw` runs the faster-whisper half alone")
-        harken = Harken(hb, model, a.threads, a.beam, a.language, a.harken_precision)
+        for e in engines:
+            if e == "harken-f32":
+                harkens[e] = Harken(hb, model, a.threads, a.beam, a.language, "f32", name=e)
+            elif e in HARKEN_ENGINES:
+                cpu = e[len("harken-"):] if e != "harken" else None
+                harkens[e] = Harken(hb, hmodel, a.threads, a.beam, a.language, a.harken_precision, name=e, cpu=cpu)
+    harken = next(iter(harkens.values()), None)
 
     shared = os.path.abspath(a.shared)
     if not os.path.isdir(shared) and (not a.skip_wer or not a.clip):
@@ -528,7 +545,7 @@ def main():
     import faster_whisper
     import ctranslate2
     res = {
-        "when": stamp, "model": model, "language": a.language, "threads": a.threads, "beam": a.beam,
+        "when": stamp, "model": model, "harken_model": hmodel, "language": a.language, "threads": a.threads, "beam": a.beam,
         "vad": False, "engines": engines,
         "versions": {"faster_whisper": faster_whisper.__version__, "ctranslate2": ctranslate2.__version__,
                      "python": platform.python_version(),
@@ -553,11 +570,11 @@ def main():
     rows = []
     if not a.skip_speed:
         log(f"speed: {clip}, {a.runs} rounds")
-        speed_section(engines, harken, fws, clip, a.runs, a.harken_warmup, res)
+        speed_section(engines, harkens, fws, clip, a.runs, a.harken_warmup, res)
     if not a.skip_wer:
         sets = [s.strip() for s in a.sets.split(",") if s.strip()]
         log(f"wer: sets {', '.join(sets)}" + (f" (first {a.limit} files each)" if a.limit else ""))
-        wer_section(engines, harken, fws, wr, shared, sets, a.limit, res, rows)
+        wer_section(engines, harkens, fws, wr, shared, sets, a.limit, res, rows)
     res["machine"]["loadavg_end"] = os.getloadavg()
 
     with open(json_path, "w") as f:
@@ -578,10 +595,12 @@ def main():
           + f"; load avg {res['machine']['loadavg_start'][0]:.1f} -> {res['machine']['loadavg_end'][0]:.1f}")
     print()
     print_table(res, engines)
-    if "harken" in engines and res.get("speed"):
-        st = res["speed"]["engines"]["harken"].get("stages_median_s")
+    for e in harkens:
+        d = (res.get("speed") or {}).get("engines", {}).get(e) or {}
+        st = d.get("stages_median_s")
         if st:
-            print("harken stages (median s): " + ", ".join(f"{k} {v:.3f}" for k, v in st.items()))
+            print(f"{e} ({'/'.join(d.get('precision') or [])}, kernels {'/'.join(d.get('cpu_path') or [])}) "
+                  "stages (median s): " + ", ".join(f"{k} {v:.3f}" for k, v in st.items()))
     failed = []
     for sec in ("speed", "wer"):
         for e, d in ((res.get(sec) or {}).get("engines") or {}).items():

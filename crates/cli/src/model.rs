@@ -238,7 +238,8 @@ pub(crate) fn load(args: &ModelArgs, max_audio_s: Option<f64>) -> Result<Loaded>
     set_threads(args.threads)?;
     let resolved = resolve(args.model.as_deref())?;
     let precision = if args.precision == "int8" { Precision::Int8 } else { Precision::F32 };
-    let isa = Isa::select(&args.cpu).context("while choosing the kernel path (--cpu / HARKEN_CPU)")?;
+    let isa =
+        Isa::select(&args.cpu).context("while choosing the kernel path (--cpu / HARKEN_CPU)")?;
     tracing::info!(
         requested = %args.cpu,
         cpu_path = %isa,

@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 
 pub use error::{Error, Result};
 pub use harken_core::{Audio, Segment, Task, Transcript, Word};
-pub use harken_model::{Dims, Isa, Precision};
 pub use harken_model::{CpuReport, Int8Report};
+pub use harken_model::{Dims, Isa, Precision};
 pub use model_dir::{ModelDir, WeightsFormat};
 pub use quantize::quantize_model_dir;
 pub use transcribe::{LmOptions, Progress, Timings, TranscribeOptions};

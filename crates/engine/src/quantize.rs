@@ -9,7 +9,8 @@ use crate::model_dir::{ModelDir, WeightsFormat};
 use crate::{Error, Result};
 
 /// Files copied beside the weights when present (decoding metadata and tokenizer).
-const COMPANIONS: [&str; 4] = ["config.json", "generation_config.json", "tokenizer.json", "vocabulary.txt"];
+const COMPANIONS: [&str; 4] =
+    ["config.json", "generation_config.json", "tokenizer.json", "vocabulary.txt"];
 
 /// Quantize the Whisper model in `src` into the new directory `out` (which must not exist or be
 /// empty): `model.int8.safetensors` plus the tokenizer and configuration files.
@@ -17,11 +18,16 @@ pub fn quantize_model_dir(src: &Path, out: &Path) -> Result<Int8Report> {
     let md = ModelDir::open(src)?;
     let weights = match &md.weights {
         WeightsFormat::Ct2(p) => FloatWeights::Ct2(p),
-        WeightsFormat::SafeTensors(p) => {
-            FloatWeights::SafeTensors { path: p, encoder_heads: md.heads.0, decoder_heads: md.heads.1 }
-        }
+        WeightsFormat::SafeTensors(p) => FloatWeights::SafeTensors {
+            path: p,
+            encoder_heads: md.heads.0,
+            decoder_heads: md.heads.1,
+        },
         WeightsFormat::Int8(_) => {
-            return Err(Error::ModelDir { dir: src.to_owned(), detail: "the model is already int8".into() });
+            return Err(Error::ModelDir {
+                dir: src.to_owned(),
+                detail: "the model is already int8".into(),
+            });
         }
     };
     let io = |detail: String| Error::ModelDir { dir: out.to_owned(), detail };

@@ -49,7 +49,8 @@ pub fn gelu(x: f32) -> f32 {
     let a = z.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
     let poly = t
-        * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
+        * (0.254_829_6
+            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
     let erf = (1.0 - poly * crate::attention::exp(-a * a)).copysign(z);
     0.5 * x * (1.0 + erf)
 }
@@ -61,7 +62,8 @@ mod tests {
         for i in -600..600 {
             let x = i as f32 * 0.01;
             // Φ(x) from the complementary error function of the standard library's f64 math.
-            let want = 0.5 * f64::from(x) * (1.0 + libm_erf(f64::from(x) / std::f64::consts::SQRT_2));
+            let want =
+                0.5 * f64::from(x) * (1.0 + libm_erf(f64::from(x) / std::f64::consts::SQRT_2));
             assert!((f64::from(super::gelu(x)) - want).abs() < 2e-6, "{x}");
         }
     }

@@ -74,9 +74,15 @@ pub fn attention(
     out: &mut [f32],
 ) -> Result<(), ShapeError> {
     let d = heads * dh;
-    if !q.fits(t_q, heads, dh) || !k.fits(t_k, heads, dh) || !v.fits(t_k, heads, dh) || out.len() != t_q * d {
+    if !q.fits(t_q, heads, dh)
+        || !k.fits(t_k, heads, dh)
+        || !v.fits(t_k, heads, dh)
+        || out.len() != t_q * d
+    {
         return Err(ShapeError {
-            detail: format!("inputs or output too short for {t_q} queries, {t_k} keys, {heads}×{dh}"),
+            detail: format!(
+                "inputs or output too short for {t_q} queries, {t_k} keys, {heads}×{dh}"
+            ),
         });
     }
     if t_q == 0 || d == 0 {
@@ -134,10 +140,17 @@ impl KeysT {
 
 /// Pre-softmax scores `q·kᵀ·scale`, `[head][query][key]`: what word alignment reads from the
 /// decoder's cross-attention. Plain loops: it runs once per window, not per step.
-pub fn scores_kt(q: HeadView<'_>, kt: &KeysT, t_q: usize, scale: f32) -> Result<Vec<f32>, ShapeError> {
+pub fn scores_kt(
+    q: HeadView<'_>,
+    kt: &KeysT,
+    t_q: usize,
+    scale: f32,
+) -> Result<Vec<f32>, ShapeError> {
     let (t_k, tkp, dh) = (kt.t_k, kt.tkp, kt.dh);
     if !q.fits(t_q, kt.heads, dh) {
-        return Err(ShapeError { detail: format!("queries too short for {t_q}×{}×{dh}", kt.heads) });
+        return Err(ShapeError {
+            detail: format!("queries too short for {t_q}×{}×{dh}", kt.heads),
+        });
     }
     let mut out = vec![0f32; kt.heads * t_q * t_k];
     for (h, oh) in out.chunks_exact_mut((t_q * t_k).max(1)).enumerate().take(kt.heads) {
@@ -168,7 +181,9 @@ pub fn attention_kt(
     let d = heads * dh;
     if !q.fits(t_q, heads, dh) || !v.fits(t_k, heads, dh) || out.len() != t_q * d {
         return Err(ShapeError {
-            detail: format!("inputs or output too short for {t_q} queries, {t_k} keys, {heads}×{dh}"),
+            detail: format!(
+                "inputs or output too short for {t_q} queries, {t_k} keys, {heads}×{dh}"
+            ),
         });
     }
     if t_q == 0 || d == 0 {
@@ -190,7 +205,9 @@ pub fn attention_kt(
     };
     let job = Job { q, v, kt: &kt.data, t_k, tkp: kt.tkp, dh, scale, head0: 0, n_heads: heads };
     if t_q >= ROWS_PER_TASK || heads == 1 {
-        out.par_chunks_mut(ROWS_PER_TASK * d).enumerate().for_each(|(t, o)| run(&job, t * ROWS_PER_TASK, o));
+        out.par_chunks_mut(ROWS_PER_TASK * d)
+            .enumerate()
+            .for_each(|(t, o)| run(&job, t * ROWS_PER_TASK, o));
     } else {
         // Few queries (decoder steps): one task per head, each into its own buffer.
         let parts: Vec<Vec<f32>> = (0..heads)
@@ -246,62 +263,73 @@ impl Madd for Fused {
     }
 }
 
-/// The AVX-512 path: hand-written score, softmax and `p·v` micro-kernels for 64-wide heads.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,avx2")]
-unsafe fn rows_avx512(job: &Job<'_>, r0: usize, out: &mut [f32]) {
-    use crate::x86::{PV_ROWS_512, SCORE_ROWS_512, pv_avx512, scores_avx512, softmax_avx512};
-    const QB: usize = SCORE_ROWS_512;
-    if job.dh != HEAD_DIM {
-        return rows::<QB, Fused>(job, r0, out);
-    }
-    let (dh, tkp, t_k) = (HEAD_DIM, job.tkp, job.t_k);
-    let d = job.n_heads * dh;
-    let n_rows = out.len() / d;
-    let mut scores = vec![0f32; QB * tkp];
-    let mut qb = vec![0f32; QB * dh];
-    let mut acc = vec![0f32; QB * dh];
-    for (oh, h) in (job.head0..job.head0 + job.n_heads).enumerate() {
-        let kt = &job.kt[h * dh * tkp..(h + 1) * dh * tkp];
-        let mut i0 = 0;
-        while i0 < n_rows {
-            let nb = (n_rows - i0).min(QB);
-            qb.fill(0.0);
-            for i in 0..nb {
-                for (o, &x) in qb[i * dh..(i + 1) * dh].iter_mut().zip(job.q.row(r0 + i0 + i, h, dh)) {
-                    *o = x * job.scale;
+/// A SIMD path: hand-written score, softmax and `p·v` micro-kernels for 64-wide heads (other
+/// widths take the portable loops compiled for the same instruction set).
+macro_rules! simd_rows {
+    ($(#[$doc:meta])* $name:ident, $features:literal, $qb:expr, $pv_rows:expr, $scores:path, $softmax:path, $pv:path) => {
+        $(#[$doc])*
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(job: &Job<'_>, r0: usize, out: &mut [f32]) {
+            const QB: usize = $qb;
+            if job.dh != HEAD_DIM {
+                return rows::<QB, Fused>(job, r0, out);
+            }
+            let (dh, tkp, t_k) = (HEAD_DIM, job.tkp, job.t_k);
+            let d = job.n_heads * dh;
+            let n_rows = out.len() / d;
+            let mut scores = vec![0f32; QB * tkp];
+            let mut qb = vec![0f32; QB * dh];
+            let mut acc = vec![0f32; QB * dh];
+            for (oh, h) in (job.head0..job.head0 + job.n_heads).enumerate() {
+                let kt = &job.kt[h * dh * tkp..(h + 1) * dh * tkp];
+                let mut i0 = 0;
+                while i0 < n_rows {
+                    let nb = (n_rows - i0).min(QB);
+                    qb.fill(0.0);
+                    for i in 0..nb {
+                        for (o, &x) in qb[i * dh..(i + 1) * dh].iter_mut().zip(job.q.row(r0 + i0 + i, h, dh)) {
+                            *o = x * job.scale;
+                        }
+                    }
+                    let mut inv = [0f32; QB];
+                    // SAFETY: this function's features are enabled; the buffers have the sizes
+                    // the kernels take (QB rows of dh and tkp, tkp a multiple of 32, v rows of
+                    // 64 inside `v.data`).
+                    unsafe {
+                        $scores(&qb, kt, dh, tkp, &mut scores);
+                        for (i, s) in scores.chunks_exact_mut(tkp).take(nb).enumerate() {
+                            inv[i] = 1.0 / $softmax(&mut s[..t_k]);
+                        }
+                        for r in (0..nb).step_by($pv_rows) {
+                            let v = job.v;
+                            let rows = (nb - r).min($pv_rows);
+                            $pv(&scores[r * tkp..], tkp, rows, v.data, v.offset + h * dh, v.row_stride, t_k, &mut acc[r * dh..]);
+                        }
+                    }
+                    for i in 0..nb {
+                        let o = &mut out[(i0 + i) * d + oh * dh..(i0 + i) * d + (oh + 1) * dh];
+                        for (o, &a) in o.iter_mut().zip(&acc[i * dh..(i + 1) * dh]) {
+                            *o = a * inv[i];
+                        }
+                    }
+                    i0 += nb;
                 }
             }
-            let mut inv = [0f32; QB];
-            // SAFETY: AVX-512F is enabled here; the buffers have the sizes the kernels take
-            // (QB rows of dh and tkp, tkp a multiple of 32, v rows of 64 inside `v.data`).
-            unsafe {
-                scores_avx512(&qb, kt, dh, tkp, &mut scores);
-                for (i, s) in scores.chunks_exact_mut(tkp).take(nb).enumerate() {
-                    inv[i] = 1.0 / softmax_avx512(&mut s[..t_k]);
-                }
-                for r in (0..nb).step_by(PV_ROWS_512) {
-                    let v = job.v;
-                    let rows = (nb - r).min(PV_ROWS_512);
-                    pv_avx512(&scores[r * tkp..], tkp, rows, v.data, v.offset + h * dh, v.row_stride, t_k, &mut acc[r * dh..]);
-                }
-            }
-            for i in 0..nb {
-                let o = &mut out[(i0 + i) * d + oh * dh..(i0 + i) * d + (oh + 1) * dh];
-                for (o, &a) in o.iter_mut().zip(&acc[i * dh..(i + 1) * dh]) {
-                    *o = a * inv[i];
-                }
-            }
-            i0 += nb;
         }
-    }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn rows_avx2(job: &Job<'_>, r0: usize, out: &mut [f32]) {
-    rows::<4, Fused>(job, r0, out);
-}
+simd_rows!(
+    /// AVX-512: 8 query rows per score block, 4 per `p·v` block.
+    rows_avx512, "avx512f,avx512bw,avx512vl,fma,avx2", crate::x86::SCORE_ROWS_512, crate::x86::PV_ROWS_512,
+    crate::x86::scores_avx512, crate::x86::softmax_avx512, crate::x86::pv_avx512
+);
+simd_rows!(
+    /// AVX2: 6 query rows per score block, 2 per `p·v` block.
+    rows_avx2, "avx2,fma", crate::x86::SCORE_ROWS_256, crate::x86::PV_ROWS_256,
+    crate::x86::scores_avx2, crate::x86::softmax_avx2, crate::x86::pv_avx2
+);
 
 /// Output rows `r0..` (as many as `out` holds), every head, `QB` query rows at a time.
 #[inline(always)]
@@ -319,7 +347,9 @@ fn rows<const QB: usize, M: Madd>(job: &Job<'_>, r0: usize, out: &mut [f32]) {
             let nb = (n_rows - i0).min(QB);
             qb.fill(0.0);
             for i in 0..nb {
-                for (o, &x) in qb[i * dh..(i + 1) * dh].iter_mut().zip(job.q.row(r0 + i0 + i, h, dh)) {
+                for (o, &x) in
+                    qb[i * dh..(i + 1) * dh].iter_mut().zip(job.q.row(r0 + i0 + i, h, dh))
+                {
                     *o = x * job.scale;
                 }
             }
@@ -330,7 +360,14 @@ fn rows<const QB: usize, M: Madd>(job: &Job<'_>, r0: usize, out: &mut [f32]) {
             }
             if dh == HEAD_DIM {
                 for r in (0..nb).step_by(PV_ROWS) {
-                    pv_block::<M>(job, h, &scores[r * tkp..], tkp, (nb - r).min(PV_ROWS), &mut acc[r * dh..]);
+                    pv_block::<M>(
+                        job,
+                        h,
+                        &scores[r * tkp..],
+                        tkp,
+                        (nb - r).min(PV_ROWS),
+                        &mut acc[r * dh..],
+                    );
                 }
             } else {
                 acc.fill(0.0);
@@ -382,11 +419,18 @@ fn pv_block<M: Madd>(job: &Job<'_>, h: usize, p: &[f32], tkp: usize, rows: usize
 
 /// `scores[i][j] = Σ_e qb[i][e]·kt[e][j]` for `QB` rows and every (padded) key.
 #[inline(always)]
-fn score_block<const QB: usize, M: Madd>(qb: &[f32], kt: &[f32], dh: usize, tkp: usize, scores: &mut [f32]) {
+fn score_block<const QB: usize, M: Madd>(
+    qb: &[f32],
+    kt: &[f32],
+    dh: usize,
+    tkp: usize,
+    scores: &mut [f32],
+) {
     for j0 in (0..tkp).step_by(KEY_STEP) {
         let mut acc = [[0f32; KEY_STEP]; QB];
         for e in 0..dh {
-            let kv: &[f32; KEY_STEP] = kt[e * tkp + j0..e * tkp + j0 + KEY_STEP].try_into().unwrap_or(&[0.0; KEY_STEP]);
+            let kv: &[f32; KEY_STEP] =
+                kt[e * tkp + j0..e * tkp + j0 + KEY_STEP].try_into().unwrap_or(&[0.0; KEY_STEP]);
             for (i, a) in acc.iter_mut().enumerate() {
                 let qe = qb[i * dh + e];
                 for (x, &kk) in a.iter_mut().zip(kv) {
@@ -438,7 +482,8 @@ pub(crate) fn exp(x: f32) -> f32 {
     let y = (t - n) * std::f32::consts::LN_2;
     let p = 1.0
         + y * (1.0
-            + y * (0.5 + y * (1.0 / 6.0 + y * (1.0 / 24.0 + y * (1.0 / 120.0 + y * (1.0 / 720.0))))));
+            + y * (0.5
+                + y * (1.0 / 6.0 + y * (1.0 / 24.0 + y * (1.0 / 120.0 + y * (1.0 / 720.0))))));
     p * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
@@ -460,13 +505,18 @@ pub fn reference(
     for h in 0..heads {
         for i in 0..t_q {
             let s: Vec<f32> = (0..t_k)
-                .map(|j| q.row(i, h, dh).iter().zip(k.row(j, h, dh)).map(|(a, b)| a * b).sum::<f32>() * scale)
+                .map(|j| {
+                    q.row(i, h, dh).iter().zip(k.row(j, h, dh)).map(|(a, b)| a * b).sum::<f32>()
+                        * scale
+                })
                 .collect();
             let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let e: Vec<f32> = s.iter().map(|x| (x - max).exp()).collect();
             let sum: f32 = e.iter().sum();
             for (j, &p) in e.iter().enumerate() {
-                for (o, &x) in out[i * d + h * dh..i * d + (h + 1) * dh].iter_mut().zip(v.row(j, h, dh)) {
+                for (o, &x) in
+                    out[i * d + h * dh..i * d + (h + 1) * dh].iter_mut().zip(v.row(j, h, dh))
+                {
                     *o += p / sum * x;
                 }
             }

@@ -117,7 +117,18 @@ impl CpuReport {
                     if std::is_x86_feature_detected!($f) { features.push($f); }
                 )*};
             }
-            probe!("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512vnni", "avx512bf16", "avx512fp16", "avxvnni");
+            probe!(
+                "avx2",
+                "fma",
+                "f16c",
+                "avx512f",
+                "avx512bw",
+                "avx512vl",
+                "avx512vnni",
+                "avx512bf16",
+                "avx512fp16",
+                "avxvnni"
+            );
             let (tile, int8, bf16) = amx_bits();
             if tile {
                 features.push("amx-tile");

@@ -81,7 +81,13 @@ impl PackedMatrix {
     /// Quantize `w` (`n × k`, row-major) with one symmetric scale per row (`max|w| / 127`).
     pub fn quantize(w: &[f32], n: usize, k: usize) -> Result<Self, LayoutError> {
         if w.len() != n * k {
-            return Err(LayoutError::Length { n, k, what: "weights", found: w.len(), expected: n * k });
+            return Err(LayoutError::Length {
+                n,
+                k,
+                what: "weights",
+                found: w.len(),
+                expected: n * k,
+            });
         }
         let (np, kp) = (padded_n(n), padded_k(k));
         let mut data = vec![0i8; np * kp];
@@ -179,7 +185,10 @@ impl<'a> PackedRef<'a> {
     fn at(&self, i: usize, kk: usize) -> i8 {
         let kp = padded_k(self.k);
         let (panel, c) = (i / PANEL_COLS, i % PANEL_COLS);
-        self.data[panel * kp * PANEL_COLS + (kk / K_GROUP) * PANEL_COLS * K_GROUP + c * K_GROUP + kk % K_GROUP]
+        self.data[panel * kp * PANEL_COLS
+            + (kk / K_GROUP) * PANEL_COLS * K_GROUP
+            + c * K_GROUP
+            + kk % K_GROUP]
     }
 
     /// Row `i` dequantized (`q · scale`), appended to `out`: embedding lookups read the same
@@ -338,8 +347,10 @@ fn block_scalar(xq: &QuantRows, w: PackedRef<'_>, bias: Option<&[f32]>, b: Block
     for (ri, r) in b.rows.clone().enumerate() {
         let xr = &xq.u[r * xq.kp..(r + 1) * xq.kp];
         for c in b.panels.start * PANEL_COLS..col_end {
-            let acc: i32 = (0..w.k).map(|kk| (i32::from(xr[kk]) - 128) * i32::from(w.at(c, kk))).sum();
-            b.out[ri * b.ldo + c - b.col0] = epilogue(acc, xq.scale[r], w.scales[c], bias.map(|b| b[c]));
+            let acc: i32 =
+                (0..w.k).map(|kk| (i32::from(xr[kk]) - 128) * i32::from(w.at(c, kk))).sum();
+            b.out[ri * b.ldo + c - b.col0] =
+                epilogue(acc, xq.scale[r], w.scales[c], bias.map(|b| b[c]));
         }
     }
 }

@@ -68,7 +68,8 @@ unsafe fn tile512<const MR: usize, const NP: usize>(
                 *v = _mm512_loadu_si512(wp.add(j * panel_len + g * 64).cast());
             }
             for (i, row) in acc.iter_mut().enumerate() {
-                let xb = _mm512_set1_epi32(xp.add(i * kp + g * K_GROUP).cast::<i32>().read_unaligned());
+                let xb =
+                    _mm512_set1_epi32(xp.add(i * kp + g * K_GROUP).cast::<i32>().read_unaligned());
                 for (a, v) in row.iter_mut().zip(&wv) {
                     *a = _mm512_dpbusd_epi32(*a, xb, *v);
                 }
@@ -148,7 +149,8 @@ unsafe fn tile256<const MR: usize>(
         for g in 0..kp / K_GROUP {
             let mut xb = [_mm256_setzero_si256(); MR];
             for (i, v) in xb.iter_mut().enumerate() {
-                *v = _mm256_set1_epi64x(xp.add(i * kp + g * K_GROUP).cast::<i64>().read_unaligned());
+                *v =
+                    _mm256_set1_epi64x(xp.add(i * kp + g * K_GROUP).cast::<i64>().read_unaligned());
             }
             for q in 0..4 {
                 let wq = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp.add(g * 64 + q * 16).cast()));
@@ -163,7 +165,10 @@ unsafe fn tile256<const MR: usize>(
         if let Some(bb) = bias {
             bias_pad[..valid].copy_from_slice(&bb[c0..c0 + valid]);
         }
-        let sw = [_mm256_loadu_ps(w.scales().as_ptr().add(c0)), _mm256_loadu_ps(w.scales().as_ptr().add(c0 + 8))];
+        let sw = [
+            _mm256_loadu_ps(w.scales().as_ptr().add(c0)),
+            _mm256_loadu_ps(w.scales().as_ptr().add(c0 + 8)),
+        ];
         let bv = [_mm256_loadu_ps(bias_pad.as_ptr()), _mm256_loadu_ps(bias_pad.as_ptr().add(8))];
         for (i, a) in acc.iter().enumerate() {
             // Each accumulator holds two partial sums per column: add the pairs, restore order.
@@ -197,8 +202,18 @@ pub(crate) const PV_ROWS_512: usize = 4;
 /// AVX-512F; `q` holds 8 rows of `dh`, `kt` `dh` rows of `tkp`, `scores` 8 rows of `tkp`, and
 /// `tkp` is a multiple of 32.
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn scores_avx512(q: &[f32], kt: &[f32], dh: usize, tkp: usize, scores: &mut [f32]) {
-    debug_assert!(q.len() >= SCORE_ROWS_512 * dh && kt.len() >= dh * tkp && scores.len() >= SCORE_ROWS_512 * tkp);
+pub(crate) unsafe fn scores_avx512(
+    q: &[f32],
+    kt: &[f32],
+    dh: usize,
+    tkp: usize,
+    scores: &mut [f32],
+) {
+    debug_assert!(
+        q.len() >= SCORE_ROWS_512 * dh
+            && kt.len() >= dh * tkp
+            && scores.len() >= SCORE_ROWS_512 * tkp
+    );
     // SAFETY: every offset stays inside the lengths in the contract.
     unsafe {
         let (qp, kp, sp) = (q.as_ptr(), kt.as_ptr(), scores.as_mut_ptr());
@@ -271,7 +286,8 @@ fn exp512(x: __m512) -> __m512 {
     p = _mm512_fmadd_ps(y, p, c(0.5));
     p = _mm512_fmadd_ps(y, p, c(1.0));
     p = _mm512_fmadd_ps(y, p, c(1.0));
-    let bits = _mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)));
+    let bits =
+        _mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)));
     _mm512_mul_ps(p, _mm512_castsi512_ps(bits))
 }
 
@@ -317,6 +333,147 @@ pub(crate) unsafe fn pv_avx512(
         for (i, a) in acc.iter().enumerate().take(rows) {
             for (c, x) in a.iter().enumerate() {
                 _mm512_storeu_ps(out.as_mut_ptr().add(i * 64 + c * 16), *x);
+            }
+        }
+    }
+}
+
+/// Query rows per [`scores_avx2`] call.
+pub(crate) const SCORE_ROWS_256: usize = 6;
+/// Query rows per [`pv_avx2`] call.
+pub(crate) const PV_ROWS_256: usize = 2;
+
+/// [`scores_avx512`] for AVX2: 6 query rows, 16 keys per step (12 accumulators).
+///
+/// # Safety
+/// AVX2 and FMA; `q` holds 6 rows of `dh`, `kt` `dh` rows of `tkp`, `scores` 6 rows of `tkp`,
+/// and `tkp` is a multiple of 16.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn scores_avx2(q: &[f32], kt: &[f32], dh: usize, tkp: usize, scores: &mut [f32]) {
+    debug_assert!(
+        q.len() >= SCORE_ROWS_256 * dh
+            && kt.len() >= dh * tkp
+            && scores.len() >= SCORE_ROWS_256 * tkp
+    );
+    // SAFETY: every offset stays inside the lengths in the contract.
+    unsafe {
+        let (qp, kp, sp) = (q.as_ptr(), kt.as_ptr(), scores.as_mut_ptr());
+        for j0 in (0..tkp).step_by(16) {
+            let mut acc = [[_mm256_setzero_ps(); 2]; SCORE_ROWS_256];
+            for e in 0..dh {
+                let k0 = _mm256_loadu_ps(kp.add(e * tkp + j0));
+                let k1 = _mm256_loadu_ps(kp.add(e * tkp + j0 + 8));
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let qv = _mm256_broadcast_ss(&*qp.add(i * dh + e));
+                    a[0] = _mm256_fmadd_ps(qv, k0, a[0]);
+                    a[1] = _mm256_fmadd_ps(qv, k1, a[1]);
+                }
+            }
+            for (i, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(sp.add(i * tkp + j0), a[0]);
+                _mm256_storeu_ps(sp.add(i * tkp + j0 + 8), a[1]);
+            }
+        }
+    }
+}
+
+/// [`softmax_avx512`] for AVX2.
+///
+/// # Safety
+/// AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn softmax_avx2(s: &mut [f32]) -> f32 {
+    let n = s.len();
+    let full = n / 8 * 8;
+    // SAFETY: vector loads and stores below `full`; the tail is indexed safely.
+    unsafe {
+        let p = s.as_mut_ptr();
+        let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+        for j in (0..full).step_by(8) {
+            m = _mm256_max_ps(m, _mm256_loadu_ps(p.add(j)));
+        }
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+        let max = lanes.iter().chain(&s[full..]).copied().fold(f32::NEG_INFINITY, f32::max);
+        let mv = _mm256_set1_ps(max);
+        let mut sum = _mm256_setzero_ps();
+        for j in (0..full).step_by(8) {
+            let e = exp256(_mm256_sub_ps(_mm256_loadu_ps(p.add(j)), mv));
+            _mm256_storeu_ps(p.add(j), e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        _mm256_storeu_ps(lanes.as_mut_ptr(), sum);
+        let mut total: f32 = lanes.iter().sum();
+        for x in &mut s[full..] {
+            *x = crate::attention::exp(*x - max);
+            total += *x;
+        }
+        total
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn exp256(x: __m256) -> __m256 {
+    let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0)), _mm256_set1_ps(88.0));
+    let t = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E));
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(t);
+    let y = _mm256_mul_ps(_mm256_sub_ps(t, n), _mm256_set1_ps(std::f32::consts::LN_2));
+    let c = |v: f32| _mm256_set1_ps(v);
+    let mut p = _mm256_fmadd_ps(y, c(1.0 / 720.0), c(1.0 / 120.0));
+    p = _mm256_fmadd_ps(y, p, c(1.0 / 24.0));
+    p = _mm256_fmadd_ps(y, p, c(1.0 / 6.0));
+    p = _mm256_fmadd_ps(y, p, c(0.5));
+    p = _mm256_fmadd_ps(y, p, c(1.0));
+    p = _mm256_fmadd_ps(y, p, c(1.0));
+    let bits =
+        _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
+    _mm256_mul_ps(p, _mm256_castsi256_ps(bits))
+}
+
+/// [`pv_avx512`] for AVX2: up to 2 query rows, the 64 head values in two halves of 32 (8
+/// accumulators per half).
+///
+/// # Safety
+/// AVX2 and FMA; the same bounds as [`pv_avx512`] with `rows ≤ 2`.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)] // one micro-kernel's operands
+pub(crate) unsafe fn pv_avx2(
+    p: &[f32],
+    tkp: usize,
+    rows: usize,
+    v: &[f32],
+    offset: usize,
+    stride: usize,
+    t_k: usize,
+    out: &mut [f32],
+) {
+    debug_assert!(rows <= PV_ROWS_256 && (t_k == 0 || offset + (t_k - 1) * stride + 64 <= v.len()));
+    // SAFETY: per the contract; a missing second row reuses row 0's scores and is not stored.
+    unsafe {
+        let (pp, vp) = (p.as_ptr(), v.as_ptr().add(offset));
+        let r1 = if rows > 1 { tkp } else { 0 };
+        for half in 0..2 {
+            let mut acc = [[_mm256_setzero_ps(); 4]; PV_ROWS_256];
+            for j in 0..t_k {
+                let vj = vp.add(j * stride + half * 32);
+                let vv = [
+                    _mm256_loadu_ps(vj),
+                    _mm256_loadu_ps(vj.add(8)),
+                    _mm256_loadu_ps(vj.add(16)),
+                    _mm256_loadu_ps(vj.add(24)),
+                ];
+                let p0 = _mm256_broadcast_ss(&*pp.add(j));
+                let p1 = _mm256_broadcast_ss(&*pp.add(r1 + j));
+                for c in 0..4 {
+                    acc[0][c] = _mm256_fmadd_ps(p0, vv[c], acc[0][c]);
+                    acc[1][c] = _mm256_fmadd_ps(p1, vv[c], acc[1][c]);
+                }
+            }
+            for (i, a) in acc.iter().enumerate().take(rows) {
+                for (c, x) in a.iter().enumerate() {
+                    _mm256_storeu_ps(out.as_mut_ptr().add(i * 64 + half * 32 + c * 8), *x);
+                }
             }
         }
     }

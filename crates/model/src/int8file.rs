@@ -88,7 +88,10 @@ impl Int8File {
         let info = meta.metadata().as_ref();
         let get = |k: &str| info.and_then(|m| m.get(k)).map(String::as_str);
         if get("format") != Some(INT8_FORMAT) {
-            return Err(fmt(format!("metadata format is {:?}, expected {INT8_FORMAT:?}", get("format"))));
+            return Err(fmt(format!(
+                "metadata format is {:?}, expected {INT8_FORMAT:?}",
+                get("format")
+            )));
         }
         if get("version") != Some(VERSION) || get("layout") != Some("n16k4") {
             return Err(fmt(format!(
@@ -113,29 +116,38 @@ impl Int8File {
     pub(crate) fn int_scalar(&self, name: &str) -> Option<i64> {
         let (dt, _, r) = self.raw(name)?;
         let b = self.map.get(r)?;
-        (dt == Dtype::I32 && b.len() == 4).then(|| i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+        (dt == Dtype::I32 && b.len() == 4)
+            .then(|| i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])))
     }
 
     pub(crate) fn get(&self, name: &str) -> Result<Tensor> {
-        let (dt, shape, r) = self
-            .raw(name)
-            .ok_or_else(|| Error::Weights { detail: format!("missing tensor {name} in {}", self.path.display()) })?;
+        let (dt, shape, r) = self.raw(name).ok_or_else(|| Error::Weights {
+            detail: format!("missing tensor {name} in {}", self.path.display()),
+        })?;
         let dtype = match dt {
             Dtype::F32 => DType::F32,
             Dtype::F16 => DType::F16,
             other => {
-                return Err(Error::Weights { detail: format!("tensor {name} is {other:?}, expected F32 or F16") });
+                return Err(Error::Weights {
+                    detail: format!("tensor {name} is {other:?}, expected F32 or F16"),
+                });
             }
         };
-        Ok(Tensor::from_raw_buffer(&self.map[r], dtype, shape, &Device::Cpu)?.to_dtype(DType::F32)?)
+        Ok(Tensor::from_raw_buffer(&self.map[r], dtype, shape, &Device::Cpu)?
+            .to_dtype(DType::F32)?)
     }
 
     /// The packed matrix `name`, if the file holds one.
     pub(crate) fn packed(&self, name: &str) -> Result<Option<MappedPacked>> {
         let Some((dt, _, data)) = self.raw(name) else { return Ok(None) };
-        let bad = |detail: String| Error::Format { path: self.path.clone(), detail: format!("{name}: {detail}") };
+        let bad = |detail: String| Error::Format {
+            path: self.path.clone(),
+            detail: format!("{name}: {detail}"),
+        };
         let part = |suffix: &str, want: Dtype| {
-            let (d, _, r) = self.raw(&format!("{name}_{suffix}")).ok_or_else(|| bad(format!("no {name}_{suffix}")))?;
+            let (d, _, r) = self
+                .raw(&format!("{name}_{suffix}"))
+                .ok_or_else(|| bad(format!("no {name}_{suffix}")))?;
             if d != want {
                 return Err(bad(format!("{suffix} is {d:?}, expected {want:?}")));
             }
@@ -144,8 +156,10 @@ impl Int8File {
         if dt != Dtype::I8 {
             return Err(bad(format!("packed weight is {dt:?}, expected I8")));
         }
-        let (scales, sums, dims) = (part("scale", Dtype::F32)?, part("sum", Dtype::I32)?, part("dims", Dtype::I32)?);
-        let d: &[i32] = bytemuck::try_cast_slice(&self.map[dims]).map_err(|e| bad(format!("dims: {e}")))?;
+        let (scales, sums, dims) =
+            (part("scale", Dtype::F32)?, part("sum", Dtype::I32)?, part("dims", Dtype::I32)?);
+        let d: &[i32] =
+            bytemuck::try_cast_slice(&self.map[dims]).map_err(|e| bad(format!("dims: {e}")))?;
         let [n, k] = d else { return Err(bad("dims must hold [n, k]".into())) };
         let (n, k) = (usize::try_from(*n).unwrap_or(0), usize::try_from(*k).unwrap_or(0));
         let mp = MappedPacked { map: self.map.clone(), data, scales, sums, n, k };
@@ -216,14 +230,31 @@ pub fn write_int8(src: FloatWeights<'_>, out: &Path) -> Result<Int8Report> {
         if is_packed(&name) {
             let (n, k) = t.dims2()?;
             let w = t.flatten_all()?.to_vec1::<f32>()?;
-            let p = PackedMatrix::quantize(&w, n, k).map_err(|e| Error::Weights { detail: format!("{name}: {e}") })?;
+            let p = PackedMatrix::quantize(&w, n, k)
+                .map_err(|e| Error::Weights { detail: format!("{name}: {e}") })?;
             let v = p.view();
             let (np, kp) = (padded_n(n), padded_k(k));
-            tensors.push((name.clone(), Out::Bytes(Dtype::I8, vec![np / 16, kp / 4, 16, 4], bytemuck::cast_slice(v.data()).to_vec())));
-            tensors.push((format!("{name}_scale"), Out::Bytes(Dtype::F32, vec![np], bytemuck::cast_slice(v.scales()).to_vec())));
-            tensors.push((format!("{name}_sum"), Out::Bytes(Dtype::I32, vec![np], bytemuck::cast_slice(v.sums()).to_vec())));
+            tensors.push((
+                name.clone(),
+                Out::Bytes(
+                    Dtype::I8,
+                    vec![np / 16, kp / 4, 16, 4],
+                    bytemuck::cast_slice(v.data()).to_vec(),
+                ),
+            ));
+            tensors.push((
+                format!("{name}_scale"),
+                Out::Bytes(Dtype::F32, vec![np], bytemuck::cast_slice(v.scales()).to_vec()),
+            ));
+            tensors.push((
+                format!("{name}_sum"),
+                Out::Bytes(Dtype::I32, vec![np], bytemuck::cast_slice(v.sums()).to_vec()),
+            ));
             let dims = [n as i32, k as i32];
-            tensors.push((format!("{name}_dims"), Out::Bytes(Dtype::I32, vec![2], bytemuck::cast_slice(&dims).to_vec())));
+            tensors.push((
+                format!("{name}_dims"),
+                Out::Bytes(Dtype::I32, vec![2], bytemuck::cast_slice(&dims).to_vec()),
+            ));
             quantized += 1;
         } else {
             let shape = t.dims().to_vec();
@@ -235,7 +266,10 @@ pub fn write_int8(src: FloatWeights<'_>, out: &Path) -> Result<Int8Report> {
     for (side, h) in [("encoder", heads.0), ("decoder", heads.1)] {
         if let Some(h) = h {
             let v = [h as i32];
-            tensors.push((format!("{side}/num_heads"), Out::Bytes(Dtype::I32, vec![], bytemuck::cast_slice(&v).to_vec())));
+            tensors.push((
+                format!("{side}/num_heads"),
+                Out::Bytes(Dtype::I32, vec![], bytemuck::cast_slice(&v).to_vec()),
+            ));
         }
     }
     let views = tensors
@@ -246,15 +280,17 @@ pub fn write_int8(src: FloatWeights<'_>, out: &Path) -> Result<Int8Report> {
                 .map_err(|e| Error::Weights { detail: format!("{n}: {e}") })
         })
         .collect::<Result<Vec<_>>>()?;
-    let meta: HashMap<String, String> = [("format", INT8_FORMAT), ("version", VERSION), ("layout", "n16k4")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let meta: HashMap<String, String> =
+        [("format", INT8_FORMAT), ("version", VERSION), ("layout", "n16k4")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
     let tmp = out.with_extension("safetensors.partial");
     safetensors::serialize_to_file(views, Some(meta), &tmp)
         .map_err(|e| Error::Format { path: tmp.clone(), detail: e.to_string() })?;
     std::fs::rename(&tmp, out).map_err(|source| Error::Io { path: out.into(), source })?;
-    let bytes = std::fs::metadata(out).map_err(|source| Error::Io { path: out.into(), source })?.len();
+    let bytes =
+        std::fs::metadata(out).map_err(|source| Error::Io { path: out.into(), source })?.len();
     Ok(Int8Report { quantized, kept, bytes })
 }
 
@@ -266,10 +302,15 @@ pub(crate) fn is_packed(name: &str) -> bool {
 
 /// Every tensor the Whisper network reads, by CTranslate2 name.
 fn tensor_names(src: &Source) -> Vec<String> {
-    let mut v: Vec<String> = ["encoder/conv1/weight", "encoder/conv1/bias", "encoder/conv2/weight", "encoder/conv2/bias"]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    let mut v: Vec<String> = [
+        "encoder/conv1/weight",
+        "encoder/conv1/bias",
+        "encoder/conv2/weight",
+        "encoder/conv2/bias",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
     let lnorm = |p: &str| [format!("{p}/gamma"), format!("{p}/beta")];
     let linear = |p: &str| [format!("{p}/weight"), format!("{p}/bias")];
     v.push("encoder/position_encodings/encodings".into());

@@ -322,10 +322,22 @@ impl SelfAttention {
             let data = qkv.flatten_all()?.to_vec1::<f32>()?;
             let mut out = vec![0f32; b * t * d];
             for (bi, o) in out.chunks_mut(t * d).enumerate() {
-                let view = |off| HeadView { data: &data, offset: bi * t * d3 + off, row_stride: d3 };
+                let view =
+                    |off| HeadView { data: &data, offset: bi * t * d3 + off, row_stride: d3 };
                 let scale = 1.0 / (dh as f32).sqrt();
-                attention::attention(isa, view(0), view(d), view(2 * d), t, t, self.heads, dh, scale, o)
-                    .map_err(|e| Error::Input { detail: e.to_string() })?;
+                attention::attention(
+                    isa,
+                    view(0),
+                    view(d),
+                    view(2 * d),
+                    t,
+                    t,
+                    self.heads,
+                    dh,
+                    scale,
+                    o,
+                )
+                .map_err(|e| Error::Input { detail: e.to_string() })?;
             }
             let y = Tensor::from_vec(out, (b, t, d), qkv.device())?;
             return self.out.forward(&y, isa);
@@ -389,7 +401,12 @@ impl CrossAttention {
         let (_, t, d2) = kv.dims3()?;
         let d = d2 / 2;
         let kv = kv.flatten_all()?.to_vec1::<f32>()?;
-        let kt = KeysT::new(HeadView { data: &kv, offset: 0, row_stride: d2 }, t, self.heads, d / self.heads);
+        let kt = KeysT::new(
+            HeadView { data: &kv, offset: 0, row_stride: d2 },
+            t,
+            self.heads,
+            d / self.heads,
+        );
         Ok(CrossKv { kt, kv, d })
     }
 
@@ -405,7 +422,9 @@ impl CrossAttention {
     ) -> Result<(Tensor, Option<Tensor>)> {
         let (b, n, d) = x.dims3()?;
         if d != kv.d {
-            return Err(Error::Input { detail: format!("cross-attention width {d}, keys {}", kv.d) });
+            return Err(Error::Input {
+                detail: format!("cross-attention width {d}, keys {}", kv.d),
+            });
         }
         let q = self.q.forward(&self.ln.forward(x)?, isa)?;
         let dh = d / self.heads;
@@ -734,8 +753,11 @@ impl Whisper {
 
     /// Start decoding against `enc` with `batch` rows (beams).
     pub fn decoder<'a>(&'a self, enc: &EncoderOutput, batch: usize) -> Result<DecoderSession<'a>> {
-        let cross =
-            self.dec_blocks.iter().map(|b| b.cross.prepare(&enc.x, self.isa)).collect::<Result<Vec<_>>>()?;
+        let cross = self
+            .dec_blocks
+            .iter()
+            .map(|b| b.cross.prepare(&enc.x, self.isa))
+            .collect::<Result<Vec<_>>>()?;
         Ok(DecoderSession {
             model: self,
             cross,

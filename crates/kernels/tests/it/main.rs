@@ -1,8 +1,8 @@
 //! Every kernel path this machine can run, against the plain reference.
 
+use harken_kernels::Isa;
 use harken_kernels::attention::{self, HeadView};
 use harken_kernels::int8::{self, PackedMatrix};
-use harken_kernels::Isa;
 
 fn data(len: usize, seed: f32) -> Vec<f32> {
     (0..len).map(|i| ((i as f32 * 0.7311 + seed).sin() * 1.7).powi(3)).collect()
@@ -19,7 +19,15 @@ fn the_test_machine_runs_more_than_the_reference() {
 fn int8_paths_are_bit_identical_to_the_scalar_reference() {
     // Shapes: partial panels (n % 16 ≠ 0), k not a multiple of 4, both splits (m < 64, m ≥ 64),
     // odd tile tails.
-    for &(m, n, k) in &[(1, 16, 4), (5, 37, 70), (3, 300, 64), (63, 33, 130), (64, 16, 8), (131, 50, 96), (200, 129, 384)] {
+    for &(m, n, k) in &[
+        (1, 16, 4),
+        (5, 37, 70),
+        (3, 300, 64),
+        (63, 33, 130),
+        (64, 16, 8),
+        (131, 50, 96),
+        (200, 129, 384),
+    ] {
         let (x, w) = (data(m * k, 0.3 + m as f32), data(n * k, 1.1 + n as f32));
         let bias = data(n, 2.0);
         let p = PackedMatrix::quantize(&w, n, k).unwrap();
@@ -27,7 +35,16 @@ fn int8_paths_are_bit_identical_to_the_scalar_reference() {
             let mut want = vec![0f32; m * n];
             int8::matmul(Isa::Scalar, &x, m, p.view(), b, &mut want).unwrap();
             let mut want_gelu = vec![0f32; m * n];
-            int8::matmul_act(Isa::Scalar, &x, m, p.view(), b, int8::Activation::Gelu, &mut want_gelu).unwrap();
+            int8::matmul_act(
+                Isa::Scalar,
+                &x,
+                m,
+                p.view(),
+                b,
+                int8::Activation::Gelu,
+                &mut want_gelu,
+            )
+            .unwrap();
             for (g, w) in want_gelu.iter().zip(&want) {
                 assert_eq!(g.to_bits(), harken_kernels::gelu(*w).to_bits());
             }
@@ -35,11 +52,19 @@ fn int8_paths_are_bit_identical_to_the_scalar_reference() {
                 let mut got = vec![f32::NAN; m * n];
                 int8::matmul(isa, &x, m, p.view(), b, &mut got).unwrap();
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                    assert!(g.to_bits() == w.to_bits(), "{isa} {m}×{n}×{k} bias={} at {i}: {g} vs {w}", b.is_some());
+                    assert!(
+                        g.to_bits() == w.to_bits(),
+                        "{isa} {m}×{n}×{k} bias={} at {i}: {g} vs {w}",
+                        b.is_some()
+                    );
                 }
-                int8::matmul_act(isa, &x, m, p.view(), b, int8::Activation::Gelu, &mut got).unwrap();
+                int8::matmul_act(isa, &x, m, p.view(), b, int8::Activation::Gelu, &mut got)
+                    .unwrap();
                 for (i, (g, w)) in got.iter().zip(&want_gelu).enumerate() {
-                    assert!(g.to_bits() == w.to_bits(), "{isa} gelu {m}×{n}×{k} at {i}: {g} vs {w}");
+                    assert!(
+                        g.to_bits() == w.to_bits(),
+                        "{isa} gelu {m}×{n}×{k} at {i}: {g} vs {w}"
+                    );
                 }
             }
         }
@@ -70,7 +95,9 @@ fn int8_saturating_inputs_stay_exact() {
 
 #[test]
 fn attention_paths_match_the_reference() {
-    for &(t, heads, dh) in &[(1, 1, 64), (7, 2, 64), (45, 3, 64), (100, 2, 32), (70, 1, 8), (333, 6, 64)] {
+    for &(t, heads, dh) in
+        &[(1, 1, 64), (7, 2, 64), (45, 3, 64), (100, 2, 32), (70, 1, 8), (333, 6, 64)]
+    {
         let d = heads * dh;
         let qkv = data(t * 3 * d, t as f32);
         let view = |off| HeadView { data: &qkv, offset: off, row_stride: 3 * d };
@@ -81,7 +108,10 @@ fn attention_paths_match_the_reference() {
             let mut got = vec![f32::NAN; t * d];
             attention::attention(isa, q, k, v, t, t, heads, dh, scale, &mut got).unwrap();
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!((g - w).abs() <= 2e-5 * (1.0 + w.abs()), "{isa} t={t} h={heads} dh={dh} at {i}: {g} vs {w}");
+                assert!(
+                    (g - w).abs() <= 2e-5 * (1.0 + w.abs()),
+                    "{isa} t={t} h={heads} dh={dh} at {i}: {g} vs {w}"
+                );
             }
         }
     }
@@ -92,7 +122,9 @@ fn attention_rejects_short_buffers() {
     let qkv = vec![0f32; 9];
     let view = HeadView { data: &qkv, offset: 0, row_stride: 3 };
     let mut out = vec![0f32; 4];
-    assert!(attention::attention(Isa::Scalar, view, view, view, 4, 4, 1, 1, 1.0, &mut out).is_err());
+    assert!(
+        attention::attention(Isa::Scalar, view, view, view, 4, 4, 1, 1, 1.0, &mut out).is_err()
+    );
 }
 
 #[test]

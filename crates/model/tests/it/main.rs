@@ -158,7 +158,8 @@ fn safetensors_layout_matches_ctranslate2() {
 fn speech_mel(m: &Whisper) -> Vec<f32> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/features");
     let raw = std::fs::read(root.join("speech_16k_s16.mel80.f32")).unwrap();
-    let v: Vec<f32> = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let v: Vec<f32> =
+        raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
     let (n_mels, frames, content) = (80, 281, 280);
     let d = m.dims();
     assert_eq!(d.n_mels, n_mels);
@@ -179,7 +180,8 @@ fn greedy(m: &Whisper, steps: usize) -> (Vec<u32>, Vec<f32>) {
     let (mut out, mut first) = (Vec::new(), Vec::new());
     for _ in 0..steps {
         let l = s.step(&[&feed], &[feed.len() - 1]).unwrap().into_vec();
-        let t = l.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map(|(i, _)| i as u32).unwrap();
+        let t =
+            l.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map(|(i, _)| i as u32).unwrap();
         if first.is_empty() {
             first = l;
         }
@@ -204,10 +206,26 @@ fn int8_weights_decode_real_speech_as_f32_does() {
     // which is 3 token edits), not the transcript. WER on the eval sets is the real check
     // (`bench/run.sh`).
     let (n, m) = (ta.len(), tb.len());
-    let mut d: Vec<Vec<usize>> = (0..=n).map(|i| (0..=m).map(|j| if i == 0 { j } else if j == 0 { i } else { 0 }).collect()).collect();
+    let mut d: Vec<Vec<usize>> = (0..=n)
+        .map(|i| {
+            (0..=m)
+                .map(|j| {
+                    if i == 0 {
+                        j
+                    } else if j == 0 {
+                        i
+                    } else {
+                        0
+                    }
+                })
+                .collect()
+        })
+        .collect();
     for i in 1..=n {
         for j in 1..=m {
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + usize::from(ta[i - 1] != tb[j - 1]));
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + usize::from(ta[i - 1] != tb[j - 1]));
         }
     }
     assert!(d[n][m] <= 3, "f32 {ta:?} vs int8 {tb:?}: {} edits", d[n][m]);
@@ -218,7 +236,9 @@ fn int8_file_gives_the_logits_of_quantizing_at_load() {
     let Some(dir) = model("tiny.en") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("model.int8.safetensors");
-    let report = harken_model::write_int8(harken_model::FloatWeights::Ct2(&dir.join("model.bin")), &out).unwrap();
+    let report =
+        harken_model::write_int8(harken_model::FloatWeights::Ct2(&dir.join("model.bin")), &out)
+            .unwrap();
     // 4 encoder × 4 linears, 4 decoder × 7 linears, the embedding.
     assert_eq!(report.quantized, 4 * 4 + 4 * 7 + 1, "{report:?}");
     let f16_bytes = std::fs::metadata(dir.join("model.bin")).unwrap().len();
@@ -256,8 +276,10 @@ fn malformed_int8_files_are_errors() {
     std::fs::write(&p, b"not a model").unwrap();
     assert!(Whisper::load_int8(&p).is_err());
     // A valid safetensors file without Harken's metadata.
-    let t = candle_core::Tensor::zeros(4, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
-    candle_core::safetensors::save(&std::collections::HashMap::from([("x".to_owned(), t)]), &p).unwrap();
+    let t =
+        candle_core::Tensor::zeros(4, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+    candle_core::safetensors::save(&std::collections::HashMap::from([("x".to_owned(), t)]), &p)
+        .unwrap();
     let err = Whisper::load_int8(&p).unwrap_err().to_string();
     assert!(err.contains("harken-whisper-int8"), "{err}");
     let Some(dir) = model("tiny.en") else { return };
