@@ -7,7 +7,7 @@
 //! head (`[dh][keys]`) so that each score block is a sequence of broadcast-multiply-adds over 16
 //! or 32 keys at a time; `v` is read in place. The inner loops are written over fixed-size arrays
 //! that the compiler vectorises inside each path's `#[target_feature]` copy: one source, three
-//! instruction sets, and a naive reference ([`reference`]) to test them against.
+//! instruction sets, and a naive reference ([`reference()`]) to test them against.
 //!
 //! Accuracy: `exp` is a degree-6 polynomial after range reduction (relative error below 5e-6 on [-87, 0]);
 //! paths differ from the reference by rounding only (fused multiply-add on the SIMD paths).
