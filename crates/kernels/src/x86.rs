@@ -192,9 +192,9 @@ unsafe fn tile256<const MR: usize>(
 /// Keys per step of [`scores_avx512`]: two registers.
 pub(crate) const SCORE_KEYS_512: usize = 32;
 /// Query rows per [`scores_avx512`] call.
-pub(crate) const SCORE_ROWS_512: usize = 8;
+pub(crate) const SCORE_ROWS_512: usize = 12;
 /// Query rows per [`pv_avx512`] call.
-pub(crate) const PV_ROWS_512: usize = 4;
+pub(crate) const PV_ROWS_512: usize = 6;
 
 /// `scores[i][j] = Σ_e q[i][e]·kt[e][j]` for 8 query rows and every key.
 ///
