@@ -167,6 +167,206 @@ pub fn scores_kt(
     Ok(out)
 }
 
+/// Cross-attention keys and values kept in f16 for the life of an audio window: keys transposed
+/// (`[head][dh][keys rounded up]`), values `[head][key][dh]`. The decoder reads all of them at
+/// every step for every layer (36 MB in f32 for Whisper base), which makes the step bound by
+/// memory bandwidth; f16 halves the bytes. Rounding a key or value to f16 changes a score by
+/// about 1e-3 relative.
+#[derive(Debug, Clone)]
+pub struct HalfKv {
+    kt: Vec<u16>,
+    v: Vec<u16>,
+    t_k: usize,
+    tkp: usize,
+    heads: usize,
+    dh: usize,
+}
+
+impl HalfKv {
+    /// Store `t_k` keys and values of `heads` heads of width `dh`.
+    ///
+    /// # Panics
+    /// If `k` or `v` is shorter than `t_k` rows of `heads · dh` values (a caller's bug).
+    pub fn new(k: HeadView<'_>, v: HeadView<'_>, t_k: usize, heads: usize, dh: usize) -> HalfKv {
+        assert!(k.fits(t_k, heads, dh) && v.fits(t_k, heads, dh), "HalfKv::new: inputs shorter than {t_k}×{heads}×{dh}");
+        let tkp = t_k.div_ceil(KEY_PAD) * KEY_PAD;
+        let bits = |x: f32| half::f16::from_f32(x).to_bits();
+        let mut kt = vec![0u16; heads * dh * tkp];
+        kt.par_chunks_mut((dh * tkp).max(1)).enumerate().for_each(|(h, kh)| {
+            for j in 0..t_k {
+                for (e, &x) in k.row(j, h, dh).iter().enumerate() {
+                    kh[e * tkp + j] = bits(x);
+                }
+            }
+        });
+        let mut vs = vec![0u16; heads * t_k * dh];
+        vs.par_chunks_mut((t_k * dh).max(1)).enumerate().for_each(|(h, vh)| {
+            for (j, row) in vh.chunks_exact_mut(dh.max(1)).enumerate() {
+                for (o, &x) in row.iter_mut().zip(v.row(j, h, dh)) {
+                    *o = bits(x);
+                }
+            }
+        });
+        HalfKv { kt, v: vs, t_k, tkp, heads, dh }
+    }
+
+    /// Keys.
+    pub fn len(&self) -> usize {
+        self.t_k
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.t_k == 0
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        2 * (self.kt.len() + self.v.len())
+    }
+}
+
+/// Attention of `t_q` queries over a [`HalfKv`] (decoder cross-attention): `out` is
+/// `t_q × heads·dh`. Work is split by head.
+pub fn attention_half(
+    isa: Isa,
+    q: HeadView<'_>,
+    kv: &HalfKv,
+    t_q: usize,
+    scale: f32,
+    out: &mut [f32],
+) -> Result<(), ShapeError> {
+    let (t_k, heads, dh, tkp) = (kv.t_k, kv.heads, kv.dh, kv.tkp);
+    let d = heads * dh;
+    if !q.fits(t_q, heads, dh) || out.len() != t_q * d {
+        return Err(ShapeError { detail: format!("queries or output too short for {t_q}×{heads}×{dh}") });
+    }
+    if t_q == 0 || d == 0 {
+        return Ok(());
+    }
+    if t_k == 0 {
+        out.fill(0.0);
+        return Ok(());
+    }
+    let isa = if isa.supported() { isa } else { Isa::Scalar };
+    let parts: Vec<Vec<f32>> = (0..heads)
+        .into_par_iter()
+        .map(|h| {
+            let kt = &kv.kt[h * dh * tkp..(h + 1) * dh * tkp];
+            let v = &kv.v[h * t_k * dh..(h + 1) * t_k * dh];
+            let qh: Vec<f32> = (0..t_q).flat_map(|i| q.row(i, h, dh).iter().map(|&x| x * scale)).collect();
+            let mut o = vec![0f32; t_q * dh];
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: only paths the CPU supports reach here.
+                Isa::Avx512 if dh == HEAD_DIM => unsafe { half_head_avx512(&qh, kt, v, t_q, t_k, tkp, &mut o) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                Isa::Avx2 if dh == HEAD_DIM => unsafe { half_head_avx2(&qh, kt, v, t_q, t_k, tkp, &mut o) },
+                _ => half_head_portable(&qh, kt, v, t_q, t_k, tkp, dh, &mut o),
+            }
+            o
+        })
+        .collect();
+    for (h, part) in parts.iter().enumerate() {
+        for (i, src) in part.chunks_exact(dh).enumerate() {
+            out[i * d + h * dh..i * d + (h + 1) * dh].copy_from_slice(src);
+        }
+    }
+    Ok(())
+}
+
+/// Pre-softmax scores `q·kᵀ·scale` over a [`HalfKv`], `[head][query][key]` (word alignment).
+pub fn scores_half(q: HeadView<'_>, kv: &HalfKv, t_q: usize, scale: f32) -> Result<Vec<f32>, ShapeError> {
+    let (t_k, tkp, dh) = (kv.t_k, kv.tkp, kv.dh);
+    if !q.fits(t_q, kv.heads, dh) {
+        return Err(ShapeError { detail: format!("queries too short for {t_q}×{}×{dh}", kv.heads) });
+    }
+    let mut out = vec![0f32; kv.heads * t_q * t_k];
+    for (h, oh) in out.chunks_exact_mut((t_q * t_k).max(1)).enumerate().take(kv.heads) {
+        let khead = &kv.kt[h * dh * tkp..(h + 1) * dh * tkp];
+        for (i, row) in oh.chunks_exact_mut(t_k.max(1)).enumerate().take(t_q) {
+            for (e, &qe) in q.row(i, h, dh).iter().enumerate() {
+                let qe = qe * scale;
+                for (o, &k) in row.iter_mut().zip(&khead[e * tkp..e * tkp + t_k]) {
+                    *o += qe * half::f16::from_bits(k).to_f32();
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One head of [`attention_half`], portable: `q` pre-scaled `[t_q][dh]`, `out` `[t_q][dh]`.
+#[allow(clippy::too_many_arguments)] // one head's operands
+fn half_head_portable(q: &[f32], kt: &[u16], v: &[u16], t_q: usize, t_k: usize, tkp: usize, dh: usize, out: &mut [f32]) {
+    let mut s = vec![0f32; t_k];
+    for i in 0..t_q {
+        s.fill(0.0);
+        for (e, &qe) in q[i * dh..(i + 1) * dh].iter().enumerate() {
+            for (o, &k) in s.iter_mut().zip(&kt[e * tkp..e * tkp + t_k]) {
+                *o += qe * half::f16::from_bits(k).to_f32();
+            }
+        }
+        let inv = 1.0 / softmax_unnormalised(&mut s);
+        let o = &mut out[i * dh..(i + 1) * dh];
+        for (j, &p) in s.iter().enumerate() {
+            for (x, &vv) in o.iter_mut().zip(&v[j * dh..(j + 1) * dh]) {
+                *x += p * half::f16::from_bits(vv).to_f32();
+            }
+        }
+        o.iter_mut().for_each(|x| *x *= inv);
+    }
+}
+
+macro_rules! half_head {
+    ($(#[$doc:meta])* $name:ident, $features:literal, $qb:expr, $pv_rows:expr, $scores:path, $softmax:path, $pv:path) => {
+        $(#[$doc])*
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(q: &[f32], kt: &[u16], v: &[u16], t_q: usize, t_k: usize, tkp: usize, out: &mut [f32]) {
+            const QB: usize = $qb;
+            let dh = HEAD_DIM;
+            let mut scores = vec![0f32; QB * tkp];
+            let mut qb = vec![0f32; QB * dh];
+            let mut i0 = 0;
+            while i0 < t_q {
+                let nb = (t_q - i0).min(QB);
+                qb.fill(0.0);
+                qb[..nb * dh].copy_from_slice(&q[i0 * dh..(i0 + nb) * dh]);
+                // SAFETY: this function's features are enabled; the buffers have the sizes the
+                // kernels take (QB rows of dh and tkp, tkp a multiple of 32, t_k rows of 64).
+                unsafe {
+                    $scores(&qb, kt, dh, tkp, &mut scores);
+                    let mut inv = [0f32; QB];
+                    for (i, s) in scores.chunks_exact_mut(tkp).take(nb).enumerate() {
+                        inv[i] = 1.0 / $softmax(&mut s[..t_k]);
+                    }
+                    for r in (0..nb).step_by($pv_rows) {
+                        let rows = (nb - r).min($pv_rows);
+                        $pv(&scores[r * tkp..], tkp, rows, v, t_k, &mut out[(i0 + r) * dh..]);
+                    }
+                    for (i, o) in out[i0 * dh..(i0 + nb) * dh].chunks_exact_mut(dh).enumerate() {
+                        o.iter_mut().for_each(|x| *x *= inv[i]);
+                    }
+                }
+                i0 += nb;
+            }
+        }
+    };
+}
+
+half_head!(
+    /// AVX-512 head of [`attention_half`].
+    half_head_avx512, "avx512f,avx512bw,avx512vl,fma,avx2", crate::x86::SCORE_ROWS_512, crate::x86::PV_ROWS_512,
+    crate::x86::scores16_avx512, crate::x86::softmax_avx512, crate::x86::pv16_avx512
+);
+half_head!(
+    /// AVX2 head of [`attention_half`].
+    half_head_avx2, "avx2,fma,f16c", crate::x86::SCORE_ROWS_256, crate::x86::PV_ROWS_256,
+    crate::x86::scores16_avx2, crate::x86::softmax_avx2, crate::x86::pv16_avx2
+);
+
 /// [`attention`] with the keys already transposed: `out` is `t_q × heads·dh`.
 pub fn attention_kt(
     isa: Isa,

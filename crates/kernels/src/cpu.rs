@@ -7,7 +7,7 @@ use std::fmt;
 pub enum Isa {
     /// Portable Rust, no SIMD intrinsics: the reference every other path is tested against.
     Scalar,
-    /// AVX2 + FMA (Haswell and later; the floor AWS Lambda x86_64 documents).
+    /// AVX2 + FMA + F16C (Haswell and later; the floor AWS Lambda x86_64 documents).
     Avx2,
     /// AVX-512 F/BW/VL with VNNI (Ice Lake, Cascade Lake, Sapphire Rapids, Zen 4).
     Avx512,
@@ -66,7 +66,7 @@ impl Isa {
     fn missing(self) -> Option<&'static str> {
         match self {
             Isa::Scalar => None,
-            Isa::Avx2 => (!has_avx2()).then_some("avx2 and fma"),
+            Isa::Avx2 => (!has_avx2()).then_some("avx2, fma and f16c"),
             Isa::Avx512 => (!has_avx512()).then_some("avx512f, avx512bw, avx512vl and avx512vnni"),
         }
     }
@@ -175,7 +175,9 @@ fn amx_bits() -> (bool, bool, bool) {
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

@@ -478,3 +478,134 @@ pub(crate) unsafe fn pv_avx2(
         }
     }
 }
+
+/// [`scores_avx512`] with keys stored as f16 (widened in registers).
+///
+/// # Safety
+/// AVX-512F; as [`scores_avx512`], with `kt` holding f16 bits.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn scores16_avx512(q: &[f32], kt: &[u16], dh: usize, tkp: usize, scores: &mut [f32]) {
+    debug_assert!(q.len() >= SCORE_ROWS_512 * dh && kt.len() >= dh * tkp && scores.len() >= SCORE_ROWS_512 * tkp);
+    // SAFETY: every offset stays inside the lengths in the contract.
+    unsafe {
+        let (qp, kp, sp) = (q.as_ptr(), kt.as_ptr(), scores.as_mut_ptr());
+        for j0 in (0..tkp).step_by(SCORE_KEYS_512) {
+            let mut acc = [[_mm512_setzero_ps(); 2]; SCORE_ROWS_512];
+            for e in 0..dh {
+                let k0 = _mm512_cvtph_ps(_mm256_loadu_si256(kp.add(e * tkp + j0).cast()));
+                let k1 = _mm512_cvtph_ps(_mm256_loadu_si256(kp.add(e * tkp + j0 + 16).cast()));
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let qv = _mm512_set1_ps(*qp.add(i * dh + e));
+                    a[0] = _mm512_fmadd_ps(qv, k0, a[0]);
+                    a[1] = _mm512_fmadd_ps(qv, k1, a[1]);
+                }
+            }
+            for (i, a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(sp.add(i * tkp + j0), a[0]);
+                _mm512_storeu_ps(sp.add(i * tkp + j0 + 16), a[1]);
+            }
+        }
+    }
+}
+
+/// [`pv_avx512`] with values stored as f16, `[key][64]` contiguous.
+///
+/// # Safety
+/// AVX-512F; `p` holds `rows ≤ 6` rows of stride `tkp` with at least `t_k` values; `v` holds
+/// `t_k` rows of 64; `out` holds `rows` × 64.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn pv16_avx512(p: &[f32], tkp: usize, rows: usize, v: &[u16], t_k: usize, out: &mut [f32]) {
+    debug_assert!(rows <= PV_ROWS_512 && v.len() >= t_k * 64);
+    // SAFETY: per the contract; rows past `rows` reuse row 0's scores and are not stored.
+    unsafe {
+        let (pp, vp) = (p.as_ptr(), v.as_ptr());
+        let mut acc = [[_mm512_setzero_ps(); 4]; PV_ROWS_512];
+        let row = |i: usize| if i < rows { i } else { 0 };
+        for j in 0..t_k {
+            let vj = vp.add(j * 64);
+            let vv = [
+                _mm512_cvtph_ps(_mm256_loadu_si256(vj.cast())),
+                _mm512_cvtph_ps(_mm256_loadu_si256(vj.add(16).cast())),
+                _mm512_cvtph_ps(_mm256_loadu_si256(vj.add(32).cast())),
+                _mm512_cvtph_ps(_mm256_loadu_si256(vj.add(48).cast())),
+            ];
+            for (i, a) in acc.iter_mut().enumerate() {
+                let pv = _mm512_set1_ps(*pp.add(row(i) * tkp + j));
+                for (c, x) in a.iter_mut().zip(&vv) {
+                    *c = _mm512_fmadd_ps(pv, *x, *c);
+                }
+            }
+        }
+        for (i, a) in acc.iter().enumerate().take(rows) {
+            for (c, x) in a.iter().enumerate() {
+                _mm512_storeu_ps(out.as_mut_ptr().add(i * 64 + c * 16), *x);
+            }
+        }
+    }
+}
+
+/// [`scores_avx2`] with keys stored as f16.
+///
+/// # Safety
+/// AVX2, FMA and F16C; as [`scores_avx2`], with `kt` holding f16 bits.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn scores16_avx2(q: &[f32], kt: &[u16], dh: usize, tkp: usize, scores: &mut [f32]) {
+    debug_assert!(q.len() >= SCORE_ROWS_256 * dh && kt.len() >= dh * tkp && scores.len() >= SCORE_ROWS_256 * tkp);
+    // SAFETY: every offset stays inside the lengths in the contract.
+    unsafe {
+        let (qp, kp, sp) = (q.as_ptr(), kt.as_ptr(), scores.as_mut_ptr());
+        for j0 in (0..tkp).step_by(16) {
+            let mut acc = [[_mm256_setzero_ps(); 2]; SCORE_ROWS_256];
+            for e in 0..dh {
+                let k0 = _mm256_cvtph_ps(_mm_loadu_si128(kp.add(e * tkp + j0).cast()));
+                let k1 = _mm256_cvtph_ps(_mm_loadu_si128(kp.add(e * tkp + j0 + 8).cast()));
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let qv = _mm256_broadcast_ss(&*qp.add(i * dh + e));
+                    a[0] = _mm256_fmadd_ps(qv, k0, a[0]);
+                    a[1] = _mm256_fmadd_ps(qv, k1, a[1]);
+                }
+            }
+            for (i, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(sp.add(i * tkp + j0), a[0]);
+                _mm256_storeu_ps(sp.add(i * tkp + j0 + 8), a[1]);
+            }
+        }
+    }
+}
+
+/// [`pv_avx2`] with values stored as f16, `[key][64]` contiguous.
+///
+/// # Safety
+/// AVX2, FMA and F16C; `rows ≤ 2`, otherwise as [`pv16_avx512`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn pv16_avx2(p: &[f32], tkp: usize, rows: usize, v: &[u16], t_k: usize, out: &mut [f32]) {
+    debug_assert!(rows <= PV_ROWS_256 && v.len() >= t_k * 64);
+    // SAFETY: per the contract; a missing second row reuses row 0's scores and is not stored.
+    unsafe {
+        let (pp, vp) = (p.as_ptr(), v.as_ptr());
+        let r1 = if rows > 1 { tkp } else { 0 };
+        for half in 0..2 {
+            let mut acc = [[_mm256_setzero_ps(); 4]; PV_ROWS_256];
+            for j in 0..t_k {
+                let vj = vp.add(j * 64 + half * 32);
+                let vv = [
+                    _mm256_cvtph_ps(_mm_loadu_si128(vj.cast())),
+                    _mm256_cvtph_ps(_mm_loadu_si128(vj.add(8).cast())),
+                    _mm256_cvtph_ps(_mm_loadu_si128(vj.add(16).cast())),
+                    _mm256_cvtph_ps(_mm_loadu_si128(vj.add(24).cast())),
+                ];
+                let p0 = _mm256_broadcast_ss(&*pp.add(j));
+                let p1 = _mm256_broadcast_ss(&*pp.add(r1 + j));
+                for c in 0..4 {
+                    acc[0][c] = _mm256_fmadd_ps(p0, vv[c], acc[0][c]);
+                    acc[1][c] = _mm256_fmadd_ps(p1, vv[c], acc[1][c]);
+                }
+            }
+            for (i, a) in acc.iter().enumerate().take(rows) {
+                for (c, x) in a.iter().enumerate() {
+                    _mm256_storeu_ps(out.as_mut_ptr().add(i * 64 + half * 32 + c * 8), *x);
+                }
+            }
+        }
+    }
+}

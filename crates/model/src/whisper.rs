@@ -15,7 +15,7 @@
 use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Module, Tensor};
 use harken_kernels::Isa;
-use harken_kernels::attention::{self, HeadView, KeysT};
+use harken_kernels::attention::{self, HalfKv, HeadView};
 use harken_kernels::int8::{self, Activation, PackedMatrix};
 
 use rayon::prelude::*;
@@ -378,12 +378,10 @@ fn causal_mask(n_new: usize, past: usize, dev: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(mask, (n_new, total), dev)?)
 }
 
-/// Cross-attention keys and values of one decoder layer, computed once per window: the keys
-/// transposed for the attention kernel, and the fused `k|v` projection rows (`[T_audio][2d]`)
-/// whose second half the kernel reads as values in place.
+/// Cross-attention keys and values of one decoder layer, computed once per window and kept in
+/// f16 (`harken_kernels::attention::HalfKv`): every decoder step reads all of them.
 struct CrossKv {
-    kt: KeysT,
-    kv: Vec<f32>,
+    kv: HalfKv,
     d: usize,
 }
 
@@ -403,13 +401,9 @@ impl CrossAttention {
         let (_, t, d2) = kv.dims3()?;
         let d = d2 / 2;
         let kv = kv.flatten_all()?.to_vec1::<f32>()?;
-        let kt = KeysT::new(
-            HeadView { data: &kv, offset: 0, row_stride: d2 },
-            t,
-            self.heads,
-            d / self.heads,
-        );
-        Ok(CrossKv { kt, kv, d })
+        let view = |offset| HeadView { data: &kv, offset, row_stride: d2 };
+        let kv = HalfKv::new(view(0), view(d), t, self.heads, d / self.heads);
+        Ok(CrossKv { kv, d })
     }
 
     /// Attend from `x` (`[B, n, d]`) to the audio; the keys are shared by every batch row, so
@@ -432,14 +426,13 @@ impl CrossAttention {
         let dh = d / self.heads;
         let q = q.flatten_all()?.to_vec1::<f32>()?;
         let qv = HeadView { data: &q, offset: 0, row_stride: d };
-        let vv = HeadView { data: &kv.kv, offset: d, row_stride: 2 * d };
         let scale = 1.0 / (dh as f32).sqrt();
         let mut y = vec![0f32; b * n * d];
         let shape = |e: attention::ShapeError| Error::Input { detail: e.to_string() };
-        attention::attention_kt(isa, qv, &kv.kt, vv, b * n, scale, &mut y).map_err(shape)?;
+        attention::attention_half(isa, qv, &kv.kv, b * n, scale, &mut y).map_err(shape)?;
         let qk = if want_qk {
-            let s = attention::scores_kt(qv, &kv.kt, b * n, scale).map_err(shape)?;
-            Some(Tensor::from_vec(s, (self.heads, b * n, kv.kt.len()), x.device())?)
+            let s = attention::scores_half(qv, &kv.kv, b * n, scale).map_err(shape)?;
+            Some(Tensor::from_vec(s, (self.heads, b * n, kv.kv.len()), x.device())?)
         } else {
             None
         };
