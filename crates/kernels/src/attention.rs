@@ -188,7 +188,10 @@ impl HalfKv {
     /// # Panics
     /// If `k` or `v` is shorter than `t_k` rows of `heads · dh` values (a caller's bug).
     pub fn new(k: HeadView<'_>, v: HeadView<'_>, t_k: usize, heads: usize, dh: usize) -> HalfKv {
-        assert!(k.fits(t_k, heads, dh) && v.fits(t_k, heads, dh), "HalfKv::new: inputs shorter than {t_k}×{heads}×{dh}");
+        assert!(
+            k.fits(t_k, heads, dh) && v.fits(t_k, heads, dh),
+            "HalfKv::new: inputs shorter than {t_k}×{heads}×{dh}"
+        );
         let tkp = t_k.div_ceil(KEY_PAD) * KEY_PAD;
         let bits = |x: f32| half::f16::from_f32(x).to_bits();
         let mut kt = vec![0u16; heads * dh * tkp];
@@ -239,7 +242,9 @@ pub fn attention_half(
     let (t_k, heads, dh, tkp) = (kv.t_k, kv.heads, kv.dh, kv.tkp);
     let d = heads * dh;
     if !q.fits(t_q, heads, dh) || out.len() != t_q * d {
-        return Err(ShapeError { detail: format!("queries or output too short for {t_q}×{heads}×{dh}") });
+        return Err(ShapeError {
+            detail: format!("queries or output too short for {t_q}×{heads}×{dh}"),
+        });
     }
     if t_q == 0 || d == 0 {
         return Ok(());
@@ -254,15 +259,20 @@ pub fn attention_half(
         .map(|h| {
             let kt = &kv.kt[h * dh * tkp..(h + 1) * dh * tkp];
             let v = &kv.v[h * t_k * dh..(h + 1) * t_k * dh];
-            let qh: Vec<f32> = (0..t_q).flat_map(|i| q.row(i, h, dh).iter().map(|&x| x * scale)).collect();
+            let qh: Vec<f32> =
+                (0..t_q).flat_map(|i| q.row(i, h, dh).iter().map(|&x| x * scale)).collect();
             let mut o = vec![0f32; t_q * dh];
             match isa {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: only paths the CPU supports reach here.
-                Isa::Avx512 if dh == HEAD_DIM => unsafe { half_head_avx512(&qh, kt, v, t_q, t_k, tkp, &mut o) },
+                Isa::Avx512 if dh == HEAD_DIM => unsafe {
+                    half_head_avx512(&qh, kt, v, t_q, t_k, tkp, &mut o)
+                },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: as above.
-                Isa::Avx2 if dh == HEAD_DIM => unsafe { half_head_avx2(&qh, kt, v, t_q, t_k, tkp, &mut o) },
+                Isa::Avx2 if dh == HEAD_DIM => unsafe {
+                    half_head_avx2(&qh, kt, v, t_q, t_k, tkp, &mut o)
+                },
                 _ => half_head_portable(&qh, kt, v, t_q, t_k, tkp, dh, &mut o),
             }
             o
@@ -277,10 +287,17 @@ pub fn attention_half(
 }
 
 /// Pre-softmax scores `q·kᵀ·scale` over a [`HalfKv`], `[head][query][key]` (word alignment).
-pub fn scores_half(q: HeadView<'_>, kv: &HalfKv, t_q: usize, scale: f32) -> Result<Vec<f32>, ShapeError> {
+pub fn scores_half(
+    q: HeadView<'_>,
+    kv: &HalfKv,
+    t_q: usize,
+    scale: f32,
+) -> Result<Vec<f32>, ShapeError> {
     let (t_k, tkp, dh) = (kv.t_k, kv.tkp, kv.dh);
     if !q.fits(t_q, kv.heads, dh) {
-        return Err(ShapeError { detail: format!("queries too short for {t_q}×{}×{dh}", kv.heads) });
+        return Err(ShapeError {
+            detail: format!("queries too short for {t_q}×{}×{dh}", kv.heads),
+        });
     }
     let mut out = vec![0f32; kv.heads * t_q * t_k];
     for (h, oh) in out.chunks_exact_mut((t_q * t_k).max(1)).enumerate().take(kv.heads) {
@@ -299,7 +316,16 @@ pub fn scores_half(q: HeadView<'_>, kv: &HalfKv, t_q: usize, scale: f32) -> Resu
 
 /// One head of [`attention_half`], portable: `q` pre-scaled `[t_q][dh]`, `out` `[t_q][dh]`.
 #[allow(clippy::too_many_arguments)] // one head's operands
-fn half_head_portable(q: &[f32], kt: &[u16], v: &[u16], t_q: usize, t_k: usize, tkp: usize, dh: usize, out: &mut [f32]) {
+fn half_head_portable(
+    q: &[f32],
+    kt: &[u16],
+    v: &[u16],
+    t_q: usize,
+    t_k: usize,
+    tkp: usize,
+    dh: usize,
+    out: &mut [f32],
+) {
     let mut s = vec![0f32; t_k];
     for i in 0..t_q {
         s.fill(0.0);

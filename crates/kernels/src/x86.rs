@@ -484,8 +484,18 @@ pub(crate) unsafe fn pv_avx2(
 /// # Safety
 /// AVX-512F; as [`scores_avx512`], with `kt` holding f16 bits.
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn scores16_avx512(q: &[f32], kt: &[u16], dh: usize, tkp: usize, scores: &mut [f32]) {
-    debug_assert!(q.len() >= SCORE_ROWS_512 * dh && kt.len() >= dh * tkp && scores.len() >= SCORE_ROWS_512 * tkp);
+pub(crate) unsafe fn scores16_avx512(
+    q: &[f32],
+    kt: &[u16],
+    dh: usize,
+    tkp: usize,
+    scores: &mut [f32],
+) {
+    debug_assert!(
+        q.len() >= SCORE_ROWS_512 * dh
+            && kt.len() >= dh * tkp
+            && scores.len() >= SCORE_ROWS_512 * tkp
+    );
     // SAFETY: every offset stays inside the lengths in the contract.
     unsafe {
         let (qp, kp, sp) = (q.as_ptr(), kt.as_ptr(), scores.as_mut_ptr());
@@ -514,7 +524,14 @@ pub(crate) unsafe fn scores16_avx512(q: &[f32], kt: &[u16], dh: usize, tkp: usiz
 /// AVX-512F; `p` holds `rows ≤ 6` rows of stride `tkp` with at least `t_k` values; `v` holds
 /// `t_k` rows of 64; `out` holds `rows` × 64.
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn pv16_avx512(p: &[f32], tkp: usize, rows: usize, v: &[u16], t_k: usize, out: &mut [f32]) {
+pub(crate) unsafe fn pv16_avx512(
+    p: &[f32],
+    tkp: usize,
+    rows: usize,
+    v: &[u16],
+    t_k: usize,
+    out: &mut [f32],
+) {
     debug_assert!(rows <= PV_ROWS_512 && v.len() >= t_k * 64);
     // SAFETY: per the contract; rows past `rows` reuse row 0's scores and are not stored.
     unsafe {
@@ -549,8 +566,18 @@ pub(crate) unsafe fn pv16_avx512(p: &[f32], tkp: usize, rows: usize, v: &[u16], 
 /// # Safety
 /// AVX2, FMA and F16C; as [`scores_avx2`], with `kt` holding f16 bits.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn scores16_avx2(q: &[f32], kt: &[u16], dh: usize, tkp: usize, scores: &mut [f32]) {
-    debug_assert!(q.len() >= SCORE_ROWS_256 * dh && kt.len() >= dh * tkp && scores.len() >= SCORE_ROWS_256 * tkp);
+pub(crate) unsafe fn scores16_avx2(
+    q: &[f32],
+    kt: &[u16],
+    dh: usize,
+    tkp: usize,
+    scores: &mut [f32],
+) {
+    debug_assert!(
+        q.len() >= SCORE_ROWS_256 * dh
+            && kt.len() >= dh * tkp
+            && scores.len() >= SCORE_ROWS_256 * tkp
+    );
     // SAFETY: every offset stays inside the lengths in the contract.
     unsafe {
         let (qp, kp, sp) = (q.as_ptr(), kt.as_ptr(), scores.as_mut_ptr());
@@ -578,7 +605,14 @@ pub(crate) unsafe fn scores16_avx2(q: &[f32], kt: &[u16], dh: usize, tkp: usize,
 /// # Safety
 /// AVX2, FMA and F16C; `rows ≤ 2`, otherwise as [`pv16_avx512`].
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn pv16_avx2(p: &[f32], tkp: usize, rows: usize, v: &[u16], t_k: usize, out: &mut [f32]) {
+pub(crate) unsafe fn pv16_avx2(
+    p: &[f32],
+    tkp: usize,
+    rows: usize,
+    v: &[u16],
+    t_k: usize,
+    out: &mut [f32],
+) {
     debug_assert!(rows <= PV_ROWS_256 && v.len() >= t_k * 64);
     // SAFETY: per the contract; a missing second row reuses row 0's scores and is not stored.
     unsafe {

@@ -500,7 +500,11 @@ impl Conv {
         };
         Ok(match w {
             Some(w) if w.view().k() % CONV_TAPS == 0 => Conv::Int8 { w, b: b.to_vec1::<f32>()? },
-            Some(_) => return Err(Error::Weights { detail: format!("{name}: kernel width is not {CONV_TAPS}") }),
+            Some(_) => {
+                return Err(Error::Weights {
+                    detail: format!("{name}: kernel width is not {CONV_TAPS}"),
+                });
+            }
             None => Conv::Float { w: src.get(&name)?, b },
         })
     }
@@ -529,7 +533,9 @@ impl Conv {
                 let t_in = data.len() / c.max(1);
                 let t_out = (t_in + 2 - CONV_TAPS) / stride + 1;
                 // Element (channel ch, time t) of the input, zero outside (padding 1).
-                let at = |ch: usize, t: usize| if time_major { data[t * c + ch] } else { data[ch * t_in + t] };
+                let at = |ch: usize, t: usize| {
+                    if time_major { data[t * c + ch] } else { data[ch * t_in + t] }
+                };
                 let mut cols = vec![0f32; t_out * c * CONV_TAPS];
                 cols.par_chunks_mut(c * CONV_TAPS).enumerate().for_each(|(t, row)| {
                     for tap in 0..CONV_TAPS {

@@ -153,8 +153,11 @@ fn cross_attention_with_prepared_keys_matches_the_reference() {
 fn half_precision_cross_attention_matches_the_reference() {
     // Few queries against many keys stored in f16: the reference sees the same f16-rounded keys
     // and values, so the paths differ by f32 rounding only.
-    let round = |v: Vec<f32>| -> Vec<f32> { v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect() };
-    for &(t_q, t_k, heads, dh) in &[(5, 301, 4, 64), (1, 40, 2, 64), (14, 77, 3, 64), (3, 50, 2, 16)] {
+    let round =
+        |v: Vec<f32>| -> Vec<f32> { v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect() };
+    for &(t_q, t_k, heads, dh) in
+        &[(5, 301, 4, 64), (1, 40, 2, 64), (14, 77, 3, 64), (3, 50, 2, 16)]
+    {
         let d = heads * dh;
         let q = data(t_q * d, 0.25);
         let kv = round(data(t_k * 2 * d, 2.5));
@@ -163,12 +166,18 @@ fn half_precision_cross_attention_matches_the_reference() {
         let vview = HeadView { data: &kv, offset: d, row_stride: 2 * d };
         let want = attention::reference(qv, kview, vview, t_q, t_k, heads, dh, 0.125);
         let store = attention::HalfKv::new(kview, vview, t_k, heads, dh);
-        assert_eq!((store.len(), store.bytes()), (t_k, 2 * heads * dh * (t_k.div_ceil(32) * 32 + t_k)));
+        assert_eq!(
+            (store.len(), store.bytes()),
+            (t_k, 2 * heads * dh * (t_k.div_ceil(32) * 32 + t_k))
+        );
         for isa in Isa::runnable() {
             let mut got = vec![f32::NAN; t_q * d];
             attention::attention_half(isa, qv, &store, t_q, 0.125, &mut got).unwrap();
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!((g - w).abs() <= 2e-5 * (1.0 + w.abs()), "{isa} {t_q}×{t_k} at {i}: {g} vs {w}");
+                assert!(
+                    (g - w).abs() <= 2e-5 * (1.0 + w.abs()),
+                    "{isa} {t_q}×{t_k} at {i}: {g} vs {w}"
+                );
             }
         }
         let s = attention::scores_half(qv, &store, t_q, 0.125).unwrap();
