@@ -10,6 +10,7 @@
 mod ctc;
 mod e2e;
 mod golden;
+mod int8;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
