@@ -341,16 +341,28 @@ fn block(isa: Isa, xq: &QuantRows, w: PackedRef<'_>, bias: Option<&[f32]>, b: Bl
     }
 }
 
-/// The reference: one exact integer dot product per output, then the shared epilogue.
+/// The reference: exact integer dot products, one panel of 16 outputs at a time in the order
+/// the packed bytes lie, then the shared epilogue.
 fn block_scalar(xq: &QuantRows, w: PackedRef<'_>, bias: Option<&[f32]>, b: Block<'_>) {
-    let col_end = (b.panels.end * PANEL_COLS).min(w.n);
+    let kp = xq.kp;
     for (ri, r) in b.rows.clone().enumerate() {
-        let xr = &xq.u[r * xq.kp..(r + 1) * xq.kp];
-        for c in b.panels.start * PANEL_COLS..col_end {
-            let acc: i32 =
-                (0..w.k).map(|kk| (i32::from(xr[kk]) - 128) * i32::from(w.at(c, kk))).sum();
-            b.out[ri * b.ldo + c - b.col0] =
-                epilogue(acc, xq.scale[r], w.scales[c], bias.map(|b| b[c]));
+        let xr = &xq.u[r * kp..(r + 1) * kp];
+        for p in b.panels.clone() {
+            let panel = &w.data[p * kp * PANEL_COLS..(p + 1) * kp * PANEL_COLS];
+            let mut acc = [0i32; PANEL_COLS];
+            for (xg, wg) in xr.chunks_exact(K_GROUP).zip(panel.chunks_exact(K_GROUP * PANEL_COLS)) {
+                for (a, wc) in acc.iter_mut().zip(wg.chunks_exact(K_GROUP)) {
+                    for (&x, &wv) in xg.iter().zip(wc) {
+                        *a += (i32::from(x) - 128) * i32::from(wv);
+                    }
+                }
+            }
+            let c0 = p * PANEL_COLS;
+            for (j, &a) in acc.iter().enumerate().take(w.n.saturating_sub(c0).min(PANEL_COLS)) {
+                let c = c0 + j;
+                b.out[ri * b.ldo + c - b.col0] =
+                    epilogue(a, xq.scale[r], w.scales[c], bias.map(|b| b[c]));
+            }
         }
     }
 }

@@ -4,20 +4,36 @@
 use crate::e2e::word_error_rate;
 use crate::{harken, model, stderr, stdout, testdata, transcribe};
 
-const SENTENCE: &str = "The quick brown fox jumps over the lazy dog.";
-
 #[test]
 fn quantized_model_transcribes_on_every_kernel_path() {
     let Some(src) = model("tiny.en") else { return };
     let tmp = tempfile::tempdir().expect("temp dir");
     let out = tmp.path().join("tiny-int8");
-    let q = harken(&["model", "quantize", src.to_str().expect("utf-8"), "-o", out.to_str().expect("utf-8")]);
+    let q = harken(&[
+        "model",
+        "quantize",
+        src.to_str().expect("utf-8"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
     assert!(q.status.success(), "{}", stderr(&q));
     assert!(out.join("model.int8.safetensors").is_file() && out.join("tokenizer.json").is_file());
-    let again = harken(&["model", "quantize", src.to_str().expect("utf-8"), "-o", out.to_str().expect("utf-8")]);
+    let again = harken(&[
+        "model",
+        "quantize",
+        src.to_str().expect("utf-8"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
     assert_eq!(again.status.code(), Some(2), "an existing output is refused: {}", stderr(&again));
     let clip = testdata("speech_16k_s16.wav");
     let clip = clip.to_str().expect("utf-8");
+    // tiny.en itself mishears this clip ("The quick roundfire stump over the lazy dog.", as
+    // faster-whisper's float32 does too): int8 is held to the float model's own transcript.
+    let f32 = transcribe(src.to_str().expect("utf-8"), &["--beam", "1", clip]);
+    assert!(f32.status.success(), "{}", stderr(&f32));
+    let want = stdout(&f32);
+    assert!(want.contains("lazy dog"), "{want}");
     for cpu in ["auto", "avx512", "avx2", "scalar"] {
         let o = transcribe(out.to_str().expect("utf-8"), &["--cpu", cpu, "--beam", "1", clip]);
         let err = stderr(&o);
@@ -26,19 +42,25 @@ fn quantized_model_transcribes_on_every_kernel_path() {
             continue;
         }
         assert!(o.status.success(), "--cpu {cpu}: {err}");
-        let wer = word_error_rate(SENTENCE, &stdout(&o));
-        assert!(wer <= 0.25, "--cpu {cpu}: {:?} (WER {wer})", stdout(&o));
+        let wer = word_error_rate(&want, &stdout(&o));
+        assert!(wer <= 0.25, "--cpu {cpu}: {:?} vs f32 {want:?} (WER {wer})", stdout(&o));
     }
     // The package of an int8 directory records its format and loads like any package.
     let pkg = tmp.path().join("pkg");
-    let p = harken(&["model", "pack", out.to_str().expect("utf-8"), "-o", pkg.to_str().expect("utf-8")]);
+    let p = harken(&[
+        "model",
+        "pack",
+        out.to_str().expect("utf-8"),
+        "-o",
+        pkg.to_str().expect("utf-8"),
+    ]);
     assert!(p.status.success(), "{}", stderr(&p));
     let manifest = std::fs::read_to_string(pkg.join("MLmodel")).expect("MLmodel");
     assert!(manifest.contains("format: harken_int8"), "{manifest}");
     assert!(manifest.contains("weights: model.int8.safetensors"), "{manifest}");
     let o = transcribe(pkg.to_str().expect("utf-8"), &["--beam", "1", clip]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(word_error_rate(SENTENCE, &stdout(&o)) <= 0.25, "{}", stdout(&o));
+    assert!(word_error_rate(&want, &stdout(&o)) <= 0.25, "{} vs {want}", stdout(&o));
 }
 
 #[test]
@@ -46,8 +68,19 @@ fn bench_json_names_the_kernel_path() {
     let Some(src) = model("tiny.en") else { return };
     let clip = testdata("speech_16k_s16.wav");
     let o = harken(&[
-        "bench", "--model", src.to_str().expect("utf-8"), "--precision", "int8", "--cpu", "scalar",
-        "--runs", "1", "--beam", "1", "--json", clip.to_str().expect("utf-8"),
+        "bench",
+        "--model",
+        src.to_str().expect("utf-8"),
+        "--precision",
+        "int8",
+        "--cpu",
+        "scalar",
+        "--runs",
+        "1",
+        "--beam",
+        "1",
+        "--json",
+        clip.to_str().expect("utf-8"),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("bench JSON");
@@ -61,7 +94,10 @@ fn unknown_or_unbuilt_kernel_paths_are_clear_errors() {
     let Some(src) = model("tiny.en") else { return };
     let clip = testdata("speech_16k_s16.wav");
     for (cpu, says) in [("sse9", "unknown CPU path"), ("amx", "no kernels in this build")] {
-        let o = transcribe(src.to_str().expect("utf-8"), &["--cpu", cpu, clip.to_str().expect("utf-8")]);
+        let o = transcribe(
+            src.to_str().expect("utf-8"),
+            &["--cpu", cpu, clip.to_str().expect("utf-8")],
+        );
         assert_eq!(o.status.code(), Some(2), "--cpu {cpu}");
         let err = stderr(&o);
         assert!(err.contains(says) && err.lines().count() == 1, "--cpu {cpu}: {err}");
