@@ -1,5 +1,5 @@
-//! Harken's int8 Whisper weights file (`model.int8.safetensors`): the linear layers, the stem
-//! convolutions (as `[out, in·3]`) and the token embedding stored already quantized and packed in the kernels' n16k4 layout, memory-mapped
+//! Harken's int8 Whisper weights file (`model.int8.safetensors`): the linear layers and the
+//! token embedding stored already quantized and packed in the kernels' n16k4 layout, memory-mapped
 //! and multiplied in place. Loading does no quantization and makes no second copy of them.
 //!
 //! The container is safetensors (so any safetensors reader can list it) with CTranslate2 tensor
@@ -228,11 +228,6 @@ pub fn write_int8(src: FloatWeights<'_>, out: &Path) -> Result<Int8Report> {
     for name in names {
         let t = source.get(&name)?;
         if is_packed(&name) {
-            // Convolutions `[out, in, taps]` are multiplied as `[out, in·taps]`.
-            let t = match t.dims() {
-                &[o, i, k] => t.reshape((o, i * k))?,
-                _ => t,
-            };
             let (n, k) = t.dims2()?;
             let w = t.flatten_all()?.to_vec1::<f32>()?;
             let p = PackedMatrix::quantize(&w, n, k)
@@ -299,11 +294,10 @@ pub fn write_int8(src: FloatWeights<'_>, out: &Path) -> Result<Int8Report> {
     Ok(Int8Report { quantized, kept, bytes })
 }
 
-/// Whether tensor `name` is stored packed: every linear weight, the two stem convolutions, and
-/// the token embedding (which is also the output projection).
+/// Whether tensor `name` is stored packed: every linear weight, and the token embedding (which
+/// is also the output projection).
 pub(crate) fn is_packed(name: &str) -> bool {
-    matches!(name, "decoder/embeddings/weight" | "encoder/conv1/weight" | "encoder/conv2/weight")
-        || (name.ends_with("/weight") && name.contains("/linear_"))
+    name == "decoder/embeddings/weight" || (name.ends_with("/weight") && name.contains("/linear_"))
 }
 
 /// Every tensor the Whisper network reads, by CTranslate2 name.

@@ -18,8 +18,6 @@ use harken_kernels::Isa;
 use harken_kernels::attention::{self, HalfKv, HeadView};
 use harken_kernels::int8::{self, Activation, PackedMatrix};
 
-use rayon::prelude::*;
-
 use crate::int8file::Int8Weight;
 use crate::ops::F16Matrix;
 use crate::weights::Source;
@@ -471,96 +469,11 @@ pub(crate) struct EncoderDims {
     pub(crate) n_audio_layer: usize,
 }
 
-/// One convolution of the stem (kernel 3, padding 1), followed by GELU.
-enum Conv {
-    /// candle's `conv1d` on `[1, C, T]`.
-    Float { w: Tensor, b: Tensor },
-    /// int8: rows `[t][c·3 + tap]` of the (time-major) input times the weight viewed as
-    /// `[out][c·3 + tap]`, GELU applied by the kernel.
-    Int8 { w: Int8Weight, b: Vec<f32> },
-}
-
-const CONV_TAPS: usize = 3;
-
-impl Conv {
-    fn load(src: &Source, prefix: &str, precision: Precision) -> Result<Self> {
-        let name = format!("{prefix}/weight");
-        let b = src.get(&format!("{prefix}/bias"))?;
-        let w = if let Some(m) = src.packed(&name)? {
-            Some(Int8Weight::Mapped(m))
-        } else if precision == Precision::Int8 {
-            let t = src.get(&name)?;
-            let (o, i, k) = t.dims3()?;
-            let v = t.flatten_all()?.to_vec1::<f32>()?;
-            let p = PackedMatrix::quantize(&v, o, i * k)
-                .map_err(|e| Error::Weights { detail: format!("{name}: {e}") })?;
-            Some(Int8Weight::Owned(p))
-        } else {
-            None
-        };
-        Ok(match w {
-            Some(w) if w.view().k() % CONV_TAPS == 0 => Conv::Int8 { w, b: b.to_vec1::<f32>()? },
-            Some(_) => {
-                return Err(Error::Weights {
-                    detail: format!("{name}: kernel width is not {CONV_TAPS}"),
-                });
-            }
-            None => Conv::Float { w: src.get(&name)?, b },
-        })
-    }
-
-    fn in_channels(&self) -> Result<usize> {
-        Ok(match self {
-            Conv::Float { w, .. } => w.dim(1)?,
-            Conv::Int8 { w, .. } => w.view().k() / CONV_TAPS,
-        })
-    }
-
-    /// Convolve `x` (`[1, C, T]` channel-major when `time_major` is false, else `[T][C]`
-    /// values) with `stride`; returns `[1, T_out, C_out]` (time-major).
-    fn forward(&self, x: &Tensor, time_major: bool, stride: usize, isa: Isa) -> Result<Tensor> {
-        match self {
-            Conv::Float { w, b } => {
-                let x = if time_major { x.transpose(1, 2)?.contiguous()? } else { x.clone() };
-                let y = x.conv1d(w, 1, stride, 1, 1)?;
-                let y = y.broadcast_add(&b.reshape((1, b.dim(0)?, 1))?)?.apply(&GeluErf)?;
-                Ok(y.transpose(1, 2)?.contiguous()?)
-            }
-            Conv::Int8 { w, b } => {
-                let v = w.view();
-                let c = v.k() / CONV_TAPS;
-                let data = x.flatten_all()?.to_vec1::<f32>()?;
-                let t_in = data.len() / c.max(1);
-                let t_out = (t_in + 2 - CONV_TAPS) / stride + 1;
-                // Element (channel ch, time t) of the input, zero outside (padding 1).
-                let at = |ch: usize, t: usize| {
-                    if time_major { data[t * c + ch] } else { data[ch * t_in + t] }
-                };
-                let mut cols = vec![0f32; t_out * c * CONV_TAPS];
-                cols.par_chunks_mut(c * CONV_TAPS).enumerate().for_each(|(t, row)| {
-                    for tap in 0..CONV_TAPS {
-                        let src = (t * stride + tap).checked_sub(1).filter(|&s| s < t_in);
-                        if let Some(s) = src {
-                            for ch in 0..c {
-                                row[ch * CONV_TAPS + tap] = at(ch, s);
-                            }
-                        }
-                    }
-                });
-                let mut y = vec![0f32; t_out * v.n()];
-                int8::matmul_act(isa, &cols, t_out, v, Some(b), Activation::Gelu, &mut y)
-                    .map_err(|e| Error::Input { detail: e.to_string() })?;
-                Ok(Tensor::from_vec(y, (1, t_out, v.n()), &Device::Cpu)?)
-            }
-        }
-    }
-}
-
 /// Whisper's audio encoder: two convolutions, sinusoidal positions, transformer blocks.
 pub(crate) struct Encoder {
     dims: EncoderDims,
-    conv1: Conv,
-    conv2: Conv,
+    conv1: (Tensor, Tensor),
+    conv2: (Tensor, Tensor),
     pos: Tensor,
     blocks: Vec<EncoderBlock>,
     ln: LayerNorm,
@@ -576,11 +489,11 @@ impl Encoder {
         heads: Option<usize>,
         precision: Precision,
     ) -> Result<(Self, EncoderDims)> {
-        let conv1 = Conv::load(src, "encoder/conv1", precision)?;
-        let conv2 = Conv::load(src, "encoder/conv2", precision)?;
+        let conv1 = (src.get("encoder/conv1/weight")?, src.get("encoder/conv1/bias")?);
+        let conv2 = (src.get("encoder/conv2/weight")?, src.get("encoder/conv2/bias")?);
         let pos = src.get("encoder/position_encodings/encodings")?;
         let (n_audio_ctx, n_audio_state) = pos.dims2()?;
-        let n_mels = conv1.in_channels()?;
+        let n_mels = conv1.0.dim(1)?;
         let n_audio_layer = count_layers(src, "encoder");
         if n_audio_layer == 0 {
             return Err(Error::Weights { detail: "no encoder layers found".into() });
@@ -622,9 +535,13 @@ impl Encoder {
             });
         }
         let x = Tensor::from_slice(mel, (1, self.dims.n_mels, frames), &Device::Cpu)?;
-        let x = self.conv1.forward(&x, false, 1, isa)?;
-        let x = self.conv2.forward(&x, true, 2, isa)?;
-        let mut x = x.broadcast_add(&self.pos)?;
+        let conv = |x: &Tensor, (w, b): &(Tensor, Tensor), stride: usize| -> Result<Tensor> {
+            let y = x.conv1d(w, 1, stride, 1, 1)?;
+            Ok(y.broadcast_add(&b.reshape((1, b.dim(0)?, 1))?)?.apply(&GeluErf)?)
+        };
+        let x = conv(&x, &self.conv1, 1)?;
+        let x = conv(&x, &self.conv2, 2)?;
+        let mut x = x.transpose(1, 2)?.broadcast_add(&self.pos)?;
         for b in &self.blocks {
             x = (&x + b.attn.forward(&x, None, isa)?)?;
             x = (&x + b.mlp.forward(&x, isa)?)?;
