@@ -259,6 +259,15 @@ pub(crate) fn load(args: &ModelArgs, max_audio_s: Option<f64>) -> Result<Loaded>
     }
     .with_context(|| format!("while loading the model in {}", resolved.dir.display()))?;
     tune_allocator();
+    if engine.is_int8()
+        && engine.isa() == Isa::Scalar
+        && args.cpu.trim().eq_ignore_ascii_case("auto")
+    {
+        tracing::warn!(
+            "this CPU has no SIMD int8 kernels in this build (x86-64 with AVX2 or AVX-512 only): \
+             int8 runs the scalar reference, many times slower; use the f32 model here"
+        );
+    }
     let identity = resolved.package.as_ref().map(|p| ModelIdentity {
         package: p.flavor().name.clone(),
         version: p.flavor().version.clone(),
