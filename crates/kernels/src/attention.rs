@@ -138,35 +138,6 @@ impl KeysT {
     }
 }
 
-/// Pre-softmax scores `q·kᵀ·scale`, `[head][query][key]`: what word alignment reads from the
-/// decoder's cross-attention. Plain loops: it runs once per window, not per step.
-pub fn scores_kt(
-    q: HeadView<'_>,
-    kt: &KeysT,
-    t_q: usize,
-    scale: f32,
-) -> Result<Vec<f32>, ShapeError> {
-    let (t_k, tkp, dh) = (kt.t_k, kt.tkp, kt.dh);
-    if !q.fits(t_q, kt.heads, dh) {
-        return Err(ShapeError {
-            detail: format!("queries too short for {t_q}×{}×{dh}", kt.heads),
-        });
-    }
-    let mut out = vec![0f32; kt.heads * t_q * t_k];
-    for (h, oh) in out.chunks_exact_mut((t_q * t_k).max(1)).enumerate().take(kt.heads) {
-        let khead = &kt.data[h * dh * tkp..(h + 1) * dh * tkp];
-        for (i, row) in oh.chunks_exact_mut(t_k.max(1)).enumerate().take(t_q) {
-            for (e, &qe) in q.row(i, h, dh).iter().enumerate() {
-                let qe = qe * scale;
-                for (o, &k) in row.iter_mut().zip(&khead[e * tkp..e * tkp + t_k]) {
-                    *o += qe * k;
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Cross-attention keys and values kept in f16 for the life of an audio window: keys transposed
 /// (`[head][dh][keys rounded up]`), values `[head][key][dh]`. The decoder reads all of them at
 /// every step for every layer (36 MB in f32 for Whisper base), which makes the step bound by

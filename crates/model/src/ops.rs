@@ -231,7 +231,8 @@ impl F16Matrix {
         // Each task owns a block of weight rows and writes their outputs transposed (`[n][m]`),
         // so tasks write disjoint slices; one transpose at the end restores `[m][n]`.
         let mut out_t = vec![0.0f32; n * m];
-        let avx = has_avx2_fma_f16c() && k.is_multiple_of(8);
+        // The kernel crate's AVX2 path requires exactly AVX2, FMA and F16C.
+        let avx = harken_kernels::Isa::Avx2.supported() && k.is_multiple_of(8);
         out_t.par_chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(task, chunk)| {
             let first = task * ROWS_PER_TASK;
             let mut buf = Vec::with_capacity(k);
@@ -275,19 +276,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
-}
-
-fn has_avx2_fma_f16c() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-            && std::is_x86_feature_detected!("f16c")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
