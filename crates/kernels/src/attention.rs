@@ -341,7 +341,7 @@ macro_rules! half_head {
                     }
                     for r in (0..nb).step_by($pv_rows) {
                         let rows = (nb - r).min($pv_rows);
-                        $pv(&scores[r * tkp..], tkp, rows, v, t_k, &mut out[(i0 + r) * dh..]);
+                        $pv(&scores[r * tkp..], tkp, rows, v, 0, dh, t_k, &mut out[(i0 + r) * dh..]);
                     }
                     for (i, o) in out[i0 * dh..(i0 + nb) * dh].chunks_exact_mut(dh).enumerate() {
                         o.iter_mut().for_each(|x| *x *= inv[i]);
@@ -672,7 +672,7 @@ fn softmax_unnormalised(s: &mut [f32]) -> f32 {
 /// `exp(x)` for `x ≤ 0` (clamped at −87): range reduction to `2ⁿ·e^y`, `|y| ≤ ln 2 / 2`, and a
 /// degree-6 Taylor polynomial; branch-free so it vectorises.
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
+pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     let t = x * std::f32::consts::LOG2_E;
     let n = (t + 12_582_912.0) - 12_582_912.0;

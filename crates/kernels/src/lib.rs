@@ -26,4 +26,5 @@ pub mod int8;
 mod x86;
 
 pub use act::gelu;
+pub use attention::exp;
 pub use cpu::{CpuReport, Error, Isa};

@@ -196,46 +196,6 @@ pub(crate) const SCORE_ROWS_512: usize = 12;
 /// Query rows per [`pv_avx512`] call.
 pub(crate) const PV_ROWS_512: usize = 6;
 
-/// `scores[i][j] = Σ_e q[i][e]·kt[e][j]` for 8 query rows and every key.
-///
-/// # Safety
-/// AVX-512F; `q` holds 8 rows of `dh`, `kt` `dh` rows of `tkp`, `scores` 8 rows of `tkp`, and
-/// `tkp` is a multiple of 32.
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn scores_avx512(
-    q: &[f32],
-    kt: &[f32],
-    dh: usize,
-    tkp: usize,
-    scores: &mut [f32],
-) {
-    debug_assert!(
-        q.len() >= SCORE_ROWS_512 * dh
-            && kt.len() >= dh * tkp
-            && scores.len() >= SCORE_ROWS_512 * tkp
-    );
-    // SAFETY: every offset stays inside the lengths in the contract.
-    unsafe {
-        let (qp, kp, sp) = (q.as_ptr(), kt.as_ptr(), scores.as_mut_ptr());
-        for j0 in (0..tkp).step_by(SCORE_KEYS_512) {
-            let mut acc = [[_mm512_setzero_ps(); 2]; SCORE_ROWS_512];
-            for e in 0..dh {
-                let k0 = _mm512_loadu_ps(kp.add(e * tkp + j0));
-                let k1 = _mm512_loadu_ps(kp.add(e * tkp + j0 + 16));
-                for (i, a) in acc.iter_mut().enumerate() {
-                    let qv = _mm512_set1_ps(*qp.add(i * dh + e));
-                    a[0] = _mm512_fmadd_ps(qv, k0, a[0]);
-                    a[1] = _mm512_fmadd_ps(qv, k1, a[1]);
-                }
-            }
-            for (i, a) in acc.iter().enumerate() {
-                _mm512_storeu_ps(sp.add(i * tkp + j0), a[0]);
-                _mm512_storeu_ps(sp.add(i * tkp + j0 + 16), a[1]);
-            }
-        }
-    }
-}
-
 /// `s ← exp(s − max s)` over `s`, returning the sum; the same polynomial as the portable
 /// `attention::exp`.
 ///
@@ -291,91 +251,10 @@ fn exp512(x: __m512) -> __m512 {
     _mm512_mul_ps(p, _mm512_castsi512_ps(bits))
 }
 
-/// `out[i][..64] = Σ_j p[i][j]·v_j` for up to 4 query rows (64-wide heads); `v_j` is read from
-/// `v` at `offset + j·stride`.
-///
-/// # Safety
-/// AVX-512F; `p` holds `rows` rows of stride `tkp` with at least `t_k` values; every `v_j`
-/// (`j < t_k`) has 64 values in `v`; `out` holds `rows` × 64.
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)] // one micro-kernel's operands
-pub(crate) unsafe fn pv_avx512(
-    p: &[f32],
-    tkp: usize,
-    rows: usize,
-    v: &[f32],
-    offset: usize,
-    stride: usize,
-    t_k: usize,
-    out: &mut [f32],
-) {
-    debug_assert!(rows <= PV_ROWS_512 && (t_k == 0 || offset + (t_k - 1) * stride + 64 <= v.len()));
-    // SAFETY: per the contract; rows past `rows` reuse row 0's scores and are not stored.
-    unsafe {
-        let (pp, vp) = (p.as_ptr(), v.as_ptr().add(offset));
-        let mut acc = [[_mm512_setzero_ps(); 4]; PV_ROWS_512];
-        let row = |i: usize| if i < rows { i } else { 0 };
-        for j in 0..t_k {
-            let vj = vp.add(j * stride);
-            let vv = [
-                _mm512_loadu_ps(vj),
-                _mm512_loadu_ps(vj.add(16)),
-                _mm512_loadu_ps(vj.add(32)),
-                _mm512_loadu_ps(vj.add(48)),
-            ];
-            for (i, a) in acc.iter_mut().enumerate() {
-                let pv = _mm512_set1_ps(*pp.add(row(i) * tkp + j));
-                for (c, x) in a.iter_mut().zip(&vv) {
-                    *c = _mm512_fmadd_ps(pv, *x, *c);
-                }
-            }
-        }
-        for (i, a) in acc.iter().enumerate().take(rows) {
-            for (c, x) in a.iter().enumerate() {
-                _mm512_storeu_ps(out.as_mut_ptr().add(i * 64 + c * 16), *x);
-            }
-        }
-    }
-}
-
 /// Query rows per [`scores_avx2`] call.
 pub(crate) const SCORE_ROWS_256: usize = 6;
 /// Query rows per [`pv_avx2`] call.
 pub(crate) const PV_ROWS_256: usize = 2;
-
-/// [`scores_avx512`] for AVX2: 6 query rows, 16 keys per step (12 accumulators).
-///
-/// # Safety
-/// AVX2 and FMA; `q` holds 6 rows of `dh`, `kt` `dh` rows of `tkp`, `scores` 6 rows of `tkp`,
-/// and `tkp` is a multiple of 16.
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn scores_avx2(q: &[f32], kt: &[f32], dh: usize, tkp: usize, scores: &mut [f32]) {
-    debug_assert!(
-        q.len() >= SCORE_ROWS_256 * dh
-            && kt.len() >= dh * tkp
-            && scores.len() >= SCORE_ROWS_256 * tkp
-    );
-    // SAFETY: every offset stays inside the lengths in the contract.
-    unsafe {
-        let (qp, kp, sp) = (q.as_ptr(), kt.as_ptr(), scores.as_mut_ptr());
-        for j0 in (0..tkp).step_by(16) {
-            let mut acc = [[_mm256_setzero_ps(); 2]; SCORE_ROWS_256];
-            for e in 0..dh {
-                let k0 = _mm256_loadu_ps(kp.add(e * tkp + j0));
-                let k1 = _mm256_loadu_ps(kp.add(e * tkp + j0 + 8));
-                for (i, a) in acc.iter_mut().enumerate() {
-                    let qv = _mm256_broadcast_ss(&*qp.add(i * dh + e));
-                    a[0] = _mm256_fmadd_ps(qv, k0, a[0]);
-                    a[1] = _mm256_fmadd_ps(qv, k1, a[1]);
-                }
-            }
-            for (i, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(sp.add(i * tkp + j0), a[0]);
-                _mm256_storeu_ps(sp.add(i * tkp + j0 + 8), a[1]);
-            }
-        }
-    }
-}
 
 /// [`softmax_avx512`] for AVX2.
 ///
@@ -431,215 +310,220 @@ fn exp256(x: __m256) -> __m256 {
     _mm256_mul_ps(p, _mm256_castsi256_ps(bits))
 }
 
-/// [`pv_avx512`] for AVX2: up to 2 query rows, the 64 head values in two halves of 32 (8
-/// accumulators per half).
-///
-/// # Safety
-/// AVX2 and FMA; the same bounds as [`pv_avx512`] with `rows ≤ 2`.
+// The score and `p·v` micro-kernels, once per register width, for keys and values stored as
+// f32 (encoder self-attention) or as f16 bits (decoder cross-attention, `HalfKv`): the element
+// type only changes how a vector is loaded.
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn load512_f32(p: *const f32) -> __m512 {
+    // SAFETY: the caller's kernel reads inside its contract's bounds.
+    unsafe { _mm512_loadu_ps(p) }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn load512_f16(p: *const u16) -> __m512 {
+    // SAFETY: as above; 16 f16 values are 32 bytes.
+    unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+}
+
+#[inline]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)] // one micro-kernel's operands
-pub(crate) unsafe fn pv_avx2(
-    p: &[f32],
-    tkp: usize,
-    rows: usize,
-    v: &[f32],
-    offset: usize,
-    stride: usize,
-    t_k: usize,
-    out: &mut [f32],
-) {
-    debug_assert!(rows <= PV_ROWS_256 && (t_k == 0 || offset + (t_k - 1) * stride + 64 <= v.len()));
-    // SAFETY: per the contract; a missing second row reuses row 0's scores and is not stored.
-    unsafe {
-        let (pp, vp) = (p.as_ptr(), v.as_ptr().add(offset));
-        let r1 = if rows > 1 { tkp } else { 0 };
-        for half in 0..2 {
-            let mut acc = [[_mm256_setzero_ps(); 4]; PV_ROWS_256];
-            for j in 0..t_k {
-                let vj = vp.add(j * stride + half * 32);
-                let vv = [
-                    _mm256_loadu_ps(vj),
-                    _mm256_loadu_ps(vj.add(8)),
-                    _mm256_loadu_ps(vj.add(16)),
-                    _mm256_loadu_ps(vj.add(24)),
-                ];
-                let p0 = _mm256_broadcast_ss(&*pp.add(j));
-                let p1 = _mm256_broadcast_ss(&*pp.add(r1 + j));
-                for c in 0..4 {
-                    acc[0][c] = _mm256_fmadd_ps(p0, vv[c], acc[0][c]);
-                    acc[1][c] = _mm256_fmadd_ps(p1, vv[c], acc[1][c]);
-                }
-            }
-            for (i, a) in acc.iter().enumerate().take(rows) {
-                for (c, x) in a.iter().enumerate() {
-                    _mm256_storeu_ps(out.as_mut_ptr().add(i * 64 + half * 32 + c * 8), *x);
-                }
-            }
-        }
-    }
+unsafe fn load256_f32(p: *const f32) -> __m256 {
+    // SAFETY: as above.
+    unsafe { _mm256_loadu_ps(p) }
 }
 
-/// [`scores_avx512`] with keys stored as f16 (widened in registers).
-///
-/// # Safety
-/// AVX-512F; as [`scores_avx512`], with `kt` holding f16 bits.
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn scores16_avx512(
-    q: &[f32],
-    kt: &[u16],
-    dh: usize,
-    tkp: usize,
-    scores: &mut [f32],
-) {
-    debug_assert!(
-        q.len() >= SCORE_ROWS_512 * dh
-            && kt.len() >= dh * tkp
-            && scores.len() >= SCORE_ROWS_512 * tkp
-    );
-    // SAFETY: every offset stays inside the lengths in the contract.
-    unsafe {
-        let (qp, kp, sp) = (q.as_ptr(), kt.as_ptr(), scores.as_mut_ptr());
-        for j0 in (0..tkp).step_by(SCORE_KEYS_512) {
-            let mut acc = [[_mm512_setzero_ps(); 2]; SCORE_ROWS_512];
-            for e in 0..dh {
-                let k0 = _mm512_cvtph_ps(_mm256_loadu_si256(kp.add(e * tkp + j0).cast()));
-                let k1 = _mm512_cvtph_ps(_mm256_loadu_si256(kp.add(e * tkp + j0 + 16).cast()));
-                for (i, a) in acc.iter_mut().enumerate() {
-                    let qv = _mm512_set1_ps(*qp.add(i * dh + e));
-                    a[0] = _mm512_fmadd_ps(qv, k0, a[0]);
-                    a[1] = _mm512_fmadd_ps(qv, k1, a[1]);
-                }
-            }
-            for (i, a) in acc.iter().enumerate() {
-                _mm512_storeu_ps(sp.add(i * tkp + j0), a[0]);
-                _mm512_storeu_ps(sp.add(i * tkp + j0 + 16), a[1]);
-            }
-        }
-    }
-}
-
-/// [`pv_avx512`] with values stored as f16, `[key][64]` contiguous.
-///
-/// # Safety
-/// AVX-512F; `p` holds `rows ≤ 6` rows of stride `tkp` with at least `t_k` values; `v` holds
-/// `t_k` rows of 64; `out` holds `rows` × 64.
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn pv16_avx512(
-    p: &[f32],
-    tkp: usize,
-    rows: usize,
-    v: &[u16],
-    t_k: usize,
-    out: &mut [f32],
-) {
-    debug_assert!(rows <= PV_ROWS_512 && v.len() >= t_k * 64);
-    // SAFETY: per the contract; rows past `rows` reuse row 0's scores and are not stored.
-    unsafe {
-        let (pp, vp) = (p.as_ptr(), v.as_ptr());
-        let mut acc = [[_mm512_setzero_ps(); 4]; PV_ROWS_512];
-        let row = |i: usize| if i < rows { i } else { 0 };
-        for j in 0..t_k {
-            let vj = vp.add(j * 64);
-            let vv = [
-                _mm512_cvtph_ps(_mm256_loadu_si256(vj.cast())),
-                _mm512_cvtph_ps(_mm256_loadu_si256(vj.add(16).cast())),
-                _mm512_cvtph_ps(_mm256_loadu_si256(vj.add(32).cast())),
-                _mm512_cvtph_ps(_mm256_loadu_si256(vj.add(48).cast())),
-            ];
-            for (i, a) in acc.iter_mut().enumerate() {
-                let pv = _mm512_set1_ps(*pp.add(row(i) * tkp + j));
-                for (c, x) in a.iter_mut().zip(&vv) {
-                    *c = _mm512_fmadd_ps(pv, *x, *c);
-                }
-            }
-        }
-        for (i, a) in acc.iter().enumerate().take(rows) {
-            for (c, x) in a.iter().enumerate() {
-                _mm512_storeu_ps(out.as_mut_ptr().add(i * 64 + c * 16), *x);
-            }
-        }
-    }
-}
-
-/// [`scores_avx2`] with keys stored as f16.
-///
-/// # Safety
-/// AVX2, FMA and F16C; as [`scores_avx2`], with `kt` holding f16 bits.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn scores16_avx2(
-    q: &[f32],
-    kt: &[u16],
-    dh: usize,
-    tkp: usize,
-    scores: &mut [f32],
-) {
-    debug_assert!(
-        q.len() >= SCORE_ROWS_256 * dh
-            && kt.len() >= dh * tkp
-            && scores.len() >= SCORE_ROWS_256 * tkp
-    );
-    // SAFETY: every offset stays inside the lengths in the contract.
-    unsafe {
-        let (qp, kp, sp) = (q.as_ptr(), kt.as_ptr(), scores.as_mut_ptr());
-        for j0 in (0..tkp).step_by(16) {
-            let mut acc = [[_mm256_setzero_ps(); 2]; SCORE_ROWS_256];
-            for e in 0..dh {
-                let k0 = _mm256_cvtph_ps(_mm_loadu_si128(kp.add(e * tkp + j0).cast()));
-                let k1 = _mm256_cvtph_ps(_mm_loadu_si128(kp.add(e * tkp + j0 + 8).cast()));
-                for (i, a) in acc.iter_mut().enumerate() {
-                    let qv = _mm256_broadcast_ss(&*qp.add(i * dh + e));
-                    a[0] = _mm256_fmadd_ps(qv, k0, a[0]);
-                    a[1] = _mm256_fmadd_ps(qv, k1, a[1]);
-                }
-            }
-            for (i, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(sp.add(i * tkp + j0), a[0]);
-                _mm256_storeu_ps(sp.add(i * tkp + j0 + 8), a[1]);
-            }
-        }
-    }
+unsafe fn load256_f16(p: *const u16) -> __m256 {
+    // SAFETY: as above; 8 f16 values are 16 bytes.
+    unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
 }
 
-/// [`pv_avx2`] with values stored as f16, `[key][64]` contiguous.
-///
-/// # Safety
-/// AVX2, FMA and F16C; `rows ≤ 2`, otherwise as [`pv16_avx512`].
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn pv16_avx2(
-    p: &[f32],
-    tkp: usize,
-    rows: usize,
-    v: &[u16],
-    t_k: usize,
-    out: &mut [f32],
-) {
-    debug_assert!(rows <= PV_ROWS_256 && v.len() >= t_k * 64);
-    // SAFETY: per the contract; a missing second row reuses row 0's scores and is not stored.
-    unsafe {
-        let (pp, vp) = (p.as_ptr(), v.as_ptr());
-        let r1 = if rows > 1 { tkp } else { 0 };
-        for half in 0..2 {
-            let mut acc = [[_mm256_setzero_ps(); 4]; PV_ROWS_256];
-            for j in 0..t_k {
-                let vj = vp.add(j * 64 + half * 32);
-                let vv = [
-                    _mm256_cvtph_ps(_mm_loadu_si128(vj.cast())),
-                    _mm256_cvtph_ps(_mm_loadu_si128(vj.add(8).cast())),
-                    _mm256_cvtph_ps(_mm_loadu_si128(vj.add(16).cast())),
-                    _mm256_cvtph_ps(_mm_loadu_si128(vj.add(24).cast())),
-                ];
-                let p0 = _mm256_broadcast_ss(&*pp.add(j));
-                let p1 = _mm256_broadcast_ss(&*pp.add(r1 + j));
-                for c in 0..4 {
-                    acc[0][c] = _mm256_fmadd_ps(p0, vv[c], acc[0][c]);
-                    acc[1][c] = _mm256_fmadd_ps(p1, vv[c], acc[1][c]);
-                }
-            }
-            for (i, a) in acc.iter().enumerate().take(rows) {
-                for (c, x) in a.iter().enumerate() {
-                    _mm256_storeu_ps(out.as_mut_ptr().add(i * 64 + half * 32 + c * 8), *x);
+macro_rules! attention_kernels_512 {
+    ($scores:ident, $pv:ident, $t:ty, $load:ident) => {
+        /// `scores[i][j] = Σ_e q[i][e]·kt[e][j]` for [`SCORE_ROWS_512`] query rows and every
+        /// key, 32 keys per step.
+        ///
+        /// # Safety
+        /// AVX-512F; `q` holds `SCORE_ROWS_512` rows of `dh`, `kt` `dh` rows of `tkp`, `scores`
+        /// `SCORE_ROWS_512` rows of `tkp`, and `tkp` is a multiple of 32.
+        #[target_feature(enable = "avx512f")]
+        pub(crate) unsafe fn $scores(
+            q: &[f32],
+            kt: &[$t],
+            dh: usize,
+            tkp: usize,
+            scores: &mut [f32],
+        ) {
+            debug_assert!(
+                q.len() >= SCORE_ROWS_512 * dh
+                    && kt.len() >= dh * tkp
+                    && scores.len() >= SCORE_ROWS_512 * tkp
+            );
+            // SAFETY: every offset stays inside the lengths in the contract.
+            unsafe {
+                let (qp, kp, sp) = (q.as_ptr(), kt.as_ptr(), scores.as_mut_ptr());
+                for j0 in (0..tkp).step_by(SCORE_KEYS_512) {
+                    let mut acc = [[_mm512_setzero_ps(); 2]; SCORE_ROWS_512];
+                    for e in 0..dh {
+                        let k0 = $load(kp.add(e * tkp + j0));
+                        let k1 = $load(kp.add(e * tkp + j0 + 16));
+                        for (i, a) in acc.iter_mut().enumerate() {
+                            let qv = _mm512_set1_ps(*qp.add(i * dh + e));
+                            a[0] = _mm512_fmadd_ps(qv, k0, a[0]);
+                            a[1] = _mm512_fmadd_ps(qv, k1, a[1]);
+                        }
+                    }
+                    for (i, a) in acc.iter().enumerate() {
+                        _mm512_storeu_ps(sp.add(i * tkp + j0), a[0]);
+                        _mm512_storeu_ps(sp.add(i * tkp + j0 + 16), a[1]);
+                    }
                 }
             }
         }
-    }
+
+        /// `out[i][..64] = Σ_j p[i][j]·v_j` for up to [`PV_ROWS_512`] query rows (64-wide
+        /// heads), every `v_j` loaded once for all rows; `v_j` is at `offset + j·stride` in `v`.
+        ///
+        /// # Safety
+        /// AVX-512F; `p` holds `rows` rows of stride `tkp` with at least `t_k` values; every
+        /// `v_j` (`j < t_k`) has 64 values in `v`; `out` holds `rows` × 64.
+        #[target_feature(enable = "avx512f")]
+        #[allow(clippy::too_many_arguments)] // one micro-kernel's operands
+        pub(crate) unsafe fn $pv(
+            p: &[f32],
+            tkp: usize,
+            rows: usize,
+            v: &[$t],
+            offset: usize,
+            stride: usize,
+            t_k: usize,
+            out: &mut [f32],
+        ) {
+            debug_assert!(
+                rows <= PV_ROWS_512 && (t_k == 0 || offset + (t_k - 1) * stride + 64 <= v.len())
+            );
+            // SAFETY: per the contract; rows past `rows` reuse row 0's scores and are not stored.
+            unsafe {
+                let (pp, vp) = (p.as_ptr(), v.as_ptr().add(offset));
+                let mut acc = [[_mm512_setzero_ps(); 4]; PV_ROWS_512];
+                let row = |i: usize| if i < rows { i } else { 0 };
+                for j in 0..t_k {
+                    let vj = vp.add(j * stride);
+                    let vv = [$load(vj), $load(vj.add(16)), $load(vj.add(32)), $load(vj.add(48))];
+                    for (i, a) in acc.iter_mut().enumerate() {
+                        let pv = _mm512_set1_ps(*pp.add(row(i) * tkp + j));
+                        for (c, x) in a.iter_mut().zip(&vv) {
+                            *c = _mm512_fmadd_ps(pv, *x, *c);
+                        }
+                    }
+                }
+                for (i, a) in acc.iter().enumerate().take(rows) {
+                    for (c, x) in a.iter().enumerate() {
+                        _mm512_storeu_ps(out.as_mut_ptr().add(i * 64 + c * 16), *x);
+                    }
+                }
+            }
+        }
+    };
 }
+
+macro_rules! attention_kernels_256 {
+    ($scores:ident, $pv:ident, $t:ty, $load:ident, $features:literal) => {
+        /// The AVX2 score kernel: [`SCORE_ROWS_256`] query rows, 16 keys per step (12
+        /// accumulators).
+        ///
+        /// # Safety
+        /// The listed features; `q` holds `SCORE_ROWS_256` rows of `dh`, `kt` `dh` rows of
+        /// `tkp`, `scores` `SCORE_ROWS_256` rows of `tkp`, and `tkp` is a multiple of 16.
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn $scores(
+            q: &[f32],
+            kt: &[$t],
+            dh: usize,
+            tkp: usize,
+            scores: &mut [f32],
+        ) {
+            debug_assert!(
+                q.len() >= SCORE_ROWS_256 * dh
+                    && kt.len() >= dh * tkp
+                    && scores.len() >= SCORE_ROWS_256 * tkp
+            );
+            // SAFETY: every offset stays inside the lengths in the contract.
+            unsafe {
+                let (qp, kp, sp) = (q.as_ptr(), kt.as_ptr(), scores.as_mut_ptr());
+                for j0 in (0..tkp).step_by(16) {
+                    let mut acc = [[_mm256_setzero_ps(); 2]; SCORE_ROWS_256];
+                    for e in 0..dh {
+                        let k0 = $load(kp.add(e * tkp + j0));
+                        let k1 = $load(kp.add(e * tkp + j0 + 8));
+                        for (i, a) in acc.iter_mut().enumerate() {
+                            let qv = _mm256_broadcast_ss(&*qp.add(i * dh + e));
+                            a[0] = _mm256_fmadd_ps(qv, k0, a[0]);
+                            a[1] = _mm256_fmadd_ps(qv, k1, a[1]);
+                        }
+                    }
+                    for (i, a) in acc.iter().enumerate() {
+                        _mm256_storeu_ps(sp.add(i * tkp + j0), a[0]);
+                        _mm256_storeu_ps(sp.add(i * tkp + j0 + 8), a[1]);
+                    }
+                }
+            }
+        }
+
+        /// The AVX2 `p·v` kernel: up to [`PV_ROWS_256`] query rows, the 64 head values in two
+        /// halves of 32 (8 accumulators per half).
+        ///
+        /// # Safety
+        /// The listed features; the bounds of the AVX-512 `p·v` kernel with `rows ≤ 2`.
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)] // one micro-kernel's operands
+        pub(crate) unsafe fn $pv(
+            p: &[f32],
+            tkp: usize,
+            rows: usize,
+            v: &[$t],
+            offset: usize,
+            stride: usize,
+            t_k: usize,
+            out: &mut [f32],
+        ) {
+            debug_assert!(
+                rows <= PV_ROWS_256 && (t_k == 0 || offset + (t_k - 1) * stride + 64 <= v.len())
+            );
+            // SAFETY: per the contract; a missing second row reuses row 0's scores and is not
+            // stored.
+            unsafe {
+                let (pp, vp) = (p.as_ptr(), v.as_ptr().add(offset));
+                let r1 = if rows > 1 { tkp } else { 0 };
+                for half in 0..2 {
+                    let mut acc = [[_mm256_setzero_ps(); 4]; PV_ROWS_256];
+                    for j in 0..t_k {
+                        let vj = vp.add(j * stride + half * 32);
+                        let vv =
+                            [$load(vj), $load(vj.add(8)), $load(vj.add(16)), $load(vj.add(24))];
+                        let p0 = _mm256_broadcast_ss(&*pp.add(j));
+                        let p1 = _mm256_broadcast_ss(&*pp.add(r1 + j));
+                        for c in 0..4 {
+                            acc[0][c] = _mm256_fmadd_ps(p0, vv[c], acc[0][c]);
+                            acc[1][c] = _mm256_fmadd_ps(p1, vv[c], acc[1][c]);
+                        }
+                    }
+                    for (i, a) in acc.iter().enumerate().take(rows) {
+                        for (c, x) in a.iter().enumerate() {
+                            _mm256_storeu_ps(out.as_mut_ptr().add(i * 64 + half * 32 + c * 8), *x);
+                        }
+                    }
+                }
+            }
+        }
+    };
+}
+
+attention_kernels_512!(scores_avx512, pv_avx512, f32, load512_f32);
+attention_kernels_512!(scores16_avx512, pv16_avx512, u16, load512_f16);
+attention_kernels_256!(scores_avx2, pv_avx2, f32, load256_f32, "avx2,fma");
+attention_kernels_256!(scores16_avx2, pv16_avx2, u16, load256_f16, "avx2,fma,f16c");

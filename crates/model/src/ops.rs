@@ -5,7 +5,8 @@
 //! the 8×1500×1500 attention softmax alone took 38 ms per layer on two cores. These versions use
 //! branch-free polynomial `exp` and `erf` that the compiler vectorises, and split rows over
 //! rayon's pool. Written by hand because no maintained crate offers vectorised `exp`/`erf` on
-//! slices without a C toolchain.
+//! slices without a C toolchain. The scalar functions themselves live in `harken-kernels`
+//! (`exp`, `gelu`), shared with the int8 kernels' fused GELU and the attention softmax.
 //!
 //! Accuracy: `exp` relative error below 3e-6 (the rounding of `x·log2 e` grows with |x|); `erf` absolute error
 //! below 1.5e-7 (Abramowitz & Stegun 7.1.26). Both are checked against candle's own ops in the
@@ -14,36 +15,9 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-const LOG2E: f32 = std::f32::consts::LOG2_E;
-const LN2: f32 = std::f32::consts::LN_2;
-
-/// `exp(x)`, for `x` clamped to [-87, 88] (so `exp(-inf)` is 1.6e-38, not 0: irrelevant next
-/// to the row maximum's 1, and it keeps the loop free of branches).
-#[inline(always)]
-fn exp_neg(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
-    let t = x * LOG2E;
-    // Round to nearest with the 1.5·2^23 trick, which vectorises without SSE4.1.
-    let n = (t + 12_582_912.0) - 12_582_912.0;
-    let y = (t - n) * LN2;
-    let p = 1.0
-        + y * (1.0
-            + y * (0.5
-                + y * (1.0 / 6.0 + y * (1.0 / 24.0 + y * (1.0 / 120.0 + y * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    p * scale
-}
-
-#[inline(always)]
-fn erf(z: f32) -> f32 {
-    let a = z.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = t
-        * (0.254_829_6
-            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
-    let r = 1.0 - poly * exp_neg(-a * a);
-    r.copysign(z)
-}
+// One implementation of each function for the whole engine: the kernels' polynomial `exp`
+// and erf-GELU, applied here to candle tensors.
+use harken_kernels::{exp as exp_neg, gelu};
 
 fn contiguous<'a>(
     storage: &'a CpuStorage,
@@ -118,7 +92,7 @@ impl CustomOp1 for Gelu {
         let mut dst = vec![0.0f32; src.len()];
         dst.par_chunks_mut(16_384).zip(src.par_chunks(16_384)).for_each(|(d, s)| {
             for (o, &x) in d.iter_mut().zip(s) {
-                *o = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+                *o = gelu(x);
             }
         });
         Ok((CpuStorage::F32(dst), layout.shape().clone()))
