@@ -219,6 +219,10 @@ impl Store {
                 }
                 return Ok(self.resolved_local(p, None, &key));
             }
+            // A DeepSpeech / Coqui STT acoustic model is one file, used in place.
+            if p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("tflite")) {
+                return Ok(self.resolved_local(p, None, &key));
+            }
             if uri::archive_kind(&p.to_string_lossy()).is_none() {
                 return Err(Error::NotFound {
                     location: p.display().to_string(),

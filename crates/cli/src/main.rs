@@ -45,7 +45,8 @@ enum Command {
 /// Shared model and threading flags.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct ModelArgs {
-    /// Model: a package or Whisper directory, an installed name (`base`, `tiny.en`), or a URI
+    /// Model: a package or Whisper directory, a DeepSpeech / Coqui STT `.tflite` file, an
+    /// installed name (`base`, `tiny.en`), or a URI
     /// (`file://`, `s3://BUCKET/PREFIX`, `https://…/model.tar.gz`, `models:/NAME/VERSION`,
     /// `models:/NAME@ALIAS`, `runs:/RUN_ID/PATH`). Default: the installed Whisper base.
     #[arg(long, env = "HARKEN_MODEL_URI")]

@@ -213,6 +213,7 @@ pub(crate) fn tune_allocator() {}
 pub(crate) fn model_bytes(resolved: &Resolved) -> u64 {
     match &resolved.package {
         Some(p) => p.total_bytes(),
+        None if resolved.dir.is_file() => resolved.dir.metadata().map_or(0, |m| m.len()),
         None => std::fs::read_dir(&resolved.dir)
             .map(|rd| {
                 rd.filter_map(|e| e.ok())

@@ -6,7 +6,8 @@
 //! (`acoustic + α·ln P_LM(word) + β` per word), prunes prefixes that cannot complete a word of a
 //! [`VocabTrie`], boosts [`Hotwords`] on matching prefixes and whole words, and returns an N-best
 //! list with confidences and frame-level token and word timings. [`ctc_loss`] is the CTC
-//! objective and its gradient, for training acoustic heads.
+//! objective and its gradient, for training acoustic heads. [`NativeDecoder`] is DeepSpeech's
+//! own decoder, reproduced exactly, for models imported from DeepSpeech and Coqui STT.
 //!
 //! Written by hand: the Rust CTC decoders on crates.io either lack LM fusion at word
 //! boundaries, a vocabulary trie and hot words, or bind C++ (KenLM/DeepSpeech's native client);
@@ -19,12 +20,14 @@ mod alphabet;
 mod beam;
 mod greedy;
 mod loss;
+pub mod native;
 mod trie;
 
 pub use alphabet::Alphabet;
 pub use beam::{BeamOptions, BeamSearch, Hotwords, LmFusion};
 pub use greedy::greedy;
 pub use loss::ctc_loss;
+pub use native::{NativeDecoder, NativeOptions, NativeOutput};
 pub use trie::VocabTrie;
 
 /// Errors of this crate.

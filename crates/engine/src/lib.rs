@@ -24,6 +24,7 @@
 //! ```
 
 mod ctc;
+mod deepspeech;
 mod error;
 mod model_dir;
 mod quantize;
@@ -32,8 +33,10 @@ mod transcribe;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub use deepspeech::DsStream;
 pub use error::{Error, Result};
 pub use harken_core::{Audio, Segment, Task, Transcript, Word};
+pub use harken_ctc::NativeOutput;
 pub use harken_model::{CpuReport, Int8Report};
 pub use harken_model::{Dims, Isa, Precision};
 pub use model_dir::{ModelDir, WeightsFormat};
@@ -70,6 +73,7 @@ pub struct Engine {
 enum Kind {
     Whisper(Box<WhisperSide>),
     Ctc(Box<ctc::CtcSide>),
+    DeepSpeech(Box<deepspeech::DsSide>),
 }
 
 /// What the Whisper pipeline needs.
@@ -88,6 +92,7 @@ impl std::fmt::Debug for Engine {
         match &self.kind {
             Kind::Whisper(w) => d.field("dims", &w.model.dims()),
             Kind::Ctc(c) => d.field("ctc", &c.acoustic),
+            Kind::DeepSpeech(m) => d.field("deepspeech", &m.model),
         };
         d.finish_non_exhaustive()
     }
@@ -96,7 +101,64 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Load the model in directory `dir` (a raw CTranslate2 or Hugging Face Whisper directory).
     pub fn load(dir: &Path, config: &EngineConfig) -> Result<Self> {
+        if dir.is_file() && dir.extension().is_some_and(|e| e.eq_ignore_ascii_case("tflite")) {
+            return Self::load_tflite(dir, config);
+        }
         Self::load_model_dir(ModelDir::open(dir)?, None, config)
+    }
+
+    /// Load a DeepSpeech 0.9 / Coqui STT acoustic model from its `.tflite` file as it is.
+    pub fn load_tflite(path: &Path, config: &EngineConfig) -> Result<Self> {
+        let start = Instant::now();
+        let _span = tracing::info_span!("load", model = %path.display()).entered();
+        let mut side = deepspeech::DsSide::load(path)?;
+        if let Some(isa) = config.isa {
+            side.model.set_isa(isa);
+        }
+        let load_time = start.elapsed();
+        let meta = side.model.metadata();
+        tracing::info!(
+            seconds = load_time.as_secs_f64(),
+            dims = ?side.model.dims(),
+            int8 = side.model.is_int8(),
+            cpu_path = %side.model.isa(),
+            labels = meta.alphabet.len(),
+            beam_width = meta.beam_width,
+            language = meta.language.as_deref().unwrap_or("-"),
+            "DeepSpeech model loaded"
+        );
+        Ok(Engine {
+            kind: Kind::DeepSpeech(Box::new(side)),
+            dir: path.to_owned(),
+            config: config.clone(),
+            load_time,
+        })
+    }
+
+    /// A stream for a DeepSpeech model (audio in as it arrives, DeepSpeech's decoder state
+    /// kept), decoding with beam width `beam` (the model's when `None`). `None` for other
+    /// models.
+    pub fn deepspeech_stream(&self, beam: Option<usize>) -> Option<DsStream<'_>> {
+        match &self.kind {
+            Kind::DeepSpeech(d) => Some(d.stream(beam)),
+            _ => None,
+        }
+    }
+
+    /// Sizes of a DeepSpeech model (`None` for other models).
+    pub fn deepspeech_dims(&self) -> Option<harken_model::DsDims> {
+        match &self.kind {
+            Kind::DeepSpeech(d) => Some(d.model.dims()),
+            _ => None,
+        }
+    }
+
+    /// The text of a DeepSpeech result (`None` for other models).
+    pub fn deepspeech_text(&self, out: &NativeOutput) -> Option<String> {
+        match &self.kind {
+            Kind::DeepSpeech(d) => Some(d.text(out)),
+            _ => None,
+        }
     }
 
     /// Load a verified package: the manifest says which file is which, and its front end must
@@ -198,6 +260,7 @@ impl Engine {
         match &self.kind {
             Kind::Whisper(w) => w.model.isa(),
             Kind::Ctc(c) => c.acoustic.isa(),
+            Kind::DeepSpeech(d) => d.model.isa(),
         }
     }
 
@@ -206,6 +269,7 @@ impl Engine {
         match &self.kind {
             Kind::Whisper(w) => w.model.is_int8(),
             Kind::Ctc(_) => self.config.precision == Precision::Int8,
+            Kind::DeepSpeech(d) => d.model.is_int8(),
         }
     }
 
@@ -213,7 +277,7 @@ impl Engine {
     pub fn dims(&self) -> Option<Dims> {
         match &self.kind {
             Kind::Whisper(w) => Some(w.model.dims()),
-            Kind::Ctc(_) => None,
+            Kind::Ctc(_) | Kind::DeepSpeech(_) => None,
         }
     }
 
@@ -221,6 +285,7 @@ impl Engine {
         match &self.kind {
             Kind::Whisper(w) => w.model.dims().n_mels,
             Kind::Ctc(c) => c.acoustic.n_mels(),
+            Kind::DeepSpeech(_) => 0,
         }
     }
 
@@ -229,11 +294,12 @@ impl Engine {
         &self.dir
     }
 
-    /// `whisper` or `ctc`.
+    /// `whisper`, `ctc` or `deepspeech`.
     pub fn family(&self) -> &'static str {
         match &self.kind {
             Kind::Whisper(_) => "whisper",
             Kind::Ctc(_) => "ctc",
+            Kind::DeepSpeech(_) => "deepspeech",
         }
     }
 
@@ -241,7 +307,7 @@ impl Engine {
     pub fn multilingual(&self) -> bool {
         match &self.kind {
             Kind::Whisper(w) => w.tokenizer.multilingual,
-            Kind::Ctc(_) => false,
+            Kind::Ctc(_) | Kind::DeepSpeech(_) => false,
         }
     }
 
@@ -250,6 +316,7 @@ impl Engine {
         match &self.kind {
             Kind::Whisper(w) => w.tokenizer.languages.iter().map(|(c, _)| c.clone()).collect(),
             Kind::Ctc(_) => Vec::new(),
+            Kind::DeepSpeech(d) => d.model.metadata().language.iter().cloned().collect(),
         }
     }
 
@@ -258,7 +325,7 @@ impl Engine {
     pub fn ctc_decode(&self, log_probs: &[f32], opts: &TranscribeOptions) -> Result<String> {
         match &self.kind {
             Kind::Ctc(c) => Ok(c.decode(log_probs, opts)?.text),
-            Kind::Whisper(_) => Err(Error::Option("not a CTC model".into())),
+            _ => Err(Error::Option("not a CTC package".into())),
         }
     }
 
@@ -332,6 +399,7 @@ impl Engine {
         match &self.kind {
             Kind::Whisper(w) => transcribe::run(w, audio, opts, progress),
             Kind::Ctc(c) => c.transcribe(audio, opts, progress),
+            Kind::DeepSpeech(d) => d.transcribe(audio, opts, progress),
         }
     }
 }

@@ -12,6 +12,10 @@
 //! [`LogMel::compute`] a [`MelSpectrogram`] per input and cut 30-s windows from it with
 //! [`MelSpectrogram::window`].
 
+mod mfcc;
+
+pub use mfcc::{MfccConfig, MfccError, TfMfcc};
+
 use std::sync::Arc;
 
 use realfft::{RealFftPlanner, RealToComplex};

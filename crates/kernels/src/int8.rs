@@ -111,6 +111,34 @@ impl PackedMatrix {
         Ok(PackedMatrix { data, scales, sums, n, k })
     }
 
+    /// Pack weights that are already int8 (`n × k`, row-major, one scale per row), as a
+    /// TFLite file stores them: the values are kept, not requantized.
+    pub fn from_int8(q: &[i8], scales: &[f32], n: usize, k: usize) -> Result<Self, LayoutError> {
+        let check = |what, found, expected| {
+            if found == expected {
+                Ok(())
+            } else {
+                Err(LayoutError::Length { n, k, what, found, expected })
+            }
+        };
+        check("weights", q.len(), n * k)?;
+        check("scales", scales.len(), n)?;
+        let (np, kp) = (padded_n(n), padded_k(k));
+        let mut data = vec![0i8; np * kp];
+        let mut padded_scales = vec![0f32; np];
+        let mut sums = vec![0i32; np];
+        padded_scales[..n].copy_from_slice(scales);
+        for (i, row) in q.chunks_exact(k.max(1)).enumerate().take(n) {
+            let (panel, c) = (i / PANEL_COLS, i % PANEL_COLS);
+            let base = panel * kp * PANEL_COLS;
+            for (kk, &v) in row.iter().enumerate() {
+                data[base + (kk / K_GROUP) * PANEL_COLS * K_GROUP + c * K_GROUP + kk % K_GROUP] = v;
+            }
+            sums[i] = row.iter().map(|&v| i32::from(v)).sum();
+        }
+        Ok(PackedMatrix { data, scales: padded_scales, sums, n, k })
+    }
+
     /// A view for [`matmul`].
     pub fn view(&self) -> PackedRef<'_> {
         PackedRef { data: &self.data, scales: &self.scales, sums: &self.sums, n: self.n, k: self.k }
@@ -208,6 +236,19 @@ fn round_q(v: f32) -> f32 {
     ((v.clamp(-127.0, 127.0) + MAGIC) - MAGIC).clamp(-127.0, 127.0)
 }
 
+/// How a row of activations is rounded to int8. Both use the scale `max|x| / 127`; they differ
+/// in the last bit, which decides whether a model's outputs match its reference runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rounding {
+    /// `round_half_even(x · (1 / s))`: vectorises; Harken's own int8 weights use it.
+    #[default]
+    Harken,
+    /// TFLite's hybrid rule (`SymmetricQuantizeFloats` as the x86 build runs it):
+    /// `x · (127 / max)` rounded half away from zero, in blocks of 8 as `trunc(v ± 0.5)` —
+    /// so that a `.tflite` model gives the outputs the TFLite runtime gives.
+    TfLite,
+}
+
 /// An elementwise function applied to the product, in the same pass (the block is still in
 /// cache).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -226,16 +267,37 @@ pub(crate) struct QuantRows {
     pub(crate) kp: usize,
 }
 
-fn quantize_rows(x: &[f32], m: usize, k: usize) -> QuantRows {
+fn quantize_rows(x: &[f32], m: usize, k: usize, rounding: Rounding) -> QuantRows {
     let kp = padded_k(k);
     let mut u = vec![128u8; m * kp];
     let mut scale = vec![0f32; m];
     let work = |(row, (ur, s)): (&[f32], (&mut [u8], &mut f32))| {
         let max = row.iter().fold(0f32, |a, &v| a.max(v.abs()));
         *s = if max > 0.0 { max / 127.0 } else { 1.0 };
-        let inv = 1.0 / *s;
-        for (o, &v) in ur.iter_mut().zip(row) {
-            *o = (round_q(v * inv) + 128.0) as u8;
+        match rounding {
+            Rounding::Harken => {
+                let inv = 1.0 / *s;
+                for (o, &v) in ur.iter_mut().zip(row) {
+                    *o = (round_q(v * inv) + 128.0) as u8;
+                }
+            }
+            Rounding::TfLite => {
+                // An all-zero row quantizes to zeros whatever the scale.
+                let inv = if max > 0.0 { 127.0 / max } else { 0.0 };
+                // TFLite on x86 runs its NEON tensor utilities through NEON_2_SSE: blocks of 8
+                // round as `trunc(v ± 0.5)` (in f32, so a value just under a half can round
+                // up), the tail with `round` (half away from zero).
+                let vec_end = row.len() / 8 * 8;
+                for (i, (o, &v)) in ur.iter_mut().zip(row).enumerate() {
+                    let x = v * inv;
+                    let q = if i < vec_end {
+                        (x + if x < 0.0 { -0.5 } else { 0.5 }).trunc()
+                    } else {
+                        x.round()
+                    };
+                    *o = (q.clamp(-127.0, 127.0) + 128.0) as u8;
+                }
+            }
         }
     };
     if m >= SPLIT_M_FROM {
@@ -279,6 +341,34 @@ pub fn matmul_act(
     act: Activation,
     y: &mut [f32],
 ) -> Result<(), LayoutError> {
+    matmul_with(isa, x, m, w, bias, act, Rounding::Harken, y)
+}
+
+/// [`matmul`] with activations rounded as TFLite's hybrid fully-connected layer rounds them
+/// ([`Rounding::TfLite`]): with the file's int8 weights, the result equals the TFLite
+/// runtime's bit for bit.
+pub fn matmul_tflite(
+    isa: Isa,
+    x: &[f32],
+    m: usize,
+    w: PackedRef<'_>,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) -> Result<(), LayoutError> {
+    matmul_with(isa, x, m, w, bias, Activation::Identity, Rounding::TfLite, y)
+}
+
+#[allow(clippy::too_many_arguments)] // private: the public entry points fix most of them
+fn matmul_with(
+    isa: Isa,
+    x: &[f32],
+    m: usize,
+    w: PackedRef<'_>,
+    bias: Option<&[f32]>,
+    act: Activation,
+    rounding: Rounding,
+    y: &mut [f32],
+) -> Result<(), LayoutError> {
     let (n, k) = (w.n, w.k);
     if x.len() != m * k || y.len() != m * n || bias.is_some_and(|b| b.len() != n) {
         return Err(LayoutError::Shape {
@@ -294,7 +384,7 @@ pub fn matmul_act(
         return Ok(());
     }
     let isa = if isa.supported() { isa } else { Isa::Scalar };
-    let xq = quantize_rows(x, m, k);
+    let xq = quantize_rows(x, m, k, rounding);
     let n_panels = padded_n(n) / PANEL_COLS;
     let run = |b: Block<'_>| block(isa, &xq, w, bias, b);
     if m >= SPLIT_M_FROM {

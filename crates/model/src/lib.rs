@@ -13,6 +13,7 @@
 
 mod ct2;
 mod ctc;
+pub mod deepspeech;
 mod error;
 mod int8file;
 #[doc(hidden)]
@@ -22,6 +23,7 @@ mod whisper;
 
 pub use ct2::{Ct2Dtype, Ct2File, Ct2Var};
 pub use ctc::{CtcAcoustic, HeadLayer, read_ctc_head, write_ctc_acoustic, write_ctc_head};
+pub use deepspeech::{DeepSpeech, DsDims, DsMetadata, LstmState, MfccParams};
 pub use error::{Error, Result};
 pub use harken_kernels::{CpuReport, Isa};
 pub use int8file::{FloatWeights, INT8_FORMAT, Int8Report, write_int8};

@@ -185,3 +185,72 @@ fn half_precision_cross_attention_matches_the_reference() {
         assert!((s[0] - direct).abs() < 1e-4, "{} vs {direct}", s[0]);
     }
 }
+
+/// TFLite's hybrid fully-connected layer, written out plainly: each row of `x` quantized with
+/// `x · 127 / max` rounded as TFLite's x86 build rounds (`trunc(v ± 0.5)` in blocks of 8, half
+/// away from zero in the tail), exact integer dot products with the int8 weights, then
+/// `bias + acc · (s_x · s_w)`.
+fn tflite_hybrid_reference(
+    x: &[f32],
+    m: usize,
+    q: &[i8],
+    scale: f32,
+    n: usize,
+    k: usize,
+    bias: &[f32],
+) -> Vec<f32> {
+    let mut y = vec![0f32; m * n];
+    for r in 0..m {
+        let row = &x[r * k..(r + 1) * k];
+        let max = row.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let (sx, inv) = if max > 0.0 { (max / 127.0, 127.0 / max) } else { (1.0, 0.0) };
+        let blocks = k / 8 * 8;
+        let xq: Vec<i32> = row
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let x = v * inv;
+                let q = if i < blocks { (x + 0.5f32.copysign(x)).trunc() } else { x.round() };
+                q.clamp(-127.0, 127.0) as i32
+            })
+            .collect();
+        for c in 0..n {
+            let acc: i32 = (0..k).map(|t| xq[t] * i32::from(q[c * k + t])).sum();
+            y[r * n + c] = bias[c] + acc as f32 * (sx * scale);
+        }
+    }
+    y
+}
+
+#[test]
+fn tflite_hybrid_product_is_bit_identical_to_the_plain_rule_on_every_path() {
+    // Shapes of a DeepSpeech model in miniature: a batch of frames, one LSTM step (m = 1),
+    // k not a multiple of the group, n not a multiple of the panel, and ties (x = ±0.5 steps).
+    for &(m, n, k) in &[(16usize, 70usize, 494usize), (1, 130, 96), (3, 17, 5)] {
+        let mut x = data(m * k, 0.9);
+        x[0] = 0.0;
+        if k > 3 {
+            // 127/max · x lands exactly on .5 for these: rounding direction matters.
+            let max = x[..k].iter().fold(0f32, |a, v| a.max(v.abs()));
+            x[1] = max * 0.5 / 127.0;
+            x[2] = -max * 2.5 / 127.0;
+        }
+        let q: Vec<i8> =
+            (0..n * k).map(|i| ((i * 37 + 11) % 255) as i16 as i8).map(|v| v.max(-127)).collect();
+        let scale = 0.0123f32;
+        let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.01 - 0.3).collect();
+        let want = tflite_hybrid_reference(&x, m, &q, scale, n, k, &bias);
+        let p = PackedMatrix::from_int8(&q, &vec![scale; n], n, k).unwrap();
+        for isa in Isa::runnable() {
+            let mut y = vec![0f32; m * n];
+            int8::matmul_tflite(isa, &x, m, p.view(), Some(&bias), &mut y).unwrap();
+            assert_eq!(y, want, "{isa} {m}×{n}×{k}");
+        }
+    }
+    // An all-zero row gives the bias.
+    let p = PackedMatrix::from_int8(&[1, 2, 3, 4], &[0.5, 0.5], 2, 2).unwrap();
+    let mut y = vec![9f32; 2];
+    int8::matmul_tflite(Isa::Scalar, &[0.0, 0.0], 1, p.view(), Some(&[0.25, -1.0]), &mut y)
+        .unwrap();
+    assert_eq!(y, [0.25, -1.0]);
+}

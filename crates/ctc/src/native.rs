@@ -1,0 +1,429 @@
+//! The decoder of DeepSpeech's native client (`native_client/ctcdecode`, v0.9.3), reproduced
+//! step for step so that a DeepSpeech or Coqui STT model gives, through Harken, the transcript
+//! the official client gives.
+//!
+//! Harken's own [`crate::BeamSearch`] is a different search (its pruning, LM state and hot
+//! words are its own), so it cannot promise identical output; this module can. What it keeps
+//! from the original, because each one changes results:
+//! - a prefix tree whose nodes survive pruning while they have children (`exists = false`) and
+//!   are revived with their probabilities reset; children kept in insertion order, visited
+//!   children-first when the beam is collected;
+//! - all arithmetic in `f32` except the per-frame probabilities (`f64`), and
+//!   `ln(p + f32::MIN_POSITIVE)` as the log-probability of a class; `log_sum_exp` with
+//!   `-f32::MAX` standing for minus infinity;
+//! - beam expansion delayed until a frame's blank probability drops below 0.999;
+//! - the cut-off: with `cutoff_prob < 1`, classes sorted by probability and cut at the
+//!   cumulative probability or `cutoff_top_n`; with `cutoff_prob = 1` (the client's value) all
+//!   classes;
+//! - the beam kept as the `beam_width` best prefixes by score, ties broken by the smaller
+//!   character;
+//! - timesteps recorded in a shared tree, as the client reports them for word timings.
+//!
+//! With no external scorer, results do not depend on the order prefixes are visited in, so the
+//! implementation-defined order of `std::nth_element` does not matter.
+
+/// Minus infinity as the original writes it.
+const NEG_INF: f32 = -f32::MAX;
+const ROOT: i32 = -1;
+
+/// `ln(eˣ + eʸ)` as `decoder_utils.h` computes it.
+fn log_sum_exp(x: f32, y: f32) -> f32 {
+    if x <= NEG_INF {
+        return y;
+    }
+    if y <= NEG_INF {
+        return x;
+    }
+    let m = x.max(y);
+    ((x - m).exp() + (y - m).exp()).ln() + m
+}
+
+/// Search settings; [`NativeOptions::client`] gives the client's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NativeOptions {
+    /// Prefixes kept per frame.
+    pub beam_width: usize,
+    /// Cumulative-probability cut-off of the classes tried per frame (1.0: none).
+    pub cutoff_prob: f64,
+    /// With `cutoff_prob < 1`, at most this many classes per frame.
+    pub cutoff_top_n: usize,
+}
+
+impl NativeOptions {
+    /// The values `DS_CreateStream` uses, with the model's (or the caller's) beam width.
+    pub fn client(beam_width: usize) -> Self {
+        NativeOptions { beam_width: beam_width.max(1), cutoff_prob: 1.0, cutoff_top_n: 40 }
+    }
+}
+
+/// One result: labels, the frame each was emitted at, and the score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeOutput {
+    /// Alphabet labels (no blanks).
+    pub tokens: Vec<u32>,
+    /// The frame of each label.
+    pub timesteps: Vec<u32>,
+    /// The prefix's log-probability (the client's `confidence`).
+    pub confidence: f32,
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    character: i32,
+    parent: Option<usize>,
+    children: Vec<(u32, usize)>,
+    log_prob_b_prev: f32,
+    log_prob_nb_prev: f32,
+    log_prob_b_cur: f32,
+    log_prob_nb_cur: f32,
+    score: f32,
+    exists: bool,
+    /// Index into the timestep tree.
+    timesteps: usize,
+    previous_timesteps: Option<usize>,
+    new_timestep: u32,
+}
+
+impl Node {
+    fn new(character: i32, parent: Option<usize>) -> Self {
+        Node {
+            character,
+            parent,
+            children: Vec::new(),
+            log_prob_b_prev: NEG_INF,
+            log_prob_nb_prev: NEG_INF,
+            log_prob_b_cur: NEG_INF,
+            log_prob_nb_cur: NEG_INF,
+            score: NEG_INF,
+            exists: true,
+            timesteps: 0,
+            previous_timesteps: None,
+            new_timestep: 0,
+        }
+    }
+}
+
+/// A node of the timestep tree: its frame and its parent (the root holds no frame).
+#[derive(Debug, Clone)]
+struct Step {
+    frame: u32,
+    parent: usize,
+    children: Vec<usize>,
+}
+
+/// The decoder state of one stream: feed it frames with [`NativeDecoder::next`], read the
+/// best transcripts at any time with [`NativeDecoder::decode`].
+#[derive(Debug, Clone)]
+pub struct NativeDecoder {
+    opts: NativeOptions,
+    blank: usize,
+    nodes: Vec<Node>,
+    free: Vec<usize>,
+    prefixes: Vec<usize>,
+    steps: Vec<Step>,
+    abs_time: u32,
+    start_expanding: bool,
+}
+
+impl NativeDecoder {
+    /// A decoder for an alphabet of `labels` symbols (the blank is class `labels`).
+    pub fn new(labels: usize, opts: NativeOptions) -> Self {
+        let mut root = Node::new(ROOT, None);
+        root.score = 0.0;
+        root.log_prob_b_prev = 0.0;
+        NativeDecoder {
+            opts: NativeOptions { beam_width: opts.beam_width.max(1), ..opts },
+            blank: labels,
+            nodes: vec![root],
+            free: Vec::new(),
+            prefixes: vec![0],
+            steps: vec![Step { frame: 0, parent: 0, children: Vec::new() }],
+            abs_time: 0,
+            start_expanding: false,
+        }
+    }
+
+    fn alloc(&mut self, node: Node) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.nodes[i] = node;
+                i
+            }
+            None => {
+                self.nodes.push(node);
+                self.nodes.len() - 1
+            }
+        }
+    }
+
+    /// The child of `p` for `c`, created or revived (`PathTrie::get_path_trie`).
+    fn child(&mut self, p: usize, c: u32) -> usize {
+        if let Some(&(_, ch)) = self.nodes[p].children.iter().find(|(k, _)| *k == c) {
+            let n = &mut self.nodes[ch];
+            if !n.exists {
+                n.exists = true;
+                n.log_prob_b_prev = NEG_INF;
+                n.log_prob_nb_prev = NEG_INF;
+                n.log_prob_b_cur = NEG_INF;
+                n.log_prob_nb_cur = NEG_INF;
+            }
+            return ch;
+        }
+        let ch = self.alloc(Node::new(c as i32, Some(p)));
+        self.nodes[p].children.push((c, ch));
+        ch
+    }
+
+    /// `PathTrie::remove`: drop a node from the beam, and from the tree when it has no
+    /// children, then any ancestors left childless and out of the beam.
+    fn remove(&mut self, mut i: usize) {
+        self.nodes[i].exists = false;
+        loop {
+            if !self.nodes[i].children.is_empty() {
+                return;
+            }
+            let Some(p) = self.nodes[i].parent else { return };
+            let c = self.nodes[i].character as u32;
+            let kids = &mut self.nodes[p].children;
+            if let Some(pos) = kids.iter().position(|(k, _)| *k == c) {
+                kids.remove(pos);
+            }
+            self.free.push(i);
+            if self.nodes[p].children.is_empty() && !self.nodes[p].exists {
+                i = p;
+            } else {
+                return;
+            }
+        }
+    }
+
+    fn add_step(&mut self, parent: usize, frame: u32) -> usize {
+        self.steps.push(Step { frame, parent, children: Vec::new() });
+        let i = self.steps.len() - 1;
+        self.steps[parent].children.push(i);
+        i
+    }
+
+    /// `PathTrie::iterate_to_vec`: children first, then the node; rolls each live node's
+    /// probabilities over to the next frame.
+    fn collect(&mut self) {
+        self.prefixes.clear();
+        // Post-order without recursion: transcripts can be thousands of symbols deep.
+        let mut stack: Vec<(usize, usize)> = vec![(0, 0)];
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            if let Some(&(_, ch)) = self.nodes[node].children.get(*next) {
+                *next += 1;
+                stack.push((ch, 0));
+                continue;
+            }
+            stack.pop();
+            if !self.nodes[node].exists {
+                continue;
+            }
+            let n = &mut self.nodes[node];
+            n.log_prob_b_prev = n.log_prob_b_cur;
+            n.log_prob_nb_prev = n.log_prob_nb_cur;
+            n.log_prob_b_cur = NEG_INF;
+            n.log_prob_nb_cur = NEG_INF;
+            n.score = log_sum_exp(n.log_prob_b_prev, n.log_prob_nb_prev);
+            if let Some(prev) = n.previous_timesteps.take() {
+                let frame = n.new_timestep;
+                let found = self.steps[prev]
+                    .children
+                    .iter()
+                    .copied()
+                    .find(|&s| self.steps[s].frame == frame);
+                let ts = match found {
+                    Some(s) => s,
+                    None => self.add_step(prev, frame),
+                };
+                self.nodes[node].timesteps = ts;
+            }
+            self.prefixes.push(node);
+        }
+    }
+
+    /// Log-probabilities of the classes to try at one frame (`get_pruned_log_probs`).
+    fn pruned(&self, probs: &[f64]) -> Vec<(usize, f32)> {
+        let mut idx: Vec<(usize, f64)> = probs.iter().copied().enumerate().collect();
+        let mut len = idx.len();
+        if self.opts.cutoff_prob < 1.0 || self.opts.cutoff_top_n < len {
+            idx.sort_by(|a, b| b.1.total_cmp(&a.1));
+            if self.opts.cutoff_prob < 1.0 {
+                let mut cum = 0.0;
+                len = 0;
+                for &(_, p) in &idx {
+                    cum += p;
+                    len += 1;
+                    if cum >= self.opts.cutoff_prob || len >= self.opts.cutoff_top_n {
+                        break;
+                    }
+                }
+            }
+        }
+        let floor = f64::from(f32::MIN_POSITIVE);
+        idx[..len].iter().map(|&(i, p)| (i, (p + floor).ln() as f32)).collect()
+    }
+
+    /// Feed `frames` frames of `classes` probabilities each (softmax outputs, blank last).
+    pub fn next(&mut self, probs: &[f64], classes: usize) {
+        let frames = probs.len() / classes.max(1);
+        for t in 0..frames {
+            let prob = &probs[t * classes..(t + 1) * classes];
+            if prob.get(self.blank).is_some_and(|&b| b < 0.999) {
+                self.start_expanding = true;
+            }
+            if !self.start_expanding {
+                self.abs_time += 1;
+                continue;
+            }
+            let now = self.abs_time;
+            for (c, log_prob_c) in self.pruned(prob) {
+                let n_prefixes = self.prefixes.len().min(self.opts.beam_width);
+                for i in 0..n_prefixes {
+                    let p = self.prefixes[i];
+                    let (score, character, b_prev, nb_prev, p_steps) = {
+                        let n = &self.nodes[p];
+                        (n.score, n.character, n.log_prob_b_prev, n.log_prob_nb_prev, n.timesteps)
+                    };
+                    if score == NEG_INF {
+                        continue;
+                    }
+                    if c == self.blank {
+                        let log_p = log_prob_c + score;
+                        let n = &mut self.nodes[p];
+                        if n.log_prob_nb_cur < log_p {
+                            n.previous_timesteps = None;
+                        }
+                        n.log_prob_b_cur = log_sum_exp(n.log_prob_b_cur, log_p);
+                        continue;
+                    }
+                    if c as i32 == character {
+                        let log_p = log_prob_c + nb_prev;
+                        let n = &mut self.nodes[p];
+                        if n.log_prob_nb_cur < log_p {
+                            n.previous_timesteps = None;
+                        }
+                        n.log_prob_nb_cur = log_sum_exp(n.log_prob_nb_cur, log_p);
+                    }
+                    let x = self.child(p, c as u32);
+                    let log_p = if c as i32 == character && b_prev > NEG_INF {
+                        log_prob_c + b_prev
+                    } else if c as i32 != character {
+                        log_prob_c + score
+                    } else {
+                        NEG_INF
+                    };
+                    let n = &mut self.nodes[x];
+                    if n.log_prob_nb_cur < log_p {
+                        n.previous_timesteps = Some(p_steps);
+                        n.new_timestep = now;
+                    }
+                    n.log_prob_nb_cur = log_sum_exp(n.log_prob_nb_cur, log_p);
+                }
+            }
+            self.collect();
+            if self.prefixes.len() > self.opts.beam_width {
+                let nodes = &self.nodes;
+                self.prefixes.select_nth_unstable_by(self.opts.beam_width, |&a, &b| {
+                    compare(&nodes[a], &nodes[b])
+                });
+                let dropped: Vec<usize> = self.prefixes.drain(self.opts.beam_width..).collect();
+                for d in dropped {
+                    self.remove(d);
+                }
+            }
+            self.abs_time += 1;
+        }
+    }
+
+    /// The `num_results` best transcripts so far (`DecoderState::decode` without a scorer).
+    pub fn decode(&self, num_results: usize) -> Vec<NativeOutput> {
+        let mut best = self.prefixes.clone();
+        let nodes = &self.nodes;
+        best.sort_by(|&a, &b| compare(&nodes[a], &nodes[b]));
+        best.into_iter()
+            .take(num_results.max(1))
+            .map(|p| {
+                let mut tokens = Vec::new();
+                let mut cur = Some(p);
+                while let Some(i) = cur {
+                    if nodes[i].character != ROOT {
+                        tokens.push(nodes[i].character as u32);
+                    }
+                    cur = nodes[i].parent;
+                }
+                tokens.reverse();
+                let mut timesteps = Vec::new();
+                let mut s = nodes[p].timesteps;
+                while s != 0 {
+                    timesteps.push(self.steps[s].frame);
+                    s = self.steps[s].parent;
+                }
+                timesteps.reverse();
+                NativeOutput { tokens, timesteps, confidence: nodes[p].score }
+            })
+            .collect()
+    }
+}
+
+/// `prefix_compare`: higher score first, ties by the smaller character.
+fn compare(x: &Node, y: &Node) -> std::cmp::Ordering {
+    y.score.total_cmp(&x.score).then(x.character.cmp(&y.character))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames of a 3-symbol alphabet (blank = 3).
+    fn frames(rows: &[[f64; 4]]) -> Vec<f64> {
+        rows.iter().flatten().copied().collect()
+    }
+
+    #[test]
+    fn decodes_a_clear_sequence_with_repeats_and_blanks() {
+        let p = frames(&[
+            [0.0, 0.0, 0.0, 1.0],
+            [0.9, 0.05, 0.0, 0.05],
+            [0.9, 0.05, 0.0, 0.05],
+            [0.0, 0.0, 0.0, 1.0],
+            [0.9, 0.05, 0.0, 0.05],
+            [0.05, 0.0, 0.9, 0.05],
+        ]);
+        let mut d = NativeDecoder::new(3, NativeOptions::client(8));
+        d.next(&p, 4);
+        let out = d.decode(1);
+        assert_eq!(out[0].tokens, [0, 0, 2]);
+        assert_eq!(out[0].timesteps, [1, 4, 5]);
+    }
+
+    #[test]
+    fn feeding_in_pieces_equals_feeding_at_once() {
+        let p: Vec<f64> = (0..40 * 4)
+            .map(|i| ((i as f64 * 0.37).sin().abs() + 0.01))
+            .collect::<Vec<_>>()
+            .chunks(4)
+            .flat_map(|r| {
+                let s: f64 = r.iter().sum();
+                r.iter().map(move |v| v / s).collect::<Vec<_>>()
+            })
+            .collect();
+        let mut a = NativeDecoder::new(3, NativeOptions::client(5));
+        a.next(&p, 4);
+        let mut b = NativeDecoder::new(3, NativeOptions::client(5));
+        for chunk in p.chunks(4 * 7) {
+            b.next(chunk, 4);
+        }
+        assert_eq!(a.decode(3), b.decode(3));
+        assert!(!a.decode(1)[0].tokens.is_empty());
+    }
+
+    #[test]
+    fn nothing_but_blank_gives_nothing() {
+        let p = frames(&[[0.0, 0.0, 0.0, 1.0]; 5]);
+        let mut d = NativeDecoder::new(3, NativeOptions::client(4));
+        d.next(&p, 4);
+        assert!(d.decode(1)[0].tokens.is_empty());
+    }
+}
