@@ -16,7 +16,7 @@
 //!   cumulative probability or `cutoff_top_n`; with `cutoff_prob = 1` (the client's value) all
 //!   classes;
 //! - the beam kept as the `beam_width` best prefixes by score, ties broken by the smaller
-//!   character;
+//!   character (prefixes are ranked before their nodes are made: see [`NativeDecoder::next`]);
 //! - timesteps recorded in a shared tree, as the client reports them for word timings.
 //!
 //! With no external scorer, results do not depend on the order prefixes are visited in, so the
@@ -109,6 +109,16 @@ struct Step {
     frame: u32,
     parent: usize,
     children: Vec<usize>,
+}
+
+/// A child that would be created this frame: its parent, label, score and the parent's
+/// timestep node.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    parent: usize,
+    character: u32,
+    score: f32,
+    steps: usize,
 }
 
 /// The decoder state of one stream: feed it frames with [`NativeDecoder::next`], read the
@@ -204,45 +214,6 @@ impl NativeDecoder {
         i
     }
 
-    /// `PathTrie::iterate_to_vec`: children first, then the node; rolls each live node's
-    /// probabilities over to the next frame.
-    fn collect(&mut self) {
-        self.prefixes.clear();
-        // Post-order without recursion: transcripts can be thousands of symbols deep.
-        let mut stack: Vec<(usize, usize)> = vec![(0, 0)];
-        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
-            if let Some(&(_, ch)) = self.nodes[node].children.get(*next) {
-                *next += 1;
-                stack.push((ch, 0));
-                continue;
-            }
-            stack.pop();
-            if !self.nodes[node].exists {
-                continue;
-            }
-            let n = &mut self.nodes[node];
-            n.log_prob_b_prev = n.log_prob_b_cur;
-            n.log_prob_nb_prev = n.log_prob_nb_cur;
-            n.log_prob_b_cur = NEG_INF;
-            n.log_prob_nb_cur = NEG_INF;
-            n.score = log_sum_exp(n.log_prob_b_prev, n.log_prob_nb_prev);
-            if let Some(prev) = n.previous_timesteps.take() {
-                let frame = n.new_timestep;
-                let found = self.steps[prev]
-                    .children
-                    .iter()
-                    .copied()
-                    .find(|&s| self.steps[s].frame == frame);
-                let ts = match found {
-                    Some(s) => s,
-                    None => self.add_step(prev, frame),
-                };
-                self.nodes[node].timesteps = ts;
-            }
-            self.prefixes.push(node);
-        }
-    }
-
     /// Log-probabilities of the classes to try at one frame (`get_pruned_log_probs`).
     fn pruned(&self, probs: &[f64]) -> Vec<(usize, f32)> {
         let mut idx: Vec<(usize, f64)> = probs.iter().copied().enumerate().collect();
@@ -266,8 +237,16 @@ impl NativeDecoder {
     }
 
     /// Feed `frames` frames of `classes` probabilities each (softmax outputs, blank last).
+    ///
+    /// The client creates a node for every (prefix, class) pair — 20,000 per frame at its
+    /// default beam of 500 — and then keeps the best `beam_width`. Here a pair whose child is
+    /// not in the beam is first a candidate: such a child's score after the frame is exactly
+    /// the one contribution it gets (`ln p(c) + ` the parent's score), so candidates and beam
+    /// members are ranked together and only the winners become nodes. Same beam, same scores,
+    /// a fortieth of the allocation, lookup and traversal.
     pub fn next(&mut self, probs: &[f64], classes: usize) {
         let frames = probs.len() / classes.max(1);
+        let mut candidates: Vec<Candidate> = Vec::new();
         for t in 0..frames {
             let prob = &probs[t * classes..(t + 1) * classes];
             if prob.get(self.blank).is_some_and(|&b| b < 0.999) {
@@ -278,8 +257,9 @@ impl NativeDecoder {
                 continue;
             }
             let now = self.abs_time;
+            candidates.clear();
+            let n_prefixes = self.prefixes.len().min(self.opts.beam_width);
             for (c, log_prob_c) in self.pruned(prob) {
-                let n_prefixes = self.prefixes.len().min(self.opts.beam_width);
                 for i in 0..n_prefixes {
                     let p = self.prefixes[i];
                     let (score, character, b_prev, nb_prev, p_steps) = {
@@ -306,7 +286,6 @@ impl NativeDecoder {
                         }
                         n.log_prob_nb_cur = log_sum_exp(n.log_prob_nb_cur, log_p);
                     }
-                    let x = self.child(p, c as u32);
                     let log_p = if c as i32 == character && b_prev > NEG_INF {
                         log_prob_c + b_prev
                     } else if c as i32 != character {
@@ -314,26 +293,108 @@ impl NativeDecoder {
                     } else {
                         NEG_INF
                     };
-                    let n = &mut self.nodes[x];
-                    if n.log_prob_nb_cur < log_p {
-                        n.previous_timesteps = Some(p_steps);
-                        n.new_timestep = now;
+                    match self.live_child(p, c as u32) {
+                        Some(x) => {
+                            let n = &mut self.nodes[x];
+                            if n.log_prob_nb_cur < log_p {
+                                n.previous_timesteps = Some(p_steps);
+                                n.new_timestep = now;
+                            }
+                            n.log_prob_nb_cur = log_sum_exp(n.log_prob_nb_cur, log_p);
+                        }
+                        None => candidates.push(Candidate {
+                            parent: p,
+                            character: c as u32,
+                            score: log_p,
+                            steps: p_steps,
+                        }),
                     }
-                    n.log_prob_nb_cur = log_sum_exp(n.log_prob_nb_cur, log_p);
                 }
             }
-            self.collect();
-            if self.prefixes.len() > self.opts.beam_width {
-                let nodes = &self.nodes;
-                self.prefixes.select_nth_unstable_by(self.opts.beam_width, |&a, &b| {
-                    compare(&nodes[a], &nodes[b])
-                });
-                let dropped: Vec<usize> = self.prefixes.drain(self.opts.beam_width..).collect();
-                for d in dropped {
-                    self.remove(d);
-                }
-            }
+            self.select(&candidates, now);
             self.abs_time += 1;
+        }
+    }
+
+    /// The child of `p` for `c` if it is in the beam.
+    fn live_child(&self, p: usize, c: u32) -> Option<usize> {
+        let &(_, ch) = self.nodes[p].children.iter().find(|(k, _)| *k == c)?;
+        self.nodes[ch].exists.then_some(ch)
+    }
+
+    /// End of a frame: rank the beam's prefixes (their new scores) with the candidates, keep
+    /// the best `beam_width`, make nodes for the winning candidates and drop the losing
+    /// prefixes — the tree and beam the client has after its `iterate_to_vec` and
+    /// `nth_element`.
+    fn select(&mut self, candidates: &[Candidate], now: u32) {
+        let width = self.opts.beam_width;
+        let old: Vec<usize> = std::mem::take(&mut self.prefixes);
+        // (score, character, index into old or candidates + old.len())
+        let mut ranked: Vec<(f32, i32, usize)> = Vec::with_capacity(old.len() + candidates.len());
+        for (k, &p) in old.iter().enumerate() {
+            let n = &self.nodes[p];
+            ranked.push((log_sum_exp(n.log_prob_b_cur, n.log_prob_nb_cur), n.character, k));
+        }
+        for (k, c) in candidates.iter().enumerate() {
+            ranked.push((c.score, c.character as i32, old.len() + k));
+        }
+        let by_rank =
+            |a: &(f32, i32, usize), b: &(f32, i32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        if ranked.len() > width {
+            ranked.select_nth_unstable_by(width, by_rank);
+            ranked.truncate(width);
+        }
+        let mut keep_old = vec![false; old.len()];
+        for &(_, _, k) in &ranked {
+            if k < old.len() {
+                keep_old[k] = true;
+            }
+        }
+        let mut next = Vec::with_capacity(ranked.len());
+        for (k, &p) in old.iter().enumerate() {
+            if keep_old[k] {
+                self.roll_over(p);
+                next.push(p);
+            }
+        }
+        for &(_, _, k) in &ranked {
+            let Some(c) = k.checked_sub(old.len()).map(|k| &candidates[k]) else { continue };
+            let x = self.child(c.parent, c.character);
+            let n = &mut self.nodes[x];
+            if n.log_prob_nb_cur < c.score {
+                n.previous_timesteps = Some(c.steps);
+                n.new_timestep = now;
+            }
+            n.log_prob_nb_cur = log_sum_exp(n.log_prob_nb_cur, c.score);
+            self.roll_over(x);
+            next.push(x);
+        }
+        for (k, &p) in old.iter().enumerate() {
+            if !keep_old[k] {
+                self.remove(p);
+            }
+        }
+        self.prefixes = next;
+    }
+
+    /// A kept node's end of frame: current probabilities become previous, the score is
+    /// recomputed and a pending timestep is recorded (`iterate_to_vec` for one node).
+    fn roll_over(&mut self, node: usize) {
+        let n = &mut self.nodes[node];
+        n.log_prob_b_prev = n.log_prob_b_cur;
+        n.log_prob_nb_prev = n.log_prob_nb_cur;
+        n.log_prob_b_cur = NEG_INF;
+        n.log_prob_nb_cur = NEG_INF;
+        n.score = log_sum_exp(n.log_prob_b_prev, n.log_prob_nb_prev);
+        if let Some(prev) = n.previous_timesteps.take() {
+            let frame = n.new_timestep;
+            let found =
+                self.steps[prev].children.iter().copied().find(|&s| self.steps[s].frame == frame);
+            let ts = match found {
+                Some(s) => s,
+                None => self.add_step(prev, frame),
+            };
+            self.nodes[node].timesteps = ts;
         }
     }
 
@@ -401,7 +462,7 @@ mod tests {
     #[test]
     fn feeding_in_pieces_equals_feeding_at_once() {
         let p: Vec<f64> = (0..40 * 4)
-            .map(|i| ((i as f64 * 0.37).sin().abs() + 0.01))
+            .map(|i| (i as f64 * 0.37).sin().abs() + 0.01)
             .collect::<Vec<_>>()
             .chunks(4)
             .flat_map(|r| {

@@ -321,7 +321,10 @@ impl Graph {
                 let data = match buffers.get(b) {
                     Some(r) => r.clone(),
                     None => {
-                        return err(format!("tensor {i} refers to buffer {b} of {}", buffers.len()));
+                        return err(format!(
+                            "tensor {i} refers to buffer {b} of {}",
+                            buffers.len()
+                        ));
                     }
                 };
                 let (scale, zero_point) = match t.sub_table(4)? {
