@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: install models, format check, clippy, docs, all tests,
-# then the real openai and boto3 clients against `harken serve` (real-model tests included; under
+# the DeepSpeech path against the official client library, then the real openai and boto3 clients against `harken serve` (real-model tests included; under
 # CI=true a missing model fails instead of skipping).
 #
 #   scripts/test.sh
@@ -11,6 +11,7 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "models"
 scripts/install-models.sh all
+scripts/install-deepspeech.sh >/dev/null
 
 step "test servers (moto, MLflow)"
 HARKEN_STORE_VENV=$(scripts/install-test-tools.sh)
@@ -30,6 +31,10 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 step "cargo test (release: the real-model tests run the optimised engine)"
 cargo test --workspace --release --locked
+
+step "DeepSpeech / Coqui STT: transcripts, features and probabilities against libdeepspeech 0.9.3"
+target="${CARGO_TARGET_DIR:-$root/target}/release"
+scripts/ds/check.sh "$HARKEN_STORE_VENV/bin/python" "$target/harken" "$target/examples/deepspeech_trace"
 
 step "real clients (openai, boto3) against harken serve"
 tests/clients/run.sh "${CARGO_TARGET_DIR:-$root/target}/release/harken"

@@ -32,9 +32,10 @@ pub(crate) struct TranscribeArgs {
     /// Align each word to the audio (adds `words` to JSON output).
     #[arg(long)]
     word_timestamps: bool,
-    /// Beam width; 1 decodes greedily.
-    #[arg(long, default_value_t = 5)]
-    beam: usize,
+    /// Beam width; 1 decodes greedily (default: 5 for Whisper, the model's for DeepSpeech and
+    /// CTC models).
+    #[arg(long)]
+    beam: Option<usize>,
     /// Text that conditions the first window (names, spelling, style).
     #[arg(long)]
     initial_prompt: Option<String>,
@@ -107,13 +108,17 @@ pub(crate) fn run(args: TranscribeArgs) -> Result<ExitCode> {
     let mut opts = TranscribeOptions {
         language: (args.language != "auto").then(|| args.language.clone()),
         task,
-        beam_size: args.beam,
+        beam_size: args.beam.unwrap_or(5),
         initial_prompt: args.initial_prompt.clone(),
         word_timestamps: args.word_timestamps,
         condition_on_previous_text: !args.no_condition_on_previous_text,
         ..TranscribeOptions::default()
     };
     args.decoding.apply(&mut opts);
+    // An explicit --beam is the beam of a CTC search too (as `deepspeech --beam_width`).
+    if opts.lm.beam.is_none() {
+        opts.lm.beam = args.beam;
+    }
     if let Some(dir) = &args.output_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("while creating {}", dir.display()))?;

@@ -151,12 +151,14 @@ impl TfMfcc {
             return;
         }
         let mut mel = vec![0f64; c.channels];
-        for i in self.start..=self.end {
-            let power = spectrum[i].re * spectrum[i].re + spectrum[i].im * spectrum[i].im;
+        let bins = self.start..=self.end;
+        let rows =
+            spectrum[bins.clone()].iter().zip(&self.weights[bins.clone()]).zip(&self.band[bins]);
+        for ((bin, &weight), &ch) in rows {
+            let power = bin.re * bin.re + bin.im * bin.im;
             // The spectrogram op's output tensor is f32.
             let magnitude = f64::from(power as f32).sqrt();
-            let weighted = magnitude * self.weights[i];
-            let ch = self.band[i];
+            let weighted = magnitude * weight;
             if ch >= 0 {
                 mel[ch as usize] += weighted;
             }

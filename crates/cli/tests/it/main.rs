@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod ctc;
+mod deepspeech;
 mod e2e;
 mod golden;
 mod int8;

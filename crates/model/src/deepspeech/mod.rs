@@ -23,7 +23,7 @@ use harken_kernels::Isa;
 use harken_kernels::int8::{self, PackedMatrix};
 use rayon::prelude::*;
 
-pub use tflite::{DType, FbError, Graph, Op, Tensor};
+use tflite::{DType, Graph, Op, Tensor};
 
 use crate::{Error, Result};
 
@@ -32,8 +32,11 @@ use crate::{Error, Result};
 pub struct DsMetadata {
     /// `metadata_version` (the graph version; the 0.9 client needs ≥ 6).
     pub version: i32,
+    /// Samples per second the model takes.
     pub sample_rate: u32,
+    /// Feature window, milliseconds.
     pub win_len_ms: i32,
+    /// Feature step, milliseconds (one output frame per step).
     pub win_step_ms: i32,
     /// The beam width the model was exported with (the client's default).
     pub beam_width: u32,
@@ -68,14 +71,21 @@ impl DsDims {
 /// The MFCC front end's parameters, from the `AudioSpectrogram` and `Mfcc` ops' options.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MfccParams {
+    /// The `Mfcc` op's sample rate input.
     pub sample_rate: u32,
     /// Samples per analysis window (`input_samples`' length).
     pub window: usize,
+    /// Samples between windows (the spectrogram op's own stride).
     pub stride: usize,
+    /// Whether the spectrogram is a power spectrum (the only form supported).
     pub magnitude_squared: bool,
+    /// Lowest mel filter edge, Hz.
     pub lower_hz: f64,
+    /// Highest mel filter edge, Hz.
     pub upper_hz: f64,
+    /// Mel channels.
     pub channels: usize,
+    /// DCT coefficients per frame.
     pub coefficients: usize,
 }
 
@@ -169,7 +179,9 @@ struct Lstm {
 /// The LSTM's state between calls: cell and hidden vectors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LstmState {
+    /// Cell state.
     pub c: Vec<f32>,
+    /// Hidden state (the cell's output).
     pub h: Vec<f32>,
 }
 
@@ -240,8 +252,8 @@ impl<'a> Reader<'a> {
                 return Ok(&self.bytes[tensor.data.clone()]);
             }
             match self.g.producer(t) {
-                Some((_, op)) if op.code == Op::RESHAPE && !op.inputs.is_empty() => {
-                    t = op.inputs[0] as usize;
+                Some((_, op)) if op.code == Op::RESHAPE && op.input(0).is_some() => {
+                    t = op.input(0).unwrap_or(t);
                 }
                 _ => break,
             }
@@ -287,24 +299,24 @@ impl<'a> Reader<'a> {
 
     /// A fully-connected op's weights and bias.
     fn fc(&self, op: &Op) -> Result<(Weights, Vec<f32>)> {
-        if op.inputs.len() < 2 {
+        let Some(w_index) = op.input(1) else {
             return Err(self.err("a FULLY_CONNECTED op without weights"));
-        }
-        let w = self.tensor(op.inputs[1])?;
+        };
+        let w = &self.g.tensors[w_index];
         if w.shape.len() != 2 || w.shape[0] <= 0 || w.shape[1] <= 0 {
             return Err(self.err(format!("weights {:?} have shape {:?}", w.name, w.shape)));
         }
         let (n, k) = (w.shape[0] as usize, w.shape[1] as usize);
-        let data = self.const_bytes(op.inputs[1] as usize)?;
+        let data = self.const_bytes(w_index)?;
         let need = |bytes_per: usize| -> Result<()> {
-            if data.len() == n * k * bytes_per {
+            if n.checked_mul(k).and_then(|v| v.checked_mul(bytes_per)) == Some(data.len()) {
                 Ok(())
             } else {
                 Err(self.err(format!(
                     "weights {:?} ({n}×{k}) hold {} bytes, expected {}",
                     w.name,
                     data.len(),
-                    n * k * bytes_per
+                    n as u128 * k as u128 * bytes_per as u128
                 )))
             }
         };
@@ -377,13 +389,13 @@ impl<'a> Reader<'a> {
             1 => true,
             a => return Err(self.err(format!("fused activation {a} is not supported"))),
         };
-        let mut out = op.outputs[0] as usize;
+        let mut out = op.output();
         let mut clip = None;
         if let Some(next) = self.only_consumer(out).filter(|o| o.code == Op::MINIMUM) {
             let other = next.inputs.iter().copied().find(|&i| i as usize != out);
             let other = other.ok_or_else(|| self.err("a MINIMUM with one input"))?;
             clip = Some(self.const_f32_scalar(other)?);
-            out = next.outputs[0] as usize;
+            out = next.output();
         }
         Ok((Dense { w, bias, relu, clip }, out))
     }
@@ -467,7 +479,7 @@ impl DeepSpeech {
                     pre.push(d);
                     cur = out;
                 }
-                Some(op) if op.code == Op::RESHAPE => cur = op.outputs[0] as usize,
+                Some(op) if op.code == Op::RESHAPE => cur = op.output(),
                 _ => break find_lstm_fc(&r, h_in)?,
             }
             if pre.len() > 16 {
@@ -480,7 +492,7 @@ impl DeepSpeech {
         let mut cur = g
             .consumers(h_out)
             .find(|(_, o)| o.code == Op::CONCATENATION)
-            .map(|(_, o)| o.outputs[0] as usize)
+            .map(|(_, o)| o.output())
             .ok_or_else(|| r.err("the LSTM's outputs are not concatenated into the next layer"))?;
         let mut post = Vec::new();
         let softmax = loop {
@@ -490,8 +502,8 @@ impl DeepSpeech {
                     post.push(d);
                     cur = out;
                 }
-                Some(op) if op.code == Op::RESHAPE => cur = op.outputs[0] as usize,
-                Some(op) if op.code == Op::SOFTMAX && op.outputs[0] as usize == logits => break op,
+                Some(op) if op.code == Op::RESHAPE => cur = op.output(),
+                Some(op) if op.code == Op::SOFTMAX && op.output() == logits => break op,
                 other => {
                     return Err(r.err(format!(
                         "after the LSTM: {} where a dense layer or the softmax was expected",
@@ -563,18 +575,22 @@ impl DeepSpeech {
         })
     }
 
+    /// What the model's metadata outputs say.
     pub fn metadata(&self) -> &DsMetadata {
         &self.meta
     }
 
+    /// Sizes from the tensors' shapes.
     pub fn dims(&self) -> DsDims {
         self.dims
     }
 
+    /// The front end's parameters.
     pub fn mfcc_params(&self) -> MfccParams {
         self.mfcc
     }
 
+    /// The file the model was read from.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -690,9 +706,9 @@ fn sigmoid(x0: f32) -> f32 {
 #[allow(clippy::excessive_precision)] // Eigen's constants, as written there
 fn eigen_exp(x0: f32) -> f32 {
     let x = x0.clamp(-88.723, 88.723);
-    let m = (x * 1.442_695_040_888_963_41 + 0.5).floor();
+    let m = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let mut r = m * -0.693_359_375 + x;
-    r = m * 2.121_944_4e-4 + r;
+    r += m * 2.121_944_4e-4;
     let r2 = r * r;
     let r3 = r2 * r;
     let mut y = 1.987_569_15e-4 * r + 1.398_199_950_7e-3;
@@ -742,11 +758,18 @@ fn read_metadata(r: &Reader<'_>) -> Result<DsMetadata> {
     }
     let alphabet = parse_alphabet(&r.const_string("metadata_alphabet")?)
         .map_err(|e| r.err(format!("metadata_alphabet: {e}")))?;
+    // Coqui's exporter writes a sentence of instructions when no language was given: only a
+    // language tag counts.
     let language = match r.g.io("metadata_language") {
         Some(_) => r
             .const_string("metadata_language")
             .ok()
-            .map(|b| String::from_utf8_lossy(&b).into_owned()),
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .filter(|l| {
+                !l.is_empty()
+                    && l.len() <= 35
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            }),
         None => None,
     };
     Ok(DsMetadata {
@@ -788,7 +811,7 @@ fn find_lstm_fc<'a>(r: &Reader<'a>, h_in: usize) -> Result<&'a Op> {
         .g
         .consumers(h_in)
         .find(|(_, o)| o.code == Op::CONCATENATION)
-        .map(|(_, o)| o.outputs[0] as usize)
+        .map(|(_, o)| o.output())
         .ok_or_else(|| r.err("previous_state_h does not feed a concatenation (no LSTM cell)"))?;
     r.only_consumer(concat)
         .filter(|o| o.code == Op::FULLY_CONNECTED)
@@ -803,7 +826,7 @@ fn read_lstm(r: &Reader<'_>, fc: &Op, c_in: usize, n_cell: usize) -> Result<Lstm
     let (w, bias) = r.fc(fc)?;
     let g = r.g;
     let split = r
-        .only_consumer(fc.outputs[0] as usize)
+        .only_consumer(fc.output())
         .filter(|o| o.code == Op::SPLIT && o.outputs.len() == 4)
         .ok_or_else(|| r.err("the LSTM product is not split into four gates"))?;
     let mut gates = [usize::MAX; 4];
@@ -818,13 +841,13 @@ fn read_lstm(r: &Reader<'_>, fc: &Op, c_in: usize, n_cell: usize) -> Result<Lstm
             let other = op.inputs.iter().copied().find(|&i| i != t).unwrap_or(t);
             bias_here = r.const_f32_scalar(other)?;
             op = r
-                .only_consumer(op.outputs[0] as usize)
+                .only_consumer(op.output())
                 .ok_or_else(|| r.err("an LSTM gate's ADD feeds several ops"))?;
         }
         let role = match op.code {
             Op::TANH => 1,
             Op::LOGISTIC => {
-                let s = op.outputs[0] as usize;
+                let s = op.output();
                 let mul = r
                     .only_consumer(s)
                     .filter(|o| o.code == Op::MUL)
@@ -838,7 +861,9 @@ fn read_lstm(r: &Reader<'_>, fc: &Op, c_in: usize, n_cell: usize) -> Result<Lstm
                     let from_split = g
                         .producer(other as usize)
                         .filter(|(_, o)| o.code == Op::TANH)
-                        .is_some_and(|(_, o)| split.outputs.contains(&o.inputs[0]));
+                        .is_some_and(|(_, o)| {
+                            o.input(0).is_some_and(|i| split.outputs.contains(&(i as i32)))
+                        });
                     if from_split { 0 } else { 3 }
                 }
             }
@@ -853,7 +878,7 @@ fn read_lstm(r: &Reader<'_>, fc: &Op, c_in: usize, n_cell: usize) -> Result<Lstm
         gates[role] = q;
     }
     // The split must be along the last axis into equal quarters.
-    if g.tensors[split.outputs[0] as usize].shape.last().copied() != Some(n_cell as i32) {
+    if g.tensors[split.output()].shape.last().copied() != Some(n_cell as i32) {
         return Err(r.err("the LSTM gates are not n_cell wide"));
     }
     Ok(Lstm { w, bias, gates, forget_bias })
@@ -870,13 +895,13 @@ fn read_mfcc(r: &Reader<'_>, samples: usize, mfccs: usize, sample_rate: u32) -> 
                 mfcc_op = Some(o);
                 break;
             }
-            Some((_, o)) if !o.inputs.is_empty() => t = o.inputs[0] as usize,
+            Some((_, o)) if o.input(0).is_some() => t = o.input(0).unwrap_or(t),
             _ => break,
         }
     }
     let mfcc_op = mfcc_op.ok_or_else(|| r.err("mfccs is not computed by an Mfcc op"))?;
     let spec_op = g
-        .producer(mfcc_op.inputs[0] as usize)
+        .producer(mfcc_op.input(0).ok_or_else(|| r.err("an Mfcc op without input"))?)
         .map(|(_, o)| o)
         .filter(|o| o.code == Op::CUSTOM && o.custom == "AudioSpectrogram")
         .ok_or_else(|| r.err("the Mfcc op does not read an AudioSpectrogram"))?;
@@ -896,7 +921,7 @@ fn read_mfcc(r: &Reader<'_>, samples: usize, mfccs: usize, sample_rate: u32) -> 
         _ => sample_rate,
     };
     let n_samples = g.tensors[samples].numel();
-    if window < 2 || stride < 1 || window != n_samples {
+    if !(2..=1 << 16).contains(&window) || stride < 1 || window != n_samples {
         return Err(r.err(format!(
             "spectrogram window {window}, stride {stride}, input_samples holds {n_samples}"
         )));

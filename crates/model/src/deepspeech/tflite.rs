@@ -12,7 +12,7 @@ use std::ops::Range;
 /// What is wrong with a flatbuffer.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
-pub struct FbError(pub String);
+pub(super) struct FbError(pub String);
 
 type Fb<T> = std::result::Result<T, FbError>;
 
@@ -66,7 +66,7 @@ impl<'a> Buf<'a> {
         }
         let vt = vt as usize;
         let vlen = self.u16(vt)? as usize;
-        if vlen < 4 || vlen % 2 != 0 {
+        if vlen < 4 || !vlen.is_multiple_of(2) {
             return err(format!("table at {at}: vtable of {vlen} bytes"));
         }
         self.bytes(vt, vlen)?;
@@ -105,7 +105,7 @@ impl<'a> Table<'a> {
         self.field(i)?.map_or(Ok(default), |p| self.buf.u64(p))
     }
     fn f32_or(&self, i: usize, default: f32) -> Fb<f32> {
-        Ok(self.field(i)?.map_or(Ok(default.to_bits()), |p| self.buf.u32(p)).map(f32::from_bits)?)
+        self.field(i)?.map_or(Ok(default.to_bits()), |p| self.buf.u32(p)).map(f32::from_bits)
     }
     /// A vector field: (position of the first element, element count).
     fn vector(&self, i: usize, elem: usize) -> Fb<Option<(usize, usize)>> {
@@ -150,7 +150,7 @@ impl<'a> Table<'a> {
 
 /// TFLite's `TensorType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DType {
+pub(super) enum DType {
     /// `FLOAT32`
     F32,
     /// `INT32`
@@ -180,60 +180,68 @@ impl DType {
 
 /// One tensor of the graph.
 #[derive(Debug, Clone)]
-pub struct Tensor {
-    pub name: String,
-    pub shape: Vec<i32>,
-    pub dtype: DType,
+pub(super) struct Tensor {
+    pub(super) name: String,
+    pub(super) shape: Vec<i32>,
+    pub(super) dtype: DType,
     /// The bytes of its constant data in the file (empty for computed tensors).
-    pub data: Range<usize>,
+    pub(super) data: Range<usize>,
     /// Quantization scales (one per tensor or per channel); empty when not quantized.
-    pub scale: Vec<f32>,
-    pub zero_point: Vec<i64>,
+    pub(super) scale: Vec<f32>,
+    pub(super) zero_point: Vec<i64>,
 }
 
 impl Tensor {
     /// Number of values.
-    pub fn numel(&self) -> usize {
-        self.shape.iter().map(|&d| d.max(0) as usize).product()
+    pub(super) fn numel(&self) -> usize {
+        self.shape.iter().fold(1usize, |a, &d| a.saturating_mul(d.max(0) as usize))
     }
 }
 
 /// One operator.
 #[derive(Debug, Clone)]
-pub struct Op {
+pub(super) struct Op {
     /// `BuiltinOperator` code, or [`Op::CUSTOM`] with [`Op::custom`] set.
-    pub code: i32,
-    pub custom: String,
-    pub version: i32,
+    pub(super) code: i32,
+    pub(super) custom: String,
     /// Tensor indices; `-1` marks an omitted optional input.
-    pub inputs: Vec<i32>,
-    pub outputs: Vec<i32>,
+    pub(super) inputs: Vec<i32>,
+    pub(super) outputs: Vec<i32>,
     /// `fused_activation_function` of the built-in options, where the op has one.
-    pub fused_activation: u8,
+    pub(super) fused_activation: u8,
     /// `SoftmaxOptions.beta`.
-    pub softmax_beta: f32,
+    pub(super) softmax_beta: f32,
     /// `FullyConnectedOptions.keep_num_dims` / `asymmetric_quantize_inputs`.
-    pub fc_asymmetric: bool,
+    pub(super) fc_asymmetric: bool,
     /// The custom options (a flexbuffer), as bytes of the file.
-    pub custom_options: Range<usize>,
+    pub(super) custom_options: Range<usize>,
 }
 
 impl Op {
-    pub const ADD: i32 = 0;
-    pub const CONCATENATION: i32 = 2;
-    pub const FULLY_CONNECTED: i32 = 9;
-    pub const LOGISTIC: i32 = 14;
-    pub const MUL: i32 = 18;
-    pub const RELU: i32 = 19;
-    pub const RESHAPE: i32 = 22;
-    pub const SOFTMAX: i32 = 25;
-    pub const TANH: i32 = 28;
-    pub const CUSTOM: i32 = 32;
-    pub const SPLIT: i32 = 49;
-    pub const MINIMUM: i32 = 57;
+    pub(super) const ADD: i32 = 0;
+    pub(super) const CONCATENATION: i32 = 2;
+    pub(super) const FULLY_CONNECTED: i32 = 9;
+    pub(super) const LOGISTIC: i32 = 14;
+    pub(super) const MUL: i32 = 18;
+    pub(super) const RESHAPE: i32 = 22;
+    pub(super) const SOFTMAX: i32 = 25;
+    pub(super) const TANH: i32 = 28;
+    pub(super) const CUSTOM: i32 = 32;
+    pub(super) const SPLIT: i32 = 49;
+    pub(super) const MINIMUM: i32 = 57;
+
+    /// Input `i`'s tensor, unless absent or omitted (`-1`).
+    pub(super) fn input(&self, i: usize) -> Option<usize> {
+        self.inputs.get(i).and_then(|&t| usize::try_from(t).ok())
+    }
+
+    /// The first output's tensor (every operator has one: [`Graph::parse`] checks).
+    pub(super) fn output(&self) -> usize {
+        self.outputs.first().map_or(0, |&t| t.max(0) as usize)
+    }
 
     /// A human-readable name, for errors.
-    pub fn name(&self) -> String {
+    pub(super) fn name(&self) -> String {
         match self.code {
             Op::CUSTOM => self.custom.clone(),
             Op::ADD => "ADD".into(),
@@ -253,13 +261,11 @@ impl Op {
 
 /// The first subgraph of a TFLite model.
 #[derive(Debug, Clone)]
-pub struct Graph {
-    pub version: u32,
-    pub description: String,
-    pub tensors: Vec<Tensor>,
-    pub inputs: Vec<i32>,
-    pub outputs: Vec<i32>,
-    pub ops: Vec<Op>,
+pub(super) struct Graph {
+    pub(super) tensors: Vec<Tensor>,
+    pub(super) inputs: Vec<i32>,
+    pub(super) outputs: Vec<i32>,
+    pub(super) ops: Vec<Op>,
 }
 
 /// `FullyConnectedOptions` and the other option tables the reader looks at, by
@@ -269,7 +275,7 @@ const OPTIONS_SOFTMAX: u8 = 9;
 
 impl Graph {
     /// Parse `bytes` (a whole `.tflite` file).
-    pub fn parse(bytes: &[u8]) -> Fb<Graph> {
+    pub(super) fn parse(bytes: &[u8]) -> Fb<Graph> {
         let buf = Buf(bytes);
         if bytes.len() < 8 {
             return err(format!("{} bytes is too short for a TFLite model", bytes.len()));
@@ -291,7 +297,7 @@ impl Graph {
             .map(|c| {
                 let deprecated = i32::from(c.u8_or(0, 0)? as i8);
                 let builtin = c.i32_or(3, 0)?;
-                Ok((builtin.max(deprecated), c.string(1)?, c.i32_or(2, 1)?))
+                Ok((builtin.max(deprecated), c.string(1)?))
             })
             .collect::<Fb<Vec<_>>>()?;
         let buffers = model
@@ -354,15 +360,15 @@ impl Graph {
             .enumerate()
             .map(|(k, o)| {
                 let idx = o.u32_or(0, 0)? as usize;
-                let Some((code, custom, version)) = codes.get(idx).cloned() else {
+                let Some((code, custom)) = codes.get(idx).cloned() else {
                     return err(format!("operator {k} uses opcode {idx} of {}", codes.len()));
                 };
                 let inputs = o.i32s(1)?;
                 let outputs = o.i32s(2)?;
                 check(&inputs, &format!("operator {k}"))?;
                 check(&outputs, &format!("operator {k}"))?;
-                if outputs.contains(&-1) {
-                    return err(format!("operator {k} has an omitted output"));
+                if outputs.is_empty() || outputs.contains(&-1) {
+                    return err(format!("operator {k} has no output or an omitted one"));
                 }
                 let opt_type = o.u8_or(3, 0)?;
                 let opts = o.sub_table(4)?;
@@ -381,7 +387,6 @@ impl Graph {
                 Ok(Op {
                     code,
                     custom,
-                    version,
                     inputs,
                     outputs,
                     fused_activation,
@@ -395,11 +400,11 @@ impl Graph {
         let outputs = g.i32s(2)?;
         check(&inputs, "the graph's inputs")?;
         check(&outputs, "the graph's outputs")?;
-        Ok(Graph { version, description: model.string(3)?, tensors, inputs, outputs, ops })
+        Ok(Graph { tensors, inputs, outputs, ops })
     }
 
     /// The graph input or output named `name`.
-    pub fn io(&self, name: &str) -> Option<usize> {
+    pub(super) fn io(&self, name: &str) -> Option<usize> {
         self.inputs
             .iter()
             .chain(&self.outputs)
@@ -408,12 +413,12 @@ impl Graph {
     }
 
     /// The operator that writes tensor `t`.
-    pub fn producer(&self, t: usize) -> Option<(usize, &Op)> {
+    pub(super) fn producer(&self, t: usize) -> Option<(usize, &Op)> {
         self.ops.iter().enumerate().find(|(_, o)| o.outputs.contains(&(t as i32)))
     }
 
     /// The operators that read tensor `t`, in execution order.
-    pub fn consumers(&self, t: usize) -> impl Iterator<Item = (usize, &Op)> {
+    pub(super) fn consumers(&self, t: usize) -> impl Iterator<Item = (usize, &Op)> {
         self.ops.iter().enumerate().filter(move |(_, o)| o.inputs.contains(&(t as i32)))
     }
 }

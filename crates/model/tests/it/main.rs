@@ -7,6 +7,8 @@
 // Test helpers outside #[test] fns: a failed unwrap is a failed test, which is the point.
 #![allow(clippy::unwrap_used)]
 
+mod deepspeech;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
