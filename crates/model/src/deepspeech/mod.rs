@@ -338,14 +338,13 @@ impl<'a> Reader<'a> {
                         )));
                     }
                 };
-                let q: Vec<i8> = if w.dtype == DType::U8 {
+                if w.dtype == DType::U8 {
                     // uint8 weights carry a zero point of 128 in older converters.
                     return Err(self.err(format!("uint8 weights {:?} are not supported", w.name)));
-                } else {
-                    data.iter().map(|&b| b as i8).collect()
-                };
+                }
+                let q: &[i8] = bytemuck::cast_slice(data);
                 Weights::Int8(
-                    PackedMatrix::from_int8(&q, &scales, n, k)
+                    PackedMatrix::from_int8(q, &scales, n, k)
                         .map_err(|e| self.err(e.to_string()))?,
                 )
             }
