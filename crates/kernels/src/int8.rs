@@ -57,6 +57,21 @@ pub enum LayoutError {
     },
 }
 
+/// `Ok` when a buffer has the length the layout needs.
+fn check_len(
+    n: usize,
+    k: usize,
+    what: &'static str,
+    found: usize,
+    expected: usize,
+) -> Result<(), LayoutError> {
+    if found == expected {
+        Ok(())
+    } else {
+        Err(LayoutError::Length { n, k, what, found, expected })
+    }
+}
+
 /// `k` rounded up to a whole group.
 pub fn padded_k(k: usize) -> usize {
     k.div_ceil(K_GROUP) * K_GROUP
@@ -114,13 +129,7 @@ impl PackedMatrix {
     /// Pack weights that are already int8 (`n × k`, row-major, one scale per row), as a
     /// TFLite file stores them: the values are kept, not requantized.
     pub fn from_int8(q: &[i8], scales: &[f32], n: usize, k: usize) -> Result<Self, LayoutError> {
-        let check = |what, found, expected| {
-            if found == expected {
-                Ok(())
-            } else {
-                Err(LayoutError::Length { n, k, what, found, expected })
-            }
-        };
+        let check = |what, found, expected| check_len(n, k, what, found, expected);
         check("weights", q.len(), n * k)?;
         check("scales", scales.len(), n)?;
         let (np, kp) = (padded_n(n), padded_k(k));
@@ -174,13 +183,7 @@ impl<'a> PackedRef<'a> {
         k: usize,
     ) -> Result<Self, LayoutError> {
         let (np, kp) = (padded_n(n), padded_k(k));
-        let check = |what, found, expected| {
-            if found == expected {
-                Ok(())
-            } else {
-                Err(LayoutError::Length { n, k, what, found, expected })
-            }
-        };
+        let check = |what, found, expected| check_len(n, k, what, found, expected);
         check("data", data.len(), np * kp)?;
         check("scales", scales.len(), np)?;
         check("sums", sums.len(), np)?;

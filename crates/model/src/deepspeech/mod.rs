@@ -25,6 +25,7 @@ use rayon::prelude::*;
 
 use tflite::{DType, Graph, Op, Tensor};
 
+use crate::ops::dot;
 use crate::{Error, Result};
 
 /// What the model's `metadata_*` outputs say.
@@ -125,19 +126,6 @@ impl Weights {
             }
         }
     }
-}
-
-/// A dot product the compiler vectorises (eight independent sums).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// A dense layer: `min(relu(x·Wᵀ + b), clip)`.
@@ -399,6 +387,27 @@ impl<'a> Reader<'a> {
         Ok((Dense { w, bias, relu, clip }, out))
     }
 
+    /// Dense layers from tensor `cur` on, through shape-only RESHAPEs, until a tensor is not
+    /// read by exactly one FULLY_CONNECTED or RESHAPE op: the layers and the op that ended the
+    /// walk (`None` when the tensor has no single reader).
+    fn dense_chain(&self, mut cur: usize, place: &str) -> Result<(Vec<Dense>, Option<&'a Op>)> {
+        let mut layers = Vec::new();
+        loop {
+            match self.only_consumer(cur) {
+                Some(op) if op.code == Op::FULLY_CONNECTED => {
+                    let (d, out) = self.dense(op)?;
+                    layers.push(d);
+                    cur = out;
+                }
+                Some(op) if op.code == Op::RESHAPE => cur = op.output(),
+                stop => return Ok((layers, stop)),
+            }
+            if layers.len() > 16 {
+                return Err(self.err(format!("more than 16 dense layers {place}")));
+            }
+        }
+    }
+
     fn options_map(&self, op: &Op) -> Result<flexbuffers::MapReader<&'a [u8]>> {
         let bytes = &self.bytes[op.custom_options.clone()];
         flexbuffers::Reader::get_root(bytes)
@@ -468,50 +477,25 @@ impl DeepSpeech {
 
         // Walk the acoustic graph from input_node: dense layers until the LSTM's input
         // concatenation, the LSTM, then dense layers until the softmax.
-        let mut pre = Vec::new();
-        let mut cur = input;
-        let lstm_op = loop {
-            // The LSTM's input is sliced per step: several consumers end the walk.
-            match r.only_consumer(cur) {
-                Some(op) if op.code == Op::FULLY_CONNECTED => {
-                    let (d, out) = r.dense(op)?;
-                    pre.push(d);
-                    cur = out;
-                }
-                Some(op) if op.code == Op::RESHAPE => cur = op.output(),
-                _ => break find_lstm_fc(&r, h_in)?,
-            }
-            if pre.len() > 16 {
-                return Err(r.err("more than 16 dense layers before the LSTM"));
-            }
-        };
+        // The LSTM's input is sliced per step: several consumers end the first walk.
+        let (pre, _) = r.dense_chain(input, "before the LSTM")?;
+        let lstm_op = find_lstm_fc(&r, h_in)?;
         let lstm = read_lstm(&r, lstm_op, c_in, n_cell)?;
         // After the LSTM: the layer that reads the concatenation of all steps' outputs.
         let h_out = r.io("new_state_h")?;
-        let mut cur = g
+        let cur = g
             .consumers(h_out)
             .find(|(_, o)| o.code == Op::CONCATENATION)
             .map(|(_, o)| o.output())
             .ok_or_else(|| r.err("the LSTM's outputs are not concatenated into the next layer"))?;
-        let mut post = Vec::new();
-        let softmax = loop {
-            match r.only_consumer(cur) {
-                Some(op) if op.code == Op::FULLY_CONNECTED => {
-                    let (d, out) = r.dense(op)?;
-                    post.push(d);
-                    cur = out;
-                }
-                Some(op) if op.code == Op::RESHAPE => cur = op.output(),
-                Some(op) if op.code == Op::SOFTMAX && op.output() == logits => break op,
-                other => {
-                    return Err(r.err(format!(
-                        "after the LSTM: {} where a dense layer or the softmax was expected",
-                        other.map_or("nothing".into(), Op::name)
-                    )));
-                }
-            }
-            if post.len() > 16 {
-                return Err(r.err("more than 16 dense layers after the LSTM"));
+        let (mut post, stop) = r.dense_chain(cur, "after the LSTM")?;
+        let softmax = match stop {
+            Some(op) if op.code == Op::SOFTMAX && op.output() == logits => op,
+            other => {
+                return Err(r.err(format!(
+                    "after the LSTM: {} where a dense layer or the softmax was expected",
+                    other.map_or("nothing".into(), Op::name)
+                )));
             }
         };
         let out = post.pop().ok_or_else(|| r.err("no output layer before the softmax"))?;
