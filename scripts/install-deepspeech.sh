@@ -51,7 +51,10 @@ if ! verified "$dir/armspeech/model.tflite" "$model_sha"; then
 fi
 
 if [[ ! -f "$dir/logtrace.so" || "$root/scripts/ds/logtrace.c" -nt "$dir/logtrace.so" ]]; then
-  command -v gcc >/dev/null || { echo "gcc is needed for the log() shim (apt-get install gcc)" >&2; exit 1; }
+  if ! command -v gcc >/dev/null; then
+    echo "installing gcc (Debian) for the log() shim" >&2
+    apt-get install -y -qq gcc >/dev/null
+  fi
   gcc -O2 -shared -fPIC -o "$dir/logtrace.so.part" "$root/scripts/ds/logtrace.c" -ldl
   mv "$dir/logtrace.so.part" "$dir/logtrace.so"
 fi
