@@ -55,7 +55,7 @@ pub fn open(path: &Path) -> Result<Box<dyn BufRead>> {
 
 /// A line as text: UTF-8, or Latin-1 when it is not valid UTF-8 (older models, such as CMU
 /// Sphinx's, carry Latin-1 words; decoding byte for byte keeps distinct words distinct).
-fn decode_line(bytes: &[u8]) -> String {
+pub(crate) fn decode_line(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(s) => s.to_owned(),
         Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),

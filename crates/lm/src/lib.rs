@@ -1,6 +1,8 @@
 //! n-gram language models: a streaming ARPA reader and writer ([`arpa`]), a compact binary
 //! format that loads by memory-mapping in O(1) ([`Model::open`]), and queries with explicit
-//! state and full back-off semantics ([`Model::score`]).
+//! state and full back-off semantics ([`Model::score`]). KenLM's own binary format, as DeepSpeech
+//! and Coqui STT scorers carry it, is read and written byte-exactly by [`kenlm`] ([`KenLm`],
+//! [`kenlm::write_trie`]).
 //!
 //! Scoring follows the ARPA back-off definition KenLM implements: for context `h` and word `w`,
 //! `log10 P(w|h) = p(h w)` when the n-gram `h w` exists, else `bo(h) + log10 P(w|h')` with `h'`
@@ -10,6 +12,7 @@
 pub mod arpa;
 mod binary;
 pub mod build;
+pub mod kenlm;
 pub mod prune;
 pub mod sample;
 pub mod sink;
@@ -21,6 +24,7 @@ use std::path::{Path, PathBuf};
 pub use arpa::Tables;
 pub use binary::BinarySink;
 use binary::{Header, f32_at, u32_at};
+pub use kenlm::{KenLm, KenState, is_kenlm};
 
 /// Highest supported order.
 pub const MAX_ORDER: usize = 8;
@@ -48,6 +52,31 @@ pub enum Error {
     /// A binary file that is not valid.
     #[error("LM binary: {detail}")]
     Binary {
+        /// What is wrong.
+        detail: String,
+    },
+    /// A KenLM binary this crate cannot read: not KenLM's format, another format version, a
+    /// model type or parameter it does not support, or inconsistent structures.
+    #[error("KenLM binary: {detail}")]
+    KenLm {
+        /// What is wrong.
+        detail: String,
+    },
+    /// A KenLM binary shorter than its own header says it is.
+    #[error(
+        "KenLM binary: {what} needs {needed_bytes} bytes but the file has {file_bytes} (truncated?)"
+    )]
+    KenLmTruncated {
+        /// The part that does not fit.
+        what: &'static str,
+        /// Bytes the header implies.
+        needed_bytes: u64,
+        /// Bytes the file has.
+        file_bytes: u64,
+    },
+    /// n-gram tables that KenLM's `build_binary` would refuse, or options it does not accept.
+    #[error("cannot write a KenLM trie: {detail}")]
+    KenLmBuild {
         /// What is wrong.
         detail: String,
     },

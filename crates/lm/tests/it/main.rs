@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod kenlm;
 mod sphinx;
 
 use std::path::{Path, PathBuf};
