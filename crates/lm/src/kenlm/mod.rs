@@ -6,7 +6,8 @@
 //! This module owns the trie family of the format: `TRIE`, `QUANT_TRIE` (`-q`/`-b`),
 //! `ARRAY_TRIE` (`-a`, compressed child pointers) and `QUANT_ARRAY_TRIE` (both; what DeepSpeech
 //! ships), with or without the vocabulary strings (`-v` drops them); the hash-table type
-//! (`probing`) is read too, not written (its bytes depend on the ARPA's line order). It
+//! (`probing`) is read too, not written (its bytes depend on the ARPA's line order), and
+//! `REST_PROBING` is refused with a typed error. It
 //! deliberately does not own DeepSpeech's word trie, which scorers append at
 //! [`KenLm::end_of_search`].
 //!
@@ -14,8 +15,9 @@
 //! in-memory data structures dumped as they are, so byte-exactness means following KenLM's
 //! builder step by step (its sort orders, its "blank" n-grams for pruned models, its quantizer
 //! training, its pointer-compression arrays), which a binding could not give without C++.
-//! The port follows KenLM as vendored in DeepSpeech (`native_client/kenlm`, KenLM v0.9.0);
-//! names in comments map to its `lm/` sources.
+//! The port follows KenLM at commit b9f35777d112ce2fc10bd3986302517a16dc3883 (kpu/kenlm, as
+//! vendored in DeepSpeech's `native_client/kenlm`); names in comments are its names, in its
+//! `lm/` and `util/` sources.
 //!
 //! # The trie
 //!
@@ -48,16 +50,18 @@ pub use layout::{ModelType, QuantBits};
 pub use write::{TrieOptions, write_trie};
 
 /// Whether `bytes` start like a KenLM binary (its magic, any format version). A file that
-/// passes may still be refused by [`KenLm::from_bytes`] (another version, a probing model).
+/// passes may still be refused by [`KenLm::from_bytes`] (another version, an unfinished build,
+/// rest-cost probing).
 pub fn is_kenlm(bytes: &[u8]) -> bool {
     bytes.starts_with(layout::MAGIC_BEFORE_VERSION) || bytes.starts_with(layout::MAGIC_INCOMPLETE)
 }
 
 /// What a query knows of the words before the next one, as KenLM's `lm::ngram::State`: up to
 /// `order - 1` words, most recent first, with the back-off of each n-gram they form (the most
-/// recent word alone, then the two most recent, …). Words that cannot start a longer n-gram
-/// are left out (KenLM's state minimisation), so states that score every future word alike
-/// compare equal. Equality and hashing look at the words only, as KenLM's do.
+/// recent word alone, then the two most recent, …). Context is cut after the longest of these
+/// n-grams that some longer n-gram extends (KenLM's state minimisation: the rest cannot change
+/// a future score), so states that score every future word alike tend to compare equal.
+/// Equality and hashing look at the words only, as KenLM's do.
 #[derive(Debug, Clone, Copy)]
 pub struct KenState {
     words: [u32; MAX_ORDER - 1],
@@ -88,6 +92,13 @@ impl KenState {
     /// the `j + 1` most recent words).
     pub fn backoffs(&self) -> &[f32] {
         &self.backoff[..self.len()]
+    }
+}
+
+impl Default for KenState {
+    /// The empty state, as [`KenLm::null_context`].
+    fn default() -> Self {
+        KenState::EMPTY
     }
 }
 

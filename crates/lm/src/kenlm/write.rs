@@ -82,7 +82,12 @@ fn refuse(detail: impl Into<String>) -> Error {
 /// log10 probability, finite back-offs, every context of an n-gram present as an n-gram; a
 /// missing `<unk>` is added with [`TrieOptions::unknown_log10`]. Also refused: `<unk>` spelled
 /// both `<unk>` and `<UNK>`, and two words with the same 64-bit hash (KenLM would build a
-/// broken vocabulary). The whole file is built in memory (about its size), then written.
+/// broken vocabulary). Memory: the file is built whole, next to a reversed, sorted copy of the
+/// n-grams, then written.
+///
+/// Words are hashed and stored as their UTF-8 bytes, as KenLM does with the bytes of a UTF-8
+/// ARPA file; an ARPA file in another encoding (which [`crate::arpa`] decodes as Latin-1) gets
+/// other hashes, so other ids and bytes, than `build_binary` gives it.
 pub fn write_trie(t: &Tables, opts: &TrieOptions, out: &mut impl std::io::Write) -> Result<u64> {
     let bytes = build(t, opts)?;
     out.write_all(&bytes).map_err(|e| Error::Io { path: "(output)".into(), source: e })?;
@@ -115,7 +120,7 @@ struct Messages {
     targets: Vec<(usize, usize)>,
 }
 
-/// Collect a value's checks in one place: KenLM's ARPA reader rejects these.
+/// A log10 probability as KenLM's ARPA reader accepts it (not positive; NaN is refused too).
 fn check_prob(p: f32, what: &dyn Fn() -> String) -> Result<f32> {
     if p.is_nan() || p > 0.0 {
         return Err(refuse(format!(

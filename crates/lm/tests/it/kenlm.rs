@@ -684,6 +684,32 @@ fn kenlm_writer_refuses_what_build_binary_refuses() {
     }
 }
 
+/// DeepSpeech scorers append their word trie after a `-v` binary: the model still opens, scores
+/// the same and says where its own bytes end. Models are shared across threads.
+#[test]
+fn kenlm_scorer_style_trailing_data() {
+    fn shared<T: Send + Sync>(_: &T) {}
+    let bin = std::fs::read(golden("lm5-pruned.a255-q8-v.bin")).unwrap();
+    let plain = KenLm::from_bytes(bin.clone()).unwrap();
+    let mut scorer = bin.clone();
+    scorer.extend_from_slice(b"EIRENE trie bytes follow");
+    let m = KenLm::from_bytes(scorer).unwrap();
+    shared(&m);
+    assert_eq!(m.end_of_search(), bin.len() as u64);
+    assert!(!m.has_vocabulary());
+    for line in sentences().lines() {
+        let (mut a, mut b) = (plain.begin_sentence(), m.begin_sentence());
+        for w in line.split_whitespace() {
+            let (pa, na) = plain.score(&a, plain.index(w));
+            let (pb, nb) = m.score(&b, m.index(w));
+            assert_eq!(pa.to_bits(), pb.to_bits());
+            assert_eq!(na, nb);
+            (a, b) = (na, nb);
+        }
+    }
+    assert_eq!(harken_lm::KenState::default(), m.null_context());
+}
+
 /// Not KenLM, another version, an unfinished build, a probing model, truncation: typed errors.
 #[test]
 fn kenlm_reader_refuses_foreign_and_truncated_files() {
