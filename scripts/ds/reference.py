@@ -13,9 +13,13 @@ Two references:
 
 Usage:
   deepspeech-reference.py check --lib libdeepspeech.so --model m.tflite --trace BIN \
-      --harken BIN --shim logtrace.so [--beam N] [--chunk N] FILE.wav...
-      Exit status 1 when any transcript differs or a tolerance is exceeded.
-  deepspeech-reference.py stt --lib libdeepspeech.so --model m.tflite [--beam N] FILE.wav...
+      --harken BIN --shim logtrace.so [--beam N] [--chunk N] [--scorer S [--alpha A --beta B]
+      [--hot-word WORD:BOOST]...] FILE.wav...
+      Exit status 1 when any transcript differs or a tolerance is exceeded. With a scorer
+      (DS_EnableExternalScorer, DS_SetScorerAlphaBeta, DS_AddHotWord) only the transcripts are
+      compared: features and probabilities do not depend on it.
+  deepspeech-reference.py stt --lib libdeepspeech.so --model m.tflite [--beam N] [--scorer S]
+      FILE.wav...
 
 Audio must be 16-kHz mono 16-bit WAV (what the client takes).
 """
@@ -41,7 +45,7 @@ def read_pcm16(path):
 class Client:
     """The official client library through its C API."""
 
-    def __init__(self, lib, model, beam=None, scorer=None):
+    def __init__(self, lib, model, beam=None, scorer=None, alpha_beta=None, hot_words=()):
         self.lib = ctypes.CDLL(lib)
         L = self.lib
         L.DS_CreateModel.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
@@ -63,10 +67,23 @@ class Client:
         self.load_s = time.perf_counter() - t
         if rc != 0:
             raise SystemExit(f"DS_CreateModel({model}) failed: {rc:#x}")
+        self.scorer_load_s = 0.0
         if scorer:
+            t = time.perf_counter()
             rc = L.DS_EnableExternalScorer(self.model, scorer.encode())
+            self.scorer_load_s = time.perf_counter() - t
             if rc != 0:
                 raise SystemExit(f"DS_EnableExternalScorer({scorer}) failed: {rc:#x}")
+            if alpha_beta is not None:
+                L.DS_SetScorerAlphaBeta.argtypes = [ctypes.c_void_p, ctypes.c_float, ctypes.c_float]
+                rc = L.DS_SetScorerAlphaBeta(self.model, *alpha_beta)
+                if rc != 0:
+                    raise SystemExit(f"DS_SetScorerAlphaBeta failed: {rc:#x}")
+            L.DS_AddHotWord.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_float]
+            for word, boost in hot_words:
+                rc = L.DS_AddHotWord(self.model, word.encode(), boost)
+                if rc != 0:
+                    raise SystemExit(f"DS_AddHotWord({word}) failed: {rc:#x}")
         if beam:
             L.DS_SetModelBeamWidth(self.model, beam)
         self.beam = L.DS_GetModelBeamWidth(self.model)
@@ -128,8 +145,8 @@ def tf_dct(log_mel, n_coeff):
     return log_mel @ cos.T
 
 
-def harken_trace(binary, model, path, chunk, beam):
-    cmd = [binary, model, path, str(chunk)] + ([str(beam)] if beam else [])
+def harken_trace(binary, model, path, chunk, beam, scorer=None):
+    cmd = [binary, model, path, str(chunk), str(beam) if beam else "-"] + ([scorer] if scorer else [])
     t = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if r.returncode != 0:
@@ -137,16 +154,61 @@ def harken_trace(binary, model, path, chunk, beam):
     return json.loads(r.stdout), time.perf_counter() - t
 
 
+def hot_words(a):
+    out = []
+    for h in a.hot_word or []:
+        word, _, boost = h.rpartition(":")
+        out.append((word, float(boost)))
+    return out
+
+
+def harken_decoding_flags(a):
+    flags = ["--beam", str(a.beam)] if a.beam else []
+    if a.scorer:
+        flags += ["--scorer", a.scorer]
+        if a.alpha is not None:
+            flags += ["--lm-alpha", repr(a.alpha), "--lm-beta", repr(a.beta)]
+        for h in a.hot_word or []:
+            flags += ["--hotwords", h]
+    return flags
+
+
 def check(a):
-    client = Client(a.lib, a.model, a.beam)
+    alpha_beta = (a.alpha, a.beta) if a.alpha is not None else None
+    client = Client(a.lib, a.model, a.beam, a.scorer, alpha_beta, hot_words(a))
+    if a.scorer and (a.alpha is not None or a.hot_word):
+        # The trace example takes no α/β or hot words: the CLI carries those checks.
+        a.trace_ok = False
+    else:
+        a.trace_ok = True
     failures = 0
     worst_feat = worst_prob = 0.0
     for path in a.files:
         pcm = read_pcm16(path)
         want = client.stt(pcm)
         want_stream = client.stt_stream(pcm, a.chunk)
-        got, _ = harken_trace(a.trace, a.model, path, 1 << 30, a.beam)
-        got_stream, _ = harken_trace(a.trace, a.model, path, a.chunk, a.beam)
+        if a.trace_ok:
+            got, _ = harken_trace(a.trace, a.model, path, 1 << 30, a.beam, a.scorer)
+            got_stream, _ = harken_trace(a.trace, a.model, path, a.chunk, a.beam, a.scorer)
+        else:
+            got = got_stream = None
+        cli = subprocess.run(
+            [a.harken, "transcribe", "--model", a.model, path] + harken_decoding_flags(a),
+            capture_output=True, text=True, check=False,
+        )
+        cli_text = cli.stdout.rstrip("\n")
+        if cli.returncode != 0:
+            print(cli.stderr, file=sys.stderr)
+        if a.scorer:
+            texts = [cli_text] + ([got["text"], got_stream["text"]] if got else [])
+            same = all(t == want for t in texts) and want == want_stream
+            failures += not same
+            print(json.dumps({
+                "file": path, "ok": same, "client": want, "client_streamed": want_stream,
+                "harken_cli": cli_text, "harken": got and got["text"],
+                "harken_streamed": got_stream and got_stream["text"],
+            }, ensure_ascii=False))
+            continue
         mel, cprobs = client_trace(a, path)
         hf = np.array(got["features"], np.float64)
         n_coeff = int(got["n_features"])
@@ -165,11 +227,6 @@ def check(a):
             hp, cp = -np.sort(-hp, axis=1), -np.sort(-cp, axis=1)
         dp = float(np.max(np.abs(hp - cp))) if cp.size else 0.0
         worst_feat, worst_prob = max(worst_feat, df), max(worst_prob, dp)
-        cli = subprocess.run(
-            [a.harken, "transcribe", "--model", a.model, path] + (["--beam", str(a.beam)] if a.beam else []),
-            capture_output=True, text=True, check=False,
-        )
-        cli_text = cli.stdout.rstrip("\n")
         same = want == got["text"] == got_stream["text"] == want_stream == cli_text
         ok = same and df <= 1e-5 and dp <= 1e-4
         failures += not ok
@@ -179,12 +236,13 @@ def check(a):
             "max_feature_diff": df, "max_probability_diff": dp, "frames": int(hp.shape[0]),
         }, ensure_ascii=False))
     print(json.dumps({"files": len(a.files), "failures": failures, "beam": client.beam,
+                      "scorer": a.scorer, "alpha_beta": alpha_beta, "hot_words": hot_words(a),
                       "max_feature_diff": worst_feat, "max_probability_diff": worst_prob}))
     return 1 if failures else 0
 
 
 def stt(a):
-    client = Client(a.lib, a.model, a.beam)
+    client = Client(a.lib, a.model, a.beam, a.scorer)
     for path in a.files:
         pcm = read_pcm16(path)
         t = time.perf_counter()
@@ -202,12 +260,16 @@ def main():
         s.add_argument("--lib", required=True)
         s.add_argument("--model", required=True)
         s.add_argument("--beam", type=int)
+        s.add_argument("--scorer")
         s.add_argument("files", nargs="+")
         if name == "check":
             s.add_argument("--trace", required=True, help="the deepspeech_trace example binary")
             s.add_argument("--harken", required=True, help="the harken binary")
             s.add_argument("--chunk", type=int, default=1234, help="samples per fed chunk")
             s.add_argument("--shim", required=True, help="logtrace.so (scripts/ds/logtrace.c)")
+            s.add_argument("--alpha", type=float, help="DS_SetScorerAlphaBeta (with --beta)")
+            s.add_argument("--beta", type=float)
+            s.add_argument("--hot-word", action="append", help="WORD:BOOST for DS_AddHotWord")
     a = p.parse_args()
     return check(a) if a.cmd == "check" else stt(a)
 

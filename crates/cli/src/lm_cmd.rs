@@ -210,6 +210,8 @@ pub(crate) struct ConvertArgs {
     /// Directory for the temporary sorted files (default: the system's temporary directory).
     #[arg(short = 'T', long)]
     temp_dir: Option<PathBuf>,
+    #[command(flatten)]
+    scorer: crate::scorer_io::ScorerArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -258,6 +260,8 @@ pub(crate) struct PruneArgs {
     /// probability): for budgets smaller than the unigrams alone.
     #[arg(long, value_name = "N")]
     max_vocab: Option<usize>,
+    #[command(flatten)]
+    scorer: crate::scorer_io::ScorerArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -270,6 +274,8 @@ pub(crate) struct FilterArgs {
     /// Output: `.arpa` writes ARPA, anything else the binary format.
     #[arg(short, long)]
     output: PathBuf,
+    #[command(flatten)]
+    scorer: crate::scorer_io::ScorerArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -279,6 +285,8 @@ pub(crate) struct InfoArgs {
     /// Also check the binary's checksum (reads the whole file).
     #[arg(long)]
     verify: bool,
+    #[command(flatten)]
+    scorer: crate::scorer_io::ScorerArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -290,11 +298,18 @@ pub(crate) struct EvalArgs {
     /// Print every token's log10 probability (one line per sentence).
     #[arg(long)]
     per_word: bool,
+    #[command(flatten)]
+    scorer: crate::scorer_io::ScorerArgs,
 }
 
-/// The tables of any model file.
-fn read_tables(path: &std::path::Path) -> Result<harken_lm::Tables> {
-    Ok(if harken_lm::is_binary(path) {
+/// The tables of any model file (a `.scorer` or KenLM binary through `scorer`).
+fn read_tables(
+    path: &std::path::Path,
+    scorer: &crate::scorer_io::ScorerArgs,
+) -> Result<harken_lm::Tables> {
+    Ok(if crate::scorer_io::is_kenlm(path) {
+        crate::scorer_io::read_tables(path, scorer)?
+    } else if harken_lm::is_binary(path) {
         Model::open(path)?.to_tables()
     } else {
         arpa::read(arpa::open(path)?)
@@ -302,12 +317,20 @@ fn read_tables(path: &std::path::Path) -> Result<harken_lm::Tables> {
     })
 }
 
-/// ARPA when the output ends in `.arpa`, else the binary format. Returns bytes written.
+/// ARPA when the output ends in `.arpa`, a DeepSpeech scorer package when it ends in
+/// `.scorer`, else the binary format. `source` is the input model (for a scorer's α, β and
+/// vocabulary). Returns bytes written.
 fn write_model(
     tables: &harken_lm::Tables,
     quantize: bool,
     output: &std::path::Path,
+    scorer: &crate::scorer_io::ScorerArgs,
+    source: &std::path::Path,
 ) -> Result<u64> {
+    if crate::scorer_io::is_scorer_output(output) {
+        let source = crate::scorer_io::is_kenlm(source).then_some(source);
+        return crate::scorer_io::write_scorer(tables, output, scorer, source);
+    }
     stream_model(output, quantize, false, |sink| Ok(harken_lm::sink::feed(tables, sink)?))
 }
 
@@ -320,6 +343,13 @@ fn stream_model<T>(
     hash_index: bool,
     fill: impl FnOnce(&mut dyn harken_lm::sink::Sink) -> Result<T>,
 ) -> Result<T> {
+    if crate::scorer_io::is_scorer_output(output) {
+        anyhow::bail!(
+            "{}: write the model as ARPA or binary first, then `harken lm convert MODEL {} --alphabet …` makes the scorer",
+            output.display(),
+            output.display()
+        );
+    }
     let tmp = output.with_extension("tmp-write");
     let written = (|| -> Result<T> {
         let file = std::fs::File::create(&tmp)
@@ -442,21 +472,24 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
         }
         LmCommand::Prune(a) => {
             let max = crate::model::parse_bytes(&a.max_bytes)?;
-            let mut tables = read_tables(&a.input)?;
-            let before = harken_lm::prune::binary_size(&tables, a.quantize);
+            let mut tables = read_tables(&a.input, &a.scorer)?;
+            // A scorer's KenLM part is quantized to 8 bits: budget it as Harken's quantized
+            // binary, which is no smaller than KenLM's bit-packed trie.
+            let quantize = a.quantize || crate::scorer_io::is_scorer_output(&a.output);
+            let before = harken_lm::prune::binary_size(&tables, quantize);
             let t0 = Instant::now();
             if let Some(n) = a.max_vocab {
                 tables = harken_lm::prune::shrink_vocabulary(&tables, n)?;
             }
-            let pruned = harken_lm::prune::prune_to_bytes(&tables, max, a.quantize)?;
-            let bytes = write_model(&pruned, a.quantize, &a.output)?;
+            let pruned = harken_lm::prune::prune_to_bytes(&tables, max, quantize)?;
+            let bytes = write_model(&pruned, a.quantize, &a.output, &a.scorer, &a.input)?;
             let counts: Vec<String> =
                 (1..=pruned.order()).map(|k| pruned.count(k).to_string()).collect();
             println!(
                 "{} → {}: {before} → {} binary bytes (budget {max}), n-grams {}, {:.1} s; wrote {bytes} bytes",
                 a.input.display(),
                 a.output.display(),
-                harken_lm::prune::binary_size(&pruned, a.quantize),
+                harken_lm::prune::binary_size(&pruned, quantize),
                 counts.join("/"),
                 t0.elapsed().as_secs_f64()
             );
@@ -466,9 +499,9 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
                 .with_context(|| format!("while reading {}", a.vocab.display()))?;
             let keep: std::collections::HashSet<String> =
                 words.split_whitespace().map(str::to_owned).collect();
-            let tables = read_tables(&a.input)?;
+            let tables = read_tables(&a.input, &a.scorer)?;
             let filtered = harken_lm::prune::filter_vocabulary(&tables, &keep)?;
-            let bytes = write_model(&filtered, false, &a.output)?;
+            let bytes = write_model(&filtered, false, &a.output, &a.scorer, &a.input)?;
             println!(
                 "{} → {}: vocabulary {} → {}, {bytes} bytes",
                 a.input.display(),
@@ -477,12 +510,32 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
                 filtered.vocab.len()
             );
         }
+        LmCommand::Convert(a) if crate::scorer_io::is_scorer_output(&a.output) => {
+            let t0 = Instant::now();
+            let bytes = if crate::scorer_io::is_bare_kenlm_without_strings(&a.input) {
+                crate::scorer_io::append_trie(&a.input, &a.output, &a.scorer)?
+            } else {
+                let tables = read_tables(&a.input, &a.scorer)?;
+                write_model(&tables, true, &a.output, &a.scorer, &a.input)?
+            };
+            println!(
+                "{} → {}: scorer package, {bytes} bytes, {:.1} s",
+                a.input.display(),
+                a.output.display(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
         LmCommand::Convert(a) => {
             let t0 = Instant::now();
             let memory = usize::try_from(crate::model::parse_bytes(&a.memory)?)
                 .context("--memory is larger than this machine's address space")?;
             let temp_dir = a.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
             let counts = stream_model(&a.output, a.quantize, a.hash_index, |sink| {
+                if crate::scorer_io::is_kenlm(&a.input) {
+                    let t = crate::scorer_io::read_tables(&a.input, &a.scorer)?;
+                    harken_lm::sink::feed(&t, sink)?;
+                    return Ok((1..=t.order()).map(|k| t.count(k)).collect());
+                }
                 if harken_lm::is_binary(&a.input) {
                     let m = Model::open(&a.input)?;
                     m.write_to(sink)?;
@@ -516,6 +569,9 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
                 bytes as f64 / total.max(1) as f64,
                 t0.elapsed().as_secs_f64()
             );
+        }
+        LmCommand::Info(a) if crate::scorer_io::is_kenlm(&a.model) => {
+            crate::scorer_io::info(&a.model, &a.scorer, a.verify)?;
         }
         LmCommand::Info(a) => {
             let t0 = Instant::now();
@@ -552,9 +608,13 @@ pub(crate) fn run(cmd: LmCommand) -> Result<ExitCode> {
             }
         }
         LmCommand::Eval(a) => {
-            let m = Model::load(&a.model)?;
             let text = std::fs::read_to_string(&a.text)
                 .with_context(|| format!("while reading {}", a.text.display()))?;
+            if crate::scorer_io::is_kenlm(&a.model) {
+                crate::scorer_io::eval(&a.model, &text, a.per_word)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let m = Model::load(&a.model)?;
             if a.per_word {
                 let mut out = std::io::BufWriter::new(std::io::stdout().lock());
                 for line in text.lines() {

@@ -7,6 +7,7 @@ mod lm_cmd;
 mod model;
 mod package_cmd;
 mod plan;
+mod scorer_io;
 mod serve;
 mod transcribe;
 
@@ -65,6 +66,10 @@ pub(crate) struct ModelArgs {
     /// boundaries (CTC packages carry their own).
     #[arg(long = "whisper-lm", env = "HARKEN_WHISPER_LM")]
     whisper_lm: Option<std::path::PathBuf>,
+    /// A DeepSpeech / Coqui STT `.scorer` package for a `.tflite` model (KenLM + vocabulary
+    /// trie, memory-mapped); its α and β apply unless --lm-alpha / --lm-beta say otherwise.
+    #[arg(long, env = "HARKEN_SCORER")]
+    scorer: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {

@@ -253,6 +253,7 @@ pub(crate) fn load(args: &ModelArgs, max_audio_s: Option<f64>) -> Result<Loaded>
         isa: Some(isa),
         max_audio_s,
         whisper_lm: args.whisper_lm.clone(),
+        scorer: args.scorer.clone(),
     };
     let engine = match &resolved.package {
         Some(p) => Engine::load_package(p, &config),

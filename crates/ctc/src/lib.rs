@@ -13,14 +13,18 @@
 //! boundaries, a vocabulary trie and hot words, or bind C++ (KenLM/DeepSpeech's native client);
 //! this crate keeps the pipeline pure Rust on top of Harken's own LM format.
 //!
+//! [`Scorer`] opens DeepSpeech's `.scorer` packages (KenLM binary + OpenFST vocabulary trie)
+//! for [`NativeDecoder`], and writes them.
+//!
 //! **Invariant:** pure computation over slices; no I/O except [`VocabTrie`] (de)serialisation
-//! from bytes, no threads, no globals.
+//! from bytes and mapping a `.scorer` file read-only; no threads, no globals.
 
 mod alphabet;
 mod beam;
 mod greedy;
 mod loss;
 pub mod native;
+pub mod scorer;
 mod trie;
 
 pub use alphabet::Alphabet;
@@ -28,6 +32,7 @@ pub use beam::{BeamOptions, BeamSearch, Hotwords, LmFusion};
 pub use greedy::greedy;
 pub use loss::ctc_loss;
 pub use native::{NativeDecoder, NativeOptions, NativeOutput};
+pub use scorer::{LmScorer, Scorer, ScorerError};
 pub use trie::VocabTrie;
 
 /// Errors of this crate.

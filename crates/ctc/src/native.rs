@@ -19,8 +19,21 @@
 //!   character (prefixes are ranked before their nodes are made: see [`NativeDecoder::next`]);
 //! - timesteps recorded in a shared tree, as the client reports them for word timings.
 //!
-//! With no external scorer, results do not depend on the order prefixes are visited in, so the
-//! implementation-defined order of `std::nth_element` does not matter.
+//! With a [`LmScorer`] (a `.scorer` package), also as the client: the vocabulary FST gates new
+//! characters (a node keeps its FST state; after a complete word the state returns to the
+//! start), the LM is asked at each scoring boundary (a space in alphabet mode, a complete code
+//! point in UTF-8 mode) for the last word given up to `order − 1` before it, from `<s>` when
+//! fewer words precede, `α·(ln P + hot boosts) + β` is added, and a frame's prefixes are cut
+//! where `ln p(c) + score` falls below the `beam_width`-th score `+ ln p(blank) − max(0, β)`.
+//! At the end, an unfinished last word is scored too before ranking.
+//!
+//! Results do not depend on the order prefixes are visited in (each node gets at most two
+//! contributions a frame, and the cut-off is monotone in the score), so the
+//! implementation-defined orders of `std::nth_element` and `std::partial_sort` do not matter.
+
+use std::sync::Arc;
+
+use crate::scorer::LmScorer;
 
 /// Minus infinity as the original writes it.
 const NEG_INF: f32 = -f32::MAX;
@@ -80,6 +93,10 @@ struct Node {
     exists: bool,
     /// Index into the timestep tree.
     timesteps: usize,
+    /// State in the scorer's vocabulary FST.
+    dict_state: u32,
+    /// Alphabet mode: the LM score this prefix gets when a space follows (computed once).
+    space_score: Option<f32>,
     previous_timesteps: Option<usize>,
     new_timestep: u32,
 }
@@ -99,6 +116,8 @@ impl Node {
             timesteps: 0,
             previous_timesteps: None,
             new_timestep: 0,
+            dict_state: 0,
+            space_score: None,
         }
     }
 }
@@ -119,6 +138,7 @@ struct Candidate {
     character: u32,
     score: f32,
     steps: usize,
+    dict_state: u32,
 }
 
 /// The decoder state of one stream: feed it frames with [`NativeDecoder::next`], read the
@@ -133,6 +153,7 @@ pub struct NativeDecoder {
     steps: Vec<Step>,
     abs_time: u32,
     start_expanding: bool,
+    scorer: Option<Arc<LmScorer>>,
 }
 
 impl NativeDecoder {
@@ -150,7 +171,24 @@ impl NativeDecoder {
             steps: vec![Step { frame: 0, parent: 0, children: Vec::new() }],
             abs_time: 0,
             start_expanding: false,
+            scorer: None,
         }
+    }
+
+    /// A decoder with an external scorer (`DS_EnableExternalScorer`); the alphabet is the
+    /// scorer's.
+    pub fn with_scorer(labels: usize, opts: NativeOptions, scorer: Arc<LmScorer>) -> Self {
+        let mut d = Self::new(labels, opts);
+        if let Some(s) = scorer.fst().start() {
+            d.nodes[0].dict_state = s;
+        }
+        d.scorer = Some(scorer);
+        d
+    }
+
+    /// The external scorer, if any.
+    pub fn scorer(&self) -> Option<&LmScorer> {
+        self.scorer.as_deref()
     }
 
     fn alloc(&mut self, node: Node) -> usize {
@@ -167,7 +205,7 @@ impl NativeDecoder {
     }
 
     /// The child of `p` for `c`, created or revived (`PathTrie::get_path_trie`).
-    fn child(&mut self, p: usize, c: u32) -> usize {
+    fn child(&mut self, p: usize, c: u32, dict_state: u32) -> usize {
         if let Some(&(_, ch)) = self.nodes[p].children.iter().find(|(k, _)| *k == c) {
             let n = &mut self.nodes[ch];
             if !n.exists {
@@ -179,7 +217,9 @@ impl NativeDecoder {
             }
             return ch;
         }
-        let ch = self.alloc(Node::new(c as i32, Some(p)));
+        let mut node = Node::new(c as i32, Some(p));
+        node.dict_state = dict_state;
+        let ch = self.alloc(node);
         self.nodes[p].children.push((c, ch));
         ch
     }
@@ -247,6 +287,7 @@ impl NativeDecoder {
     pub fn next(&mut self, probs: &[f64], classes: usize) {
         let frames = probs.len() / classes.max(1);
         let mut candidates: Vec<Candidate> = Vec::new();
+        let scorer = self.scorer.clone();
         for t in 0..frames {
             let prob = &probs[t * classes..(t + 1) * classes];
             if prob.get(self.blank).is_some_and(|&b| b < 0.999) {
@@ -259,6 +300,20 @@ impl NativeDecoder {
             let now = self.abs_time;
             candidates.clear();
             let n_prefixes = self.prefixes.len().min(self.opts.beam_width);
+            // The client's cut-off with a scorer: prefixes sorted by score, the worst kept one
+            // sets the bar (computed in f64, stored as f32, as the original).
+            let (min_cutoff, full_beam) = match &scorer {
+                Some(sc) if n_prefixes > 0 => {
+                    let worst = self.prefixes[..n_prefixes]
+                        .iter()
+                        .map(|&p| self.nodes[p].score)
+                        .fold(f32::INFINITY, f32::min);
+                    let blank = prob.get(self.blank).copied().unwrap_or(0.0);
+                    let cut = f64::from(worst) + blank.ln() - sc.beta().max(0.0);
+                    (cut as f32, n_prefixes == self.opts.beam_width)
+                }
+                _ => (NEG_INF, false),
+            };
             for (c, log_prob_c) in self.pruned(prob) {
                 for i in 0..n_prefixes {
                     let p = self.prefixes[i];
@@ -266,6 +321,9 @@ impl NativeDecoder {
                         let n = &self.nodes[p];
                         (n.score, n.character, n.log_prob_b_prev, n.log_prob_nb_prev, n.timesteps)
                     };
+                    if full_beam && log_prob_c + score < min_cutoff {
+                        continue;
+                    }
                     if score == NEG_INF {
                         continue;
                     }
@@ -286,14 +344,46 @@ impl NativeDecoder {
                         }
                         n.log_prob_nb_cur = log_sum_exp(n.log_prob_nb_cur, log_p);
                     }
-                    let log_p = if c as i32 == character && b_prev > NEG_INF {
+                    let existing = self.nodes[p].children.iter().find(|(k, _)| *k == c as u32);
+                    let existing = existing.map(|&(_, ch)| ch);
+                    // A new child must continue a vocabulary word.
+                    let mut dict_state = 0;
+                    if existing.is_none()
+                        && let Some(sc) = &scorer
+                    {
+                        let fst = sc.fst();
+                        let state = self.nodes[p].dict_state;
+                        match fst.find(state, c as u32 + 1) {
+                            Some(next) => {
+                                dict_state = match fst.start() {
+                                    Some(start) if fst.is_final(next) => start,
+                                    _ => next,
+                                };
+                            }
+                            None => {
+                                if fst.is_final(state)
+                                    && let Some(start) = fst.start()
+                                {
+                                    self.nodes[p].dict_state = start;
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    let mut log_p = if c as i32 == character && b_prev > NEG_INF {
                         log_prob_c + b_prev
                     } else if c as i32 != character {
                         log_prob_c + score
                     } else {
                         NEG_INF
                     };
-                    match self.live_child(p, c as u32) {
+                    if let Some(sc) = &scorer
+                        && let Some(lm) = self.lm_score(sc, p, c as u32)
+                    {
+                        log_p += lm;
+                        log_p = (f64::from(log_p) + sc.beta()) as f32;
+                    }
+                    match existing.filter(|&x| self.nodes[x].exists) {
                         Some(x) => {
                             let n = &mut self.nodes[x];
                             if n.log_prob_nb_cur < log_p {
@@ -307,6 +397,7 @@ impl NativeDecoder {
                             character: c as u32,
                             score: log_p,
                             steps: p_steps,
+                            dict_state,
                         }),
                     }
                 }
@@ -316,10 +407,99 @@ impl NativeDecoder {
         }
     }
 
-    /// The child of `p` for `c` if it is in the beam.
-    fn live_child(&self, p: usize, c: u32) -> Option<usize> {
-        let &(_, ch) = self.nodes[p].children.iter().find(|(k, _)| *k == c)?;
-        self.nodes[ch].exists.then_some(ch)
+    /// The LM score (before β) the client adds when prefix `p` is extended by `c`, or `None`
+    /// when that is not a scoring boundary. Alphabet mode scores the word before a space,
+    /// remembered per node; UTF-8 mode scores the code point `c` completes.
+    fn lm_score(&mut self, sc: &LmScorer, p: usize, c: u32) -> Option<f32> {
+        if !sc.utf8() {
+            if Some(c) != sc.space() {
+                return None;
+            }
+            if let Some(s) = self.nodes[p].space_score {
+                return Some(s);
+            }
+            let s = sc.boundary_score(&self.ngram(sc, p, None));
+            self.nodes[p].space_score = Some(s);
+            return Some(s);
+        }
+        if !self.codepoint_complete(sc, p, c) {
+            return None;
+        }
+        Some(sc.boundary_score(&self.ngram(sc, p, Some(c))))
+    }
+
+    /// Labels of the path ending at `p` (then `extra`), newest first, the root excluded.
+    fn path_back(&self, p: usize, extra: Option<u32>) -> impl Iterator<Item = u32> + '_ {
+        let mut cur = Some(p);
+        extra.into_iter().chain(std::iter::from_fn(move || {
+            let n = &self.nodes[cur?];
+            if n.character == ROOT {
+                return None;
+            }
+            cur = n.parent;
+            Some(n.character as u32)
+        }))
+    }
+
+    /// UTF-8 mode `is_scoring_boundary` for the prefix `p` + `c`: the bytes since the last
+    /// code-point start are as many as that start byte announces.
+    fn codepoint_complete(&self, sc: &LmScorer, p: usize, c: u32) -> bool {
+        let mut dist = 0usize;
+        let mut first = None;
+        for l in self.path_back(p, Some(c)) {
+            dist += 1;
+            let b = sc.label_bytes(l).first().copied().unwrap_or(0);
+            if b & 0xC0 != 0x80 {
+                first = Some(b);
+                break;
+            }
+        }
+        let Some(b) = first else { return false };
+        let needed = if b >> 3 == 0x1E {
+            4
+        } else if b >> 4 == 0x0E {
+            3
+        } else if b >> 5 == 0x06 {
+            2
+        } else if b >> 7 == 0 {
+            1
+        } else {
+            return false;
+        };
+        dist == needed
+    }
+
+    /// `Scorer::make_ngram`: the last `order` words (alphabet mode: split at spaces; UTF-8
+    /// mode: code points) of the prefix `p` (+ `extra`), oldest first.
+    fn ngram(&self, sc: &LmScorer, p: usize, extra: Option<u32>) -> Vec<Vec<u8>> {
+        let order = sc.max_order();
+        let utf8 = sc.utf8();
+        let space = sc.space();
+        let mut words: Vec<Vec<u8>> = Vec::new();
+        let mut word: Vec<u32> = Vec::new();
+        let mut labels = self.path_back(p, extra).peekable();
+        while words.len() < order && labels.peek().is_some() {
+            word.clear();
+            // One word back: alphabet mode stops at a space (the space itself ends the
+            // previous word's walk), UTF-8 mode at a code-point start byte.
+            for l in labels.by_ref() {
+                if utf8 {
+                    word.push(l);
+                    if sc.label_bytes(l).first().is_some_and(|b| b & 0xC0 != 0x80) {
+                        break;
+                    }
+                } else {
+                    if Some(l) == space {
+                        break;
+                    }
+                    word.push(l);
+                }
+            }
+            let bytes: Vec<u8> = word.iter().rev().flat_map(|&l| sc.label_bytes(l)).collect();
+            words.push(bytes);
+        }
+        words.reverse();
+        words
     }
 
     /// End of a frame: rank the beam's prefixes (their new scores) with the candidates, keep
@@ -359,7 +539,7 @@ impl NativeDecoder {
         }
         for &(_, _, k) in &ranked {
             let Some(c) = k.checked_sub(old.len()).map(|k| &candidates[k]) else { continue };
-            let x = self.child(c.parent, c.character);
+            let x = self.child(c.parent, c.character, c.dict_state);
             let n = &mut self.nodes[x];
             if n.log_prob_nb_cur < c.score {
                 n.previous_timesteps = Some(c.steps);
@@ -398,14 +578,33 @@ impl NativeDecoder {
         }
     }
 
-    /// The `num_results` best transcripts so far (`DecoderState::decode` without a scorer).
+    /// The `num_results` best transcripts so far (`DecoderState::decode`): with a scorer,
+    /// a prefix that does not end at a boundary gets its last (unfinished) word scored first.
     pub fn decode(&self, num_results: usize) -> Vec<NativeOutput> {
-        let mut best = self.prefixes.clone();
         let nodes = &self.nodes;
-        best.sort_by(|&a, &b| compare(&nodes[a], &nodes[b]));
+        let mut best: Vec<(f32, usize)> =
+            self.prefixes.iter().map(|&p| (nodes[p].score, p)).collect();
+        if let Some(sc) = &self.scorer {
+            for (score, p) in best.iter_mut().take(self.opts.beam_width) {
+                let n = &nodes[*p];
+                let at_boundary = if sc.utf8() {
+                    n.character == ROOT
+                        || n.parent
+                            .is_some_and(|q| self.codepoint_complete(sc, q, n.character as u32))
+                } else {
+                    n.parent.is_none() || Some(n.character as u32) == sc.space()
+                };
+                if !at_boundary || (sc.utf8() && n.character == ROOT) {
+                    *score += sc.final_score(&self.ngram(sc, *p, None));
+                }
+            }
+        }
+        best.sort_by(|a, b| {
+            b.0.total_cmp(&a.0).then(nodes[a.1].character.cmp(&nodes[b.1].character))
+        });
         best.into_iter()
             .take(num_results.max(1))
-            .map(|p| {
+            .map(|(score, p)| {
                 let mut tokens = Vec::new();
                 let mut cur = Some(p);
                 while let Some(i) = cur {
@@ -422,15 +621,10 @@ impl NativeDecoder {
                     s = self.steps[s].parent;
                 }
                 timesteps.reverse();
-                NativeOutput { tokens, timesteps, confidence: nodes[p].score }
+                NativeOutput { tokens, timesteps, confidence: score }
             })
             .collect()
     }
-}
-
-/// `prefix_compare`: higher score first, ties by the smaller character.
-fn compare(x: &Node, y: &Node) -> std::cmp::Ordering {
-    y.score.total_cmp(&x.score).then(x.character.cmp(&y.character))
 }
 
 #[cfg(test)]

@@ -11,18 +11,22 @@
 //! partial last window over the previous window's samples in the model's input tensor, so the
 //! tail of that window is the previous window's tail, not zeros.
 
+use std::sync::Arc;
+
 use harken_core::{Audio, Segment, Transcript, Word};
-use harken_ctc::{NativeDecoder, NativeOptions, NativeOutput};
+use harken_ctc::{LmScorer, NativeDecoder, NativeOptions, NativeOutput, Scorer};
 use harken_features::{MfccConfig, TfMfcc};
 use harken_model::{DeepSpeech, LstmState};
 
-use crate::transcribe::{Progress, Timings, TranscribeOptions};
+use crate::transcribe::{LmOptions, Progress, Timings, TranscribeOptions};
 use crate::{Error, Result};
 
 /// A loaded `.tflite` model and its front end.
 pub(crate) struct DsSide {
     pub(crate) model: DeepSpeech,
     pub(crate) mfcc: TfMfcc,
+    /// The external scorer (`--scorer`), checked against the model's alphabet.
+    pub(crate) scorer: Option<Scorer>,
     /// Samples per window and per step, as the client computes them from the metadata.
     win_len: usize,
     win_step: usize,
@@ -59,7 +63,40 @@ impl DsSide {
             coefficients: p.coefficients,
         })
         .map_err(|e| bad(e.to_string()))?;
-        Ok(DsSide { model, mfcc, win_len, win_step })
+        Ok(DsSide { model, mfcc, scorer: None, win_len, win_step })
+    }
+
+    /// Open a `.scorer` package and check that it was made for this model's alphabet.
+    pub(crate) fn set_scorer(&mut self, path: &std::path::Path) -> Result<()> {
+        let scorer = Scorer::open(path)
+            .map_err(|e| Error::Scorer { path: path.to_owned(), detail: e.to_string() })?;
+        scorer
+            .check_alphabet(&self.model.metadata().alphabet)
+            .map_err(|e| Error::Scorer { path: path.to_owned(), detail: e.to_string() })?;
+        self.scorer = Some(scorer);
+        Ok(())
+    }
+
+    /// The scorer of one request: the package's α and β unless `lm` overrides them, and the
+    /// hot words (`word` gets `weight`, `word:boost` its own boost), or none when `lm`
+    /// disables it.
+    pub(crate) fn lm_scorer(
+        &self,
+        lm: &LmOptions,
+        hotwords: &[String],
+        weight: f32,
+    ) -> Option<Arc<LmScorer>> {
+        let scorer = self.scorer.as_ref().filter(|_| lm.enabled != Some(false))?;
+        let mut s = LmScorer::new(scorer.clone(), self.model.metadata().alphabet.clone());
+        let (a, b) = s.alpha_beta();
+        s.set_alpha_beta(lm.alpha.unwrap_or(a), lm.beta.unwrap_or(b));
+        for w in hotwords {
+            match w.rsplit_once(':').and_then(|(w, b)| Some((w, b.trim().parse::<f32>().ok()?))) {
+                Some((word, boost)) => s.add_hot_word(word.trim(), boost),
+                None => s.add_hot_word(w.trim(), weight),
+            }
+        }
+        Some(Arc::new(s))
     }
 
     /// Seconds per output frame.
@@ -67,10 +104,16 @@ impl DsSide {
         self.win_step as f64 / f64::from(self.model.metadata().sample_rate)
     }
 
-    /// A new stream decoding with beam width `beam` (the model's when `None`).
-    pub(crate) fn stream(&self, beam: Option<usize>) -> DsStream<'_> {
+    /// A new stream decoding with beam width `beam` (the model's when `None`) and `scorer`.
+    pub(crate) fn stream(
+        &self,
+        beam: Option<usize>,
+        scorer: Option<Arc<LmScorer>>,
+    ) -> DsStream<'_> {
         let d = self.model.dims();
         let beam = beam.unwrap_or(self.model.metadata().beam_width as usize);
+        let labels = self.model.metadata().alphabet.len();
+        let opts = NativeOptions::client(beam);
         DsStream {
             side: self,
             audio: Vec::with_capacity(self.win_len),
@@ -78,10 +121,10 @@ impl DsSide {
             mfcc: vec![0.0; d.n_context * d.n_features],
             batch: Vec::with_capacity(d.n_steps * d.feats_per_step()),
             state: self.model.initial_state(),
-            decoder: NativeDecoder::new(
-                self.model.metadata().alphabet.len(),
-                NativeOptions::client(beam),
-            ),
+            decoder: match scorer {
+                Some(s) => NativeDecoder::with_scorer(labels, opts, s),
+                None => NativeDecoder::new(labels, opts),
+            },
             probs: Vec::new(),
             features: Vec::new(),
             keep_probs: false,
@@ -142,7 +185,8 @@ impl DsSide {
         }
         let mut timings = Timings::default();
         let t = std::time::Instant::now();
-        let mut stream = self.stream(opts.lm.beam);
+        let scorer = self.lm_scorer(&opts.lm, &opts.hotwords, opts.hotword_weight);
+        let mut stream = self.stream(opts.lm.beam, scorer);
         let total = audio.duration_s();
         let chunk = 16 * harken_features::SAMPLE_RATE_HZ as usize;
         for (i, part) in audio.samples.chunks(chunk).enumerate() {

@@ -25,6 +25,14 @@ pub enum Error {
         /// What is missing or wrong.
         detail: String,
     },
+    /// An external scorer (`.scorer` package) cannot be used.
+    #[error("scorer {path}: {detail}")]
+    Scorer {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// A transcription option is out of range.
     #[error("invalid option: {0}")]
     Option(String),
@@ -38,6 +46,7 @@ impl Error {
             Error::Model(e) => e.kind(),
             Error::Decode(e) => e.kind(),
             Error::ModelDir { .. } => ErrorKind::NotFound,
+            Error::Scorer { .. } => ErrorKind::Unavailable,
             Error::Option(_) => ErrorKind::InvalidInput,
         }
     }

@@ -60,6 +60,8 @@ pub struct EngineConfig {
     /// An n-gram LM (ARPA or Harken binary) fused into Whisper's beam search at word
     /// boundaries; CTC packages bring their own.
     pub whisper_lm: Option<std::path::PathBuf>,
+    /// A DeepSpeech `.scorer` package for a `.tflite` model (`DS_EnableExternalScorer`).
+    pub scorer: Option<std::path::PathBuf>,
 }
 
 /// A loaded model, ready to transcribe. `Send + Sync`: share it behind an `Arc`.
@@ -115,6 +117,9 @@ impl Engine {
         if let Some(isa) = config.isa {
             side.model.set_isa(isa);
         }
+        if let Some(scorer) = &config.scorer {
+            side.set_scorer(scorer)?;
+        }
         let load_time = start.elapsed();
         let meta = side.model.metadata();
         tracing::info!(
@@ -125,6 +130,7 @@ impl Engine {
             labels = meta.alphabet.len(),
             beam_width = meta.beam_width,
             language = meta.language.as_deref().unwrap_or("-"),
+            scorer = ?config.scorer,
             "DeepSpeech model loaded"
         );
         Ok(Engine {
@@ -136,11 +142,15 @@ impl Engine {
     }
 
     /// A stream for a DeepSpeech model (audio in as it arrives, DeepSpeech's decoder state
-    /// kept), decoding with beam width `beam` (the model's when `None`). `None` for other
-    /// models.
-    pub fn deepspeech_stream(&self, beam: Option<usize>) -> Option<DsStream<'_>> {
+    /// kept), decoding as `opts` says: beam width `opts.lm.beam` (the model's when `None`),
+    /// the scorer unless `opts.lm.enabled` is `Some(false)`, α/β overrides and hot words.
+    /// `None` for other models.
+    pub fn deepspeech_stream(&self, opts: &TranscribeOptions) -> Option<DsStream<'_>> {
         match &self.kind {
-            Kind::DeepSpeech(d) => Some(d.stream(beam)),
+            Kind::DeepSpeech(d) => {
+                let scorer = d.lm_scorer(&opts.lm, &opts.hotwords, opts.hotword_weight);
+                Some(d.stream(opts.lm.beam, scorer))
+            }
             _ => None,
         }
     }
