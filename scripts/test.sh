@@ -12,6 +12,8 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 step "models"
 scripts/install-models.sh all
 scripts/install-deepspeech.sh >/dev/null
+step "KenLM tools (build_binary, query, lmplz: the scorer and LM references)"
+scripts/install-kenlm.sh >/dev/null
 
 step "test servers (moto, MLflow)"
 HARKEN_STORE_VENV=$(scripts/install-test-tools.sh)

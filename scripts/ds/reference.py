@@ -237,7 +237,8 @@ def check(a):
         }, ensure_ascii=False))
     print(json.dumps({"files": len(a.files), "failures": failures, "beam": client.beam,
                       "scorer": a.scorer, "alpha_beta": alpha_beta, "hot_words": hot_words(a),
-                      "max_feature_diff": worst_feat, "max_probability_diff": worst_prob}))
+                      "max_feature_diff": None if a.scorer else worst_feat,
+                      "max_probability_diff": None if a.scorer else worst_prob}))
     return 1 if failures else 0
 
 

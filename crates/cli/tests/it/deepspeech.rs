@@ -96,3 +96,186 @@ fn a_broken_model_file_is_a_clear_error() {
     let err = stderr(&out);
     assert!(err.contains("cut.tflite") && !err.contains("panicked"), "{err}");
 }
+
+/// A scorer for the armspeech model, made the way a user makes one: `harken lm build` on
+/// the committed Armenian text, then `harken lm convert … x.scorer --alphabet model.tflite`.
+fn make_scorer(model: &str, dir: &std::path::Path) -> PathBuf {
+    let text = testdata("../deepspeech/armspeech-lm.txt");
+    let arpa = dir.join("arm.arpa");
+    let scorer = dir.join("arm.scorer");
+    let (arpa_s, scorer_s) = (arpa.to_str().expect("utf-8"), scorer.to_str().expect("utf-8"));
+    let out = harken(&["lm", "build", text.to_str().expect("utf-8"), "--order", "3", "-o", arpa_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = harken(&["lm", "convert", arpa_s, "-o", scorer_s, "--alphabet", model]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    scorer
+}
+
+#[test]
+fn scorer_transcripts_equal_the_official_clients() {
+    let Some(model) = armspeech() else { return };
+    let model = model.to_str().expect("utf-8");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let scorer = make_scorer(model, tmp.path());
+    let scorer = scorer.to_str().expect("utf-8");
+    let golden = std::fs::read_to_string(testdata("../golden/deepspeech-armspeech-scorer.tsv"))
+        .expect("golden file");
+    let mut checked = 0;
+    for line in golden.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let mut f = line.splitn(3, '\t');
+        let (config, file, want) = (f.next(), f.next(), f.next().unwrap_or(""));
+        let (Some(config), Some(file)) = (config, file) else { panic!("bad line {line:?}") };
+        let clip = testdata(file);
+        let mut args =
+            vec!["transcribe", "--model", model, "--scorer", scorer, clip.to_str().expect("utf-8")];
+        if config == "tuned" {
+            args.extend([
+                "--beam",
+                "64",
+                "--lm-alpha",
+                "1.7",
+                "--lm-beta",
+                "0.4",
+                "--hotwords",
+                "սե:3.5,ի:-2.25",
+            ]);
+        }
+        let out = harken(&args);
+        assert!(out.status.success(), "{file}: {}", stderr(&out));
+        assert_eq!(stdout(&out).trim_end_matches('\n'), want, "{config} {file}");
+        checked += 1;
+    }
+    assert_eq!(checked, 6);
+    // The scorer changes the result: without it the client's transcript is another.
+    let clip = testdata("numbers_16k.wav");
+    let plain = harken(&["transcribe", "--model", model, clip.to_str().expect("utf-8")]);
+    let scored = harken(&[
+        "transcribe",
+        "--model",
+        model,
+        "--scorer",
+        scorer,
+        clip.to_str().expect("utf-8"),
+    ]);
+    assert_ne!(stdout(&plain), stdout(&scored));
+    let off = harken(&[
+        "transcribe",
+        "--model",
+        model,
+        "--scorer",
+        scorer,
+        "--no-lm",
+        clip.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(stdout(&plain), stdout(&off), "--no-lm turns the scorer off");
+}
+
+#[test]
+fn scorer_tools_and_bad_scorers() {
+    let Some(model) = armspeech() else { return };
+    let model = model.to_str().expect("utf-8");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let scorer = make_scorer(model, tmp.path());
+    let scorer_s = scorer.to_str().expect("utf-8");
+    let info = harken(&["lm", "info", scorer_s, "--alphabet", model, "--verify"]);
+    assert!(info.status.success(), "{}", stderr(&info));
+    let text = stdout(&info);
+    for want in ["DeepSpeech scorer package", "QuantArrayTrie", "8-bit", "-a 255", "trie check ok"]
+    {
+        assert!(text.contains(want), "{want:?} in {text}");
+    }
+    assert!(text.contains("alphabet   matches"), "{text}");
+
+    // Back to ARPA and into a pruned scorer: the words come from the trie via the alphabet.
+    let arpa = tmp.path().join("back.arpa");
+    let out = harken(&[
+        "lm",
+        "convert",
+        scorer_s,
+        "-o",
+        arpa.to_str().expect("utf-8"),
+        "--alphabet",
+        model,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let back = std::fs::read_to_string(&arpa).expect("arpa");
+    assert!(back.contains("ngram 3="), "{back:.200}");
+    let small = tmp.path().join("small.scorer");
+    let out = harken(&[
+        "lm",
+        "prune",
+        scorer_s,
+        "--max-bytes",
+        "60KB",
+        "-o",
+        small.to_str().expect("utf-8"),
+        "--alphabet",
+        model,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let small_bytes = std::fs::metadata(&small).expect("pruned").len();
+    assert!(small_bytes < std::fs::metadata(&scorer).expect("scorer").len(), "{small_bytes}");
+    let clip = testdata("speech_16k_s16.wav");
+    let clip = clip.to_str().expect("utf-8");
+    let out =
+        harken(&["transcribe", "--model", model, "--scorer", small.to_str().expect("utf-8"), clip]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let eval = harken(&[
+        "lm",
+        "eval",
+        scorer_s,
+        testdata("../deepspeech/armspeech-lm.txt").to_str().expect("utf-8"),
+    ]);
+    assert!(eval.status.success(), "{}", stderr(&eval));
+    assert!(stdout(&eval).contains("perplexity"), "{}", stdout(&eval));
+
+    // A scorer for another alphabet, a truncated one and a bare KenLM model: clear errors.
+    let english = tmp.path().join("alphabet.txt");
+    std::fs::write(
+        &english,
+        " \na\nb\nc\nd\ne\nf\ng\nh\ni\nj\nk\nl\nm\nn\no\np\nq\nr\ns\nt\nu\nv\nw\nx\ny\nz\n'\n",
+    )
+    .expect("alphabet");
+    let words = tmp.path().join("words.txt");
+    std::fs::write(&words, "the cat sat on a mat\nthe dog sat on the cat\n").expect("words");
+    let en_arpa = tmp.path().join("en.arpa");
+    let out = harken(&[
+        "lm",
+        "build",
+        words.to_str().expect("utf-8"),
+        "--order",
+        "2",
+        "-o",
+        en_arpa.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let en = tmp.path().join("en.scorer");
+    let out = harken(&[
+        "lm",
+        "convert",
+        en_arpa.to_str().expect("utf-8"),
+        "-o",
+        en.to_str().expect("utf-8"),
+        "--alphabet",
+        english.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cut = tmp.path().join("cut.scorer");
+    let bytes = std::fs::read(&scorer).expect("scorer");
+    std::fs::write(&cut, &bytes[..bytes.len() - 1000]).expect("write");
+    let bare = tmp.path().join("bare.scorer");
+    std::fs::write(&bare, &bytes[..55_416.min(bytes.len())]).expect("write");
+    for (bad, want) in [(&en, "does not match"), (&cut, "trie"), (&bare, "not a scorer")] {
+        let out = harken(&[
+            "transcribe",
+            "--model",
+            model,
+            "--scorer",
+            bad.to_str().expect("utf-8"),
+            clip,
+        ]);
+        assert!(!out.status.success(), "{}", bad.display());
+        let err = stderr(&out);
+        assert!(err.contains(want) && !err.contains("panicked"), "{}: {err}", bad.display());
+    }
+}
