@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Harken against the official DeepSpeech client (libdeepspeech 0.9.3) on the same model and
-# audio, side by side in one run: time with 1 and 2 cores, model load time and peak RSS.
+# audio, side by side in one run: time with 1 and 2 cores, model load time and peak RSS;
+# then again with a scorer package.
 #
 #   bench/deepspeech.sh [MODEL.tflite] [RUNS]
 #
@@ -34,3 +35,13 @@ if [[ ! -f "$audio" ]]; then
 fi
 python3 "$here/deepspeech_bench.py" --lib "$ds/libdeepspeech.so" --model "$model" \
   --harken "$bin" --audio "$audio" --runs "$runs"
+# With a scorer: an Armenian trigram package made by Harken (scripts/ds/check.sh checks the
+# client gives the same transcripts with it), or $HARKEN_DS_SCORER.
+scorer=${HARKEN_DS_SCORER:-}
+if [[ -z "$scorer" ]]; then
+  scorer="$cache/bench/armspeech-lm.scorer"
+  "$bin" lm build "$root/testdata/deepspeech/armspeech-lm.txt" --order 3 -o "$scorer.arpa" >/dev/null
+  "$bin" lm convert "$scorer.arpa" -o "$scorer" --alphabet "$model" >/dev/null 2>&1
+fi
+python3 "$here/deepspeech_bench.py" --lib "$ds/libdeepspeech.so" --model "$model" \
+  --harken "$bin" --audio "$audio" --runs "$runs" --scorer "$scorer"

@@ -24,6 +24,10 @@ m = ctypes.c_void_p()
 t0 = time.perf_counter()
 if lib.DS_CreateModel(sys.argv[2].encode(), ctypes.byref(m)) != 0:
     sys.exit("DS_CreateModel failed")
+if len(sys.argv) > 4:
+    lib.DS_EnableExternalScorer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    if lib.DS_EnableExternalScorer(m, sys.argv[4].encode()) != 0:
+        sys.exit("DS_EnableExternalScorer failed")
 t1 = time.perf_counter()
 p = lib.DS_SpeechToText(m, buf, len(buf))
 t2 = time.perf_counter()
@@ -45,6 +49,7 @@ def timed(cmd, env=None):
 
 def client_run(a, cores):
     cmd = ["taskset", "-c", cores, sys.executable, "-c", CLIENT, a.lib, a.model, a.audio]
+    cmd += [a.scorer] if a.scorer else []
     r, wall, rss = timed(cmd)
     load, stt = map(float, re.search(r"LOAD (\S+) STT (\S+)", r.stdout).groups())
     text = r.stdout.split("TEXT ", 1)[1].rstrip("\n")
@@ -54,6 +59,7 @@ def client_run(a, cores):
 def harken_run(a, cores, threads):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads), HARKEN_LOG="info", NO_COLOR="1")
     cmd = ["taskset", "-c", cores, a.harken, "transcribe", "--model", a.model, a.audio]
+    cmd += ["--scorer", a.scorer] if a.scorer else []
     r, wall, rss = timed(cmd, env)
     load = float(re.search(r"DeepSpeech model loaded.*?seconds=(\S+)", r.stderr).group(1))
     return {"load": load, "stt": wall - load, "wall": wall, "rss": rss,
@@ -67,6 +73,7 @@ def main():
     p.add_argument("--harken", required=True)
     p.add_argument("--audio", required=True)
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--scorer", help="a .scorer package for both (load time includes it)")
     a = p.parse_args()
     import wave
     with wave.open(a.audio, "rb") as w:
@@ -87,7 +94,8 @@ def main():
                         "ratio_median": statistics.median(hv) / statistics.median(cv)}
         row["same_text"] = same
         results[label] = row
-    print(f"audio {audio_s:.1f} s, model {a.model}, {a.runs} runs each; ratio = Harken / client")
+    print(f"audio {audio_s:.1f} s, model {a.model}, scorer {a.scorer or '-'}, {a.runs} runs each; "
+          "ratio = Harken / client")
     print(f"{'':8} {'':6} {'client min/med':>18} {'harken min/med':>18} {'ratio min/med':>16}")
     for label, row in results.items():
         for key, unit in (("stt", "s"), ("load", "s"), ("rss", "MiB")):
@@ -97,7 +105,7 @@ def main():
                   f"{v['ratio_min']:7.3f}/{v['ratio_median']:<7.3f} {unit}")
         print(f"{label:8} RTF    client {row['stt']['client_min'] / audio_s:.3f}  "
               f"harken {row['stt']['harken_min'] / audio_s:.3f}  same text: {row['same_text']}")
-    print(json.dumps({"audio_s": audio_s, "results": results}))
+    print(json.dumps({"audio_s": audio_s, "scorer": a.scorer, "results": results}))
 
 
 if __name__ == "__main__":
