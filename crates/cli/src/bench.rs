@@ -79,15 +79,18 @@ pub(crate) fn run(args: BenchArgs) -> Result<ExitCode> {
     }
     let report = json!({
         "model": engine.dir().to_string_lossy(),
+        "family": engine.family(),
         "precision": if engine.is_int8() { "int8" } else { "f32" },
         "cpu_path": engine.isa().name(),
         "cpu_detected": harken_engine::Isa::detect().name(),
         "cpu_features": harken_engine::CpuReport::probe().features,
         "threads": args.model.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-        "beam": args.beam,
+        // DeepSpeech models decode with their own (or their package's) beam width.
+        "beam": (engine.family() != "deepspeech").then_some(args.beam),
         "load_seconds": load_s,
         "peak_rss_bytes": peak_rss_bytes(),
         "model_bytes": crate::model::model_bytes(&loaded.lease),
+        "lm_bytes": lm_bytes(&loaded.lease, args.model.scorer.as_deref()),
         "binary_bytes": std::env::current_exe().and_then(std::fs::metadata).map_or(0, |m| m.len()),
         "files": files,
     });
@@ -133,4 +136,19 @@ fn peak_rss_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Bytes of the language model the engine decodes with: `--scorer`, or the package's scorer
+/// or n-gram LM.
+fn lm_bytes(resolved: &harken_artifacts::Resolved, scorer: Option<&std::path::Path>) -> u64 {
+    if let Some(s) = scorer {
+        return std::fs::metadata(s).map_or(0, |m| m.len());
+    }
+    let Some(p) = &resolved.package else { return 0 };
+    let lm = match &p.flavor().family {
+        harken_package::Family::Deepspeech { scorer, .. } => scorer.as_deref(),
+        harken_package::Family::Ctc { language_model, .. } => language_model.as_deref(),
+        harken_package::Family::Whisper { .. } => None,
+    };
+    lm.and_then(|lm| p.flavor().files.iter().find(|f| f.path == lm)).map_or(0, |f| f.size)
 }

@@ -11,7 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// Subcommands of `harken model`.
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum ModelCommand {
-    /// Build a package from a CTranslate2 or Hugging Face Whisper directory.
+    /// Build a package from a CTranslate2 or Hugging Face Whisper directory, a CTC model
+    /// directory, or a DeepSpeech / Coqui STT `.tflite` model (with `--scorer`).
     Pack(PackArgs),
     /// Write an int8 copy of a Whisper directory (model.int8.safetensors: 8-bit linear layers,
     /// memory-mapped and used in place at load) beside its tokenizer and config.
@@ -32,8 +33,12 @@ pub(crate) enum ModelCommand {
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct PackArgs {
-    /// Source model directory.
+    /// Source model directory, or a DeepSpeech / Coqui STT `.tflite` file (a directory holding
+    /// one `.tflite` and at most one `.scorer` works too).
     src: PathBuf,
+    /// The `.scorer` package to ship with a `.tflite` model (checked against its alphabet).
+    #[arg(long)]
+    scorer: Option<PathBuf>,
     /// Output package directory (must not exist or be empty).
     #[arg(short, long)]
     output: PathBuf,
@@ -193,14 +198,93 @@ fn pack(a: PackArgs) -> Result<ExitCode> {
         created_unix_s,
     };
     let bar = bytes_bar(0, "pack");
-    let pkg = harken_package::pack(&a.src, &a.output, &opts, &mut |done, total| {
+    let mut progress = |done, total| {
         bar.set_length(total);
         bar.set_position(done);
-    })
+    };
+    let pkg = match deepspeech_sources(&a.src, a.scorer.as_deref())? {
+        Some((model, scorer)) => {
+            let n_mels = check_deepspeech(&model, scorer.as_deref())?;
+            harken_package::pack_deepspeech(
+                &model,
+                scorer.as_deref(),
+                n_mels,
+                &a.output,
+                &opts,
+                &mut progress,
+            )
+        }
+        None if a.scorer.is_some() => {
+            bail!("--scorer goes with a DeepSpeech / Coqui STT .tflite model")
+        }
+        None => harken_package::pack(&a.src, &a.output, &opts, &mut progress),
+    }
     .with_context(|| format!("while packing {}", a.src.display()))?;
     bar.finish_and_clear();
     println!("{}  {}", pkg.label(), pkg.dir().display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `.tflite` model and `.scorer` to pack when `src` is a DeepSpeech model: the file
+/// itself, or a directory holding exactly one `.tflite` (and at most one `.scorer`).
+fn deepspeech_sources(
+    src: &std::path::Path,
+    scorer: Option<&std::path::Path>,
+) -> Result<Option<(PathBuf, Option<PathBuf>)>> {
+    let has_ext = |p: &std::path::Path, e: &str| {
+        p.extension().is_some_and(|x| x.eq_ignore_ascii_case(e)) && p.is_file()
+    };
+    if has_ext(src, "tflite") {
+        return Ok(Some((src.to_owned(), scorer.map(ToOwned::to_owned))));
+    }
+    if !src.is_dir() {
+        return Ok(None);
+    }
+    let mut models = Vec::new();
+    let mut scorers = Vec::new();
+    for entry in std::fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
+        let p = entry.with_context(|| format!("reading {}", src.display()))?.path();
+        if has_ext(&p, "tflite") {
+            models.push(p);
+        } else if has_ext(&p, "scorer") {
+            scorers.push(p);
+        }
+    }
+    match (models.as_slice(), scorers.as_slice()) {
+        ([], _) => Ok(None),
+        ([m], []) => Ok(Some((m.clone(), scorer.map(ToOwned::to_owned)))),
+        ([m], [s]) => {
+            Ok(Some((m.clone(), Some(scorer.map_or_else(|| s.clone(), ToOwned::to_owned)))))
+        }
+        ([_], _) if scorer.is_some() => {
+            let (m, s) = (models[0].clone(), scorer.map(ToOwned::to_owned));
+            Ok(Some((m, s)))
+        }
+        ([_], _) => bail!(
+            "{} holds {} .scorer files; name the one to ship with --scorer",
+            src.display(),
+            scorers.len()
+        ),
+        _ => bail!(
+            "{} holds {} .tflite models; pass the one to pack as the source",
+            src.display(),
+            models.len()
+        ),
+    }
+}
+
+/// Open the model and the scorer as `serve` would, so that a package never ships a pair
+/// that does not load (a scorer made for another alphabet); returns the filterbank size.
+fn check_deepspeech(model: &std::path::Path, scorer: Option<&std::path::Path>) -> Result<u32> {
+    let m = harken_model::DeepSpeech::load(model)
+        .with_context(|| format!("while reading {}", model.display()))?;
+    if let Some(s) = scorer {
+        let sc = harken_ctc::Scorer::open(s)
+            .with_context(|| format!("while reading {}", s.display()))?;
+        sc.check_alphabet(&m.metadata().alphabet)
+            .with_context(|| format!("{} does not fit {}", s.display(), model.display()))?;
+    }
+    u32::try_from(m.mfcc_params().channels).context("filterbank size")
 }
 
 /// A local package directory, or a URI pulled through the cache.

@@ -182,19 +182,32 @@ fn measurement_from(reports: &[Value], fallback_p: f64) -> Result<Measurement> {
     let model = std::path::Path::new(model)
         .file_name()
         .map_or_else(|| model.to_owned(), |n| n.to_string_lossy().into_owned());
+    // Whisper's encoder (and the CTC heads on it) runs whole 30-s windows; a DeepSpeech
+    // network costs the same for every 20-ms frame, so all its time scales with the audio.
+    let per_window = best["family"].as_str().is_none_or(|f| f != "deepspeech");
+    let (encoder_s_per_window, other_s_per_audio_s) = if per_window {
+        (encoder / windows, ((time - encoder) / audio).max(0.0))
+    } else {
+        (0.0, time / audio)
+    };
+    let beam = match best["beam"].as_u64() {
+        Some(b) => format!("beam {b}"),
+        None => "the model's beam".to_owned(),
+    };
     Ok(Measurement {
         model: format!("{model} ({})", best["precision"].as_str().unwrap_or("f32")),
         threads,
-        encoder_s_per_window: encoder / windows,
-        other_s_per_audio_s: ((time - encoder) / audio).max(0.0),
+        encoder_s_per_window,
+        other_s_per_audio_s,
         parallel_fraction: p,
         peak_rss_bytes: best["peak_rss_bytes"].as_u64().unwrap_or(0),
         load_s: f64_of(best, "load_seconds"),
         model_bytes: best["model_bytes"].as_u64().unwrap_or(0),
         binary_bytes: best["binary_bytes"].as_u64().unwrap_or(0),
+        lm_bytes: best["lm_bytes"].as_u64().unwrap_or(0),
         source: format!(
-            "harken bench: {audio:.1} s of audio in {windows:.0} window(s), beam {}, min of runs; {how}",
-            best["beam"].as_u64().unwrap_or(5)
+            "harken bench: {audio:.1} s of audio in {windows:.0} {}, {beam}, min of runs; {how}",
+            if per_window { "window(s)" } else { "frames" }
         ),
     })
 }

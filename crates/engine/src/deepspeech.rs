@@ -30,6 +30,17 @@ pub(crate) struct DsSide {
     /// Samples per window and per step, as the client computes them from the metadata.
     win_len: usize,
     win_step: usize,
+    /// A package's decoding defaults: beam width (else the model's), α and β (else the
+    /// scorer's). A request's options override them.
+    pub(crate) defaults: Defaults,
+}
+
+/// Decoding defaults a package records for its DeepSpeech model.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Defaults {
+    pub(crate) beam: Option<usize>,
+    pub(crate) alpha: Option<f32>,
+    pub(crate) beta: Option<f32>,
 }
 
 impl DsSide {
@@ -63,7 +74,7 @@ impl DsSide {
             coefficients: p.coefficients,
         })
         .map_err(|e| bad(e.to_string()))?;
-        Ok(DsSide { model, mfcc, scorer: None, win_len, win_step })
+        Ok(DsSide { model, mfcc, scorer: None, win_len, win_step, defaults: Defaults::default() })
     }
 
     /// Open a `.scorer` package and check that it was made for this model's alphabet.
@@ -89,7 +100,8 @@ impl DsSide {
         let scorer = self.scorer.as_ref().filter(|_| lm.enabled != Some(false))?;
         let mut s = LmScorer::new(scorer.clone(), self.model.metadata().alphabet.clone());
         let (a, b) = s.alpha_beta();
-        s.set_alpha_beta(lm.alpha.unwrap_or(a), lm.beta.unwrap_or(b));
+        let a = lm.alpha.or(self.defaults.alpha).unwrap_or(a);
+        s.set_alpha_beta(a, lm.beta.or(self.defaults.beta).unwrap_or(b));
         for w in hotwords {
             match w.rsplit_once(':').and_then(|(w, b)| Some((w, b.trim().parse::<f32>().ok()?))) {
                 Some((word, boost)) => s.add_hot_word(word.trim(), boost),
@@ -111,7 +123,7 @@ impl DsSide {
         scorer: Option<Arc<LmScorer>>,
     ) -> DsStream<'_> {
         let d = self.model.dims();
-        let beam = beam.unwrap_or(self.model.metadata().beam_width as usize);
+        let beam = beam.or(self.defaults.beam).unwrap_or(self.model.metadata().beam_width as usize);
         let labels = self.model.metadata().alphabet.len();
         let opts = NativeOptions::client(beam);
         DsStream {

@@ -111,14 +111,43 @@ impl Engine {
 
     /// Load a DeepSpeech 0.9 / Coqui STT acoustic model from its `.tflite` file as it is.
     pub fn load_tflite(path: &Path, config: &EngineConfig) -> Result<Self> {
+        Self::load_deepspeech(path, config.scorer.as_deref(), None, config)
+    }
+
+    /// A DeepSpeech model with `scorer` (`None`: none), under a package's decoding defaults.
+    fn load_deepspeech(
+        path: &Path,
+        scorer: Option<&Path>,
+        package: Option<&harken_package::Package>,
+        config: &EngineConfig,
+    ) -> Result<Self> {
         let start = Instant::now();
-        let _span = tracing::info_span!("load", model = %path.display()).entered();
+        let label = package.map(harken_package::Package::label);
+        let _span = tracing::info_span!("load", model = %path.display(), package = label.as_deref().unwrap_or("-")).entered();
         let mut side = deepspeech::DsSide::load(path)?;
         if let Some(isa) = config.isa {
             side.model.set_isa(isa);
         }
-        if let Some(scorer) = &config.scorer {
+        if let Some(scorer) = scorer {
             side.set_scorer(scorer)?;
+        }
+        if let Some(p) = package {
+            let d = &p.flavor().decoding;
+            side.defaults = deepspeech::Defaults {
+                beam: d.beam_size.map(|b| b as usize),
+                alpha: d.lm_alpha,
+                beta: d.lm_beta,
+            };
+            let want = p.flavor().frontend.n_mels as usize;
+            if side.model.mfcc_params().channels != want {
+                return Err(Error::ModelDir {
+                    dir: p.dir().to_owned(),
+                    detail: format!(
+                        "the manifest says {want} mel bins, the model's filterbank has {}",
+                        side.model.mfcc_params().channels
+                    ),
+                });
+            }
         }
         let load_time = start.elapsed();
         let meta = side.model.metadata();
@@ -130,12 +159,12 @@ impl Engine {
             labels = meta.alphabet.len(),
             beam_width = meta.beam_width,
             language = meta.language.as_deref().unwrap_or("-"),
-            scorer = ?config.scorer,
+            scorer = ?scorer,
             "DeepSpeech model loaded"
         );
         Ok(Engine {
             kind: Kind::DeepSpeech(Box::new(side)),
-            dir: path.to_owned(),
+            dir: package.map_or(path, |p| p.dir()).to_owned(),
             config: config.clone(),
             load_time,
         })
@@ -175,6 +204,21 @@ impl Engine {
     /// match the weights.
     pub fn load_package(package: &harken_package::Package, config: &EngineConfig) -> Result<Self> {
         let want = package.flavor().frontend.n_mels as usize;
+        if let harken_package::Family::Deepspeech { acoustic_model, scorer } =
+            &package.flavor().family
+        {
+            // `--scorer` replaces the package's own scorer.
+            let scorer = match &config.scorer {
+                Some(s) => Some(s.clone()),
+                None => scorer.as_deref().map(|s| package.path(s)),
+            };
+            return Self::load_deepspeech(
+                &package.path(acoustic_model),
+                scorer.as_deref(),
+                Some(package),
+                config,
+            );
+        }
         if let harken_package::Family::Ctc { .. } = package.flavor().family {
             let start = Instant::now();
             let _span = tracing::info_span!("load", package = %package.label()).entered();

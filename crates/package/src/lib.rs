@@ -26,7 +26,7 @@ pub use manifest::{
     Decoding, EncoderRef, Family, FileEntry, Flavors, Frontend, HarkenFlavor, MlModel,
     SCHEMA_VERSION, SelfTest, WeightsFormat,
 };
-pub use pack::{PackOptions, pack};
+pub use pack::{PackOptions, pack, pack_deepspeech};
 
 /// The manifest's file name, as MLflow spells it.
 pub const MLMODEL: &str = "MLmodel";

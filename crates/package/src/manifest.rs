@@ -106,14 +106,26 @@ pub enum Family {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         trie: Option<String>,
     },
+    /// A DeepSpeech 0.9 / Coqui STT model as its authors ship it: the `.tflite` acoustic model
+    /// (alphabet, sample rate, window and beam width inside) and optionally a `.scorer`
+    /// package (KenLM binary + vocabulary FST + α/β), both used as they are.
+    Deepspeech {
+        /// The `.tflite` acoustic model.
+        acoustic_model: String,
+        /// The `.scorer` package, optional (decoding without one is the client's without
+        /// `--scorer`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scorer: Option<String>,
+    },
 }
 
 impl Family {
-    /// `whisper` or `ctc`.
+    /// `whisper`, `ctc` or `deepspeech`.
     pub fn name(&self) -> &'static str {
         match self {
             Family::Whisper { .. } => "whisper",
             Family::Ctc { .. } => "ctc",
+            Family::Deepspeech { .. } => "deepspeech",
         }
     }
 
@@ -130,6 +142,11 @@ impl Family {
                 let mut v = vec![acoustic_model.as_str(), alphabet.as_str()];
                 v.extend(language_model.as_deref());
                 v.extend(trie.as_deref());
+                v
+            }
+            Family::Deepspeech { acoustic_model, scorer } => {
+                let mut v = vec![acoustic_model.as_str()];
+                v.extend(scorer.as_deref());
                 v
             }
         }

@@ -1,6 +1,7 @@
 //! Building a package from a CTranslate2 or Hugging Face Whisper directory, or from a CTC
 //! model directory (`acoustic.safetensors`, `alphabet.txt`, optional `lm.bin` / `lm.arpa`,
-//! `vocab.trie` and `encoder.json`, the last naming the Whisper package the encoder came from).
+//! `vocab.trie` and `encoder.json`, the last naming the Whisper package the encoder came from),
+//! or from a DeepSpeech / Coqui STT `.tflite` model and its `.scorer`, kept as they are.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -64,41 +65,10 @@ pub fn pack(
     if src.join(MLMODEL).exists() {
         return Err(not_model("it is already a package (has an MLmodel)"));
     }
-    if out.exists() && std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.next().is_some() {
-        return Err(Error::NotAModel {
-            dir: out.to_owned(),
-            detail: "output directory exists and is not empty".into(),
-        });
-    }
-
     // (relative path in package, source path)
     let mut sources: Vec<(String, PathBuf)> = Vec::new();
     collect(src, "", &mut sources)?;
-    for (i, (audio, _)) in opts.self_test.iter().enumerate() {
-        let name = audio.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::NotAModel {
-            dir: audio.clone(),
-            detail: "self-test clip needs a UTF-8 file name".into(),
-        })?;
-        sources.push((format!("selftest/{i:02}-{name}"), audio.clone()));
-    }
-    sources.sort();
-
-    let total: u64 =
-        sources.iter().map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let mut done = 0u64;
-    let mut files = Vec::with_capacity(sources.len());
-    for (rel, from) in &sources {
-        crate::check_relative(rel)?;
-        let to = rel.split('/').fold(out.to_owned(), |p, c| p.join(c));
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        }
-        let (size, sha256) = copy_hashing(from, &to, &mut |n| progress(done + n, total))?;
-        done += size;
-        files.push(FileEntry { path: rel.clone(), size, sha256 });
-    }
-
+    let (files, self_test) = copy_sources(out, opts, sources, progress)?;
     let has = |name: &str| files.iter().any(|f| f.path == name);
     let family = if is_ctc {
         let encoder = std::fs::read(src.join("encoder.json"))
@@ -128,14 +98,119 @@ pub fn pack(
     };
     let n_mels =
         if is_ctc { safetensors_n_mels(&src.join(CTC_ACOUSTIC)) } else { detect_n_mels(src) };
-    let name = match &opts.name {
-        Some(n) => n.clone(),
-        None => src
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "whisper".into()),
+    let frontend = Frontend { sample_rate_hz: 16_000, n_mels };
+    write_manifest(src, out, opts, family, frontend, files, self_test)
+}
+
+/// Copy a DeepSpeech 0.9 / Coqui STT model as its authors ship it — the `.tflite` file and
+/// optionally a `.scorer` — into a new package directory `out`, with their names kept.
+/// `n_mels` is the model's filterbank size (the caller reads it from the graph; this crate
+/// does not parse models).
+pub fn pack_deepspeech(
+    model: &Path,
+    scorer: Option<&Path>,
+    n_mels: u32,
+    out: &Path,
+    opts: &PackOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Package> {
+    let name_of = |p: &Path, ext: &str| -> Result<String> {
+        let bad = |detail: &str| Error::NotAModel { dir: p.to_owned(), detail: detail.into() };
+        if !p.is_file() {
+            return Err(bad("not a file"));
+        }
+        let name = p.file_name().and_then(|n| n.to_str()).ok_or_else(|| bad("not a UTF-8 name"))?;
+        if !name.to_ascii_lowercase().ends_with(ext) {
+            return Err(bad(&format!("expected a {ext} file")));
+        }
+        Ok(name.to_owned())
     };
+    let model_name = name_of(model, ".tflite")?;
+    let mut sources = vec![(model_name.clone(), model.to_owned())];
+    let scorer_name = match scorer {
+        Some(p) => {
+            let n = name_of(p, ".scorer")?;
+            if n == model_name {
+                return Err(Error::NotAModel {
+                    dir: p.to_owned(),
+                    detail: "the scorer and the model have the same name".into(),
+                });
+            }
+            sources.push((n.clone(), p.to_owned()));
+            Some(n)
+        }
+        None => None,
+    };
+    let (files, self_test) = copy_sources(out, opts, sources, progress)?;
+    let family = Family::Deepspeech { acoustic_model: model_name, scorer: scorer_name };
+    let frontend = Frontend { sample_rate_hz: 16_000, n_mels };
+    let mut opts = opts.clone();
+    if opts.name.is_none() {
+        opts.name = model.file_stem().and_then(|n| n.to_str()).map(|n| format!("deepspeech-{n}"));
+    }
+    write_manifest(model, out, &opts, family, frontend, files, self_test)
+}
+
+/// Copy `sources` (relative path in the package, source path) and the self-test clips into
+/// `out`, which must not exist or be empty, hashing every byte on the way.
+fn copy_sources(
+    out: &Path,
+    opts: &PackOptions,
+    mut sources: Vec<(String, PathBuf)>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(Vec<FileEntry>, Vec<SelfTest>)> {
+    if out.exists() && std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.next().is_some() {
+        return Err(Error::NotAModel {
+            dir: out.to_owned(),
+            detail: "output directory exists and is not empty".into(),
+        });
+    }
+
+    for (i, (audio, _)) in opts.self_test.iter().enumerate() {
+        let name = audio.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::NotAModel {
+            dir: audio.clone(),
+            detail: "self-test clip needs a UTF-8 file name".into(),
+        })?;
+        sources.push((format!("selftest/{i:02}-{name}"), audio.clone()));
+    }
+    sources.sort();
+
+    // Every source must be there before anything is written: a missing self-test clip must
+    // not leave half a package behind.
+    let mut total = 0u64;
+    for (rel, from) in &sources {
+        crate::check_relative(rel)?;
+        total += std::fs::metadata(from).map_err(|e| Error::io(from, e))?.len();
+    }
+    let existed = out.exists();
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut done = 0u64;
+    let mut files = Vec::with_capacity(sources.len());
+    let copied = sources.iter().try_for_each(|(rel, from)| {
+        let to = rel.split('/').fold(out.to_owned(), |p, c| p.join(c));
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        let (size, sha256) = copy_hashing(from, &to, &mut |n| progress(done + n, total))?;
+        done += size;
+        files.push(FileEntry { path: rel.clone(), size, sha256 });
+        Ok(())
+    });
+    if let Err(e) = copied {
+        // The directory was empty or new: nothing of the user's is removed.
+        if existed {
+            let _ = std::fs::read_dir(out).map(|rd| {
+                rd.flatten().for_each(|e| {
+                    let _ = std::fs::remove_dir_all(e.path())
+                        .or_else(|_| std::fs::remove_file(e.path()));
+                })
+            });
+        } else {
+            let _ = std::fs::remove_dir_all(out);
+        }
+        return Err(e);
+    }
+
     let self_test = opts
         .self_test
         .iter()
@@ -146,12 +221,33 @@ pub fn pack(
             max_wer: None,
         })
         .collect();
+    Ok((files, self_test))
+}
+
+/// Write `MLmodel` for the copied `files` and open the finished package.
+fn write_manifest(
+    src: &Path,
+    out: &Path,
+    opts: &PackOptions,
+    family: Family,
+    frontend: Frontend,
+    files: Vec<FileEntry>,
+    self_test: Vec<SelfTest>,
+) -> Result<Package> {
+    let name = match &opts.name {
+        Some(n) => n.clone(),
+        None => src
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "whisper".into()),
+    };
     let flavor = HarkenFlavor {
         schema_version: SCHEMA_VERSION,
         name,
         version: opts.version.clone().unwrap_or_else(|| "1".into()),
         family,
-        frontend: Frontend { sample_rate_hz: 16_000, n_mels },
+        frontend,
         decoding: opts.decoding.clone(),
         files,
         self_test,

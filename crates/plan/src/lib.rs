@@ -60,6 +60,9 @@ pub struct Measurement {
     pub model_bytes: u64,
     /// Bytes of the `bootstrap` binary (unzipped).
     pub binary_bytes: u64,
+    /// Bytes of the package's n-gram LM or DeepSpeech scorer (0: none).
+    #[serde(default)]
+    pub lm_bytes: u64,
     /// How the figures were obtained.
     pub source: String,
 }
@@ -376,9 +379,17 @@ fn lambda_rows(
             "int8 weights (HARKEN_PRECISION=int8) lower resident memory and compute; plan again with --precision int8".into(),
         );
     }
-    suggestions.push(
-        "language-model rungs: this package has no n-gram LM, so there is no LM size ladder to trade against WER".into(),
-    );
+    if m.lm_bytes == 0 {
+        suggestions.push(
+            "language-model rungs: this package has no n-gram LM, so there is no LM size ladder to trade against WER".into(),
+        );
+    } else {
+        suggestions.push(format!(
+            "language-model rungs: its LM is {:.1} MB of the {:.0} MB package; `harken lm prune LM --max-bytes N -o SMALLER` (a .scorer stays a .scorer) fits it to a budget, and `harken lm eval` measures each rung",
+            m.lm_bytes as f64 / MB,
+            m.model_bytes as f64 / MB
+        ));
+    }
     out
 }
 
@@ -613,9 +624,13 @@ pub fn render(plan: &Plan) -> String {
     );
     let _ = writeln!(
         o,
-        "model     {}: {:.2} s encoder per 30-s window + {:.3} s per audio second at {} threads; parallel fraction {:.2}; peak RSS {:.0} MB; load {:.2} s; package {:.0} MB",
+        "model     {}: {}{:.3} s per audio second at {} threads; parallel fraction {:.2}; peak RSS {:.0} MB; load {:.2} s; package {:.0} MB",
         m.model,
-        m.encoder_s_per_window,
+        if m.encoder_s_per_window > 0.0 {
+            format!("{:.2} s encoder per 30-s window + ", m.encoder_s_per_window)
+        } else {
+            String::new()
+        },
         m.other_s_per_audio_s,
         m.threads,
         m.parallel_fraction,

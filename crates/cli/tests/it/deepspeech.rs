@@ -279,3 +279,151 @@ fn scorer_tools_and_bad_scorers() {
         assert!(err.contains(want) && !err.contains("panicked"), "{}: {err}", bad.display());
     }
 }
+
+/// The `(config, file, text)` lines of the client's transcripts with the Harken-made scorer.
+fn scorer_golden() -> Vec<(String, String, String)> {
+    std::fs::read_to_string(testdata("../golden/deepspeech-armspeech-scorer.tsv"))
+        .expect("golden file")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let mut f = l.splitn(3, '\t');
+            let (c, file, t) = (f.next(), f.next(), f.next().unwrap_or(""));
+            let (Some(c), Some(file)) = (c, file) else { panic!("bad line {l:?}") };
+            (c.to_owned(), file.to_owned(), t.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn a_package_of_the_model_and_its_scorer_decodes_as_the_client() {
+    let Some(model) = armspeech() else { return };
+    let model = model.to_str().expect("utf-8");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let scorer = make_scorer(model, tmp.path());
+    let scorer_s = scorer.to_str().expect("utf-8");
+    let golden = scorer_golden();
+    let (_, clip, want) = golden.iter().find(|(c, _, _)| c == "default").expect("default line");
+    let clip = testdata(clip);
+    let clip = clip.to_str().expect("utf-8");
+
+    let pkg = tmp.path().join("pkg");
+    let pkg_s = pkg.to_str().expect("utf-8");
+    let self_test = format!("{clip}={want}");
+    let out = harken(&[
+        "model",
+        "pack",
+        model,
+        "--scorer",
+        scorer_s,
+        "-o",
+        pkg_s,
+        "--name",
+        "armspeech",
+        "--self-test",
+        &self_test,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = harken(&["model", "inspect", "--json", pkg_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(v["family"], "deepspeech", "{v}");
+    assert_eq!(v["frontend"]["n_mels"], 40, "{v}");
+    let out = harken(&["model", "verify", "--self-test", pkg_s]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    // The package decodes as the client with the model's beam and the scorer's α/β.
+    for (config, file, want) in golden.iter().filter(|(c, _, _)| c == "default") {
+        let f = testdata(file);
+        let out = harken(&["transcribe", "--model", pkg_s, f.to_str().expect("utf-8")]);
+        assert!(out.status.success(), "{file}: {}", stderr(&out));
+        assert_eq!(stdout(&out).trim_end_matches('\n'), want, "{config} {file}");
+    }
+    // `--no-lm` drops the package's scorer: the client's transcript without one.
+    let plain = golden_text("numbers_16k.wav");
+    let out = harken(&[
+        "transcribe",
+        "--model",
+        pkg_s,
+        "--no-lm",
+        testdata("numbers_16k.wav").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(stdout(&out).trim_end_matches('\n'), plain);
+
+    // A package's beam is its default; a request's `--beam` wins over it.
+    let beam1 = tmp.path().join("beam1");
+    let out =
+        harken(&["model", "pack", model, "-o", beam1.to_str().expect("utf-8"), "--beam", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let numbers = testdata("numbers_16k.wav");
+    let numbers = numbers.to_str().expect("utf-8");
+    let packaged = harken(&["transcribe", "--model", beam1.to_str().expect("utf-8"), numbers]);
+    let flagged = harken(&["transcribe", "--model", model, "--beam", "1", numbers]);
+    assert_eq!(stdout(&packaged), stdout(&flagged));
+    let wide = harken(&[
+        "transcribe",
+        "--model",
+        beam1.to_str().expect("utf-8"),
+        "--beam",
+        "500",
+        numbers,
+    ]);
+    assert_eq!(stdout(&wide).trim_end_matches('\n'), plain);
+
+    // The planner prices it per second of audio and knows its scorer.
+    let out = harken(&["plan", "--model", pkg_s, "--json", "--audio", numbers]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let m = &v["measurement"];
+    assert_eq!(m["encoder_s_per_window"], 0.0, "{m}");
+    assert!(m["other_s_per_audio_s"].as_f64().expect("rate") > 0.0, "{m}");
+    assert_eq!(m["lm_bytes"], std::fs::metadata(&scorer).expect("scorer").len(), "{m}");
+    assert!(v["rows"].as_array().is_some_and(|r| r.len() >= 5), "{v}");
+}
+
+#[test]
+fn packing_refuses_what_would_not_load() {
+    let Some(model) = armspeech() else { return };
+    let model_s = model.to_str().expect("utf-8");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    // A scorer for another alphabet.
+    let english = tmp.path().join("alphabet.txt");
+    std::fs::write(&english, " \na\nb\nc\nd\ne\nf\ng\nh\ni\nt\n'\n").expect("alphabet");
+    let words = tmp.path().join("words.txt");
+    std::fs::write(&words, "the cat\na dig\n").expect("words");
+    let arpa = tmp.path().join("en.arpa");
+    let en = tmp.path().join("en.scorer");
+    let p = |p: &std::path::Path| p.to_str().expect("utf-8").to_owned();
+    let out = harken(&["lm", "build", &p(&words), "--order", "2", "-o", &p(&arpa)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = harken(&["lm", "convert", &p(&arpa), "-o", &p(&en), "--alphabet", &p(&english)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pkg = tmp.path().join("pkg");
+    let out = harken(&["model", "pack", model_s, "--scorer", &p(&en), "-o", &p(&pkg)]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("does not fit") && !err.contains("panicked"), "{err}");
+    assert!(!pkg.exists(), "nothing is written for a refused pack");
+
+    // A directory with two models: which one is meant is not guessed.
+    let two = tmp.path().join("two");
+    std::fs::create_dir(&two).expect("dir");
+    std::fs::copy(&model, two.join("a.tflite")).expect("copy");
+    std::fs::copy(&model, two.join("b.tflite")).expect("copy");
+    let out = harken(&["model", "pack", &p(&two), "-o", &p(&pkg)]);
+    let err = stderr(&out);
+    assert!(!out.status.success() && err.contains("2 .tflite models"), "{err}");
+    // One model in a directory is found; a missing self-test clip leaves nothing behind.
+    std::fs::remove_file(two.join("b.tflite")).expect("rm");
+    let out = harken(&["model", "pack", &p(&two), "-o", &p(&pkg), "--self-test", "gone.wav=x"]);
+    assert!(!out.status.success() && stderr(&out).contains("gone.wav"), "{}", stderr(&out));
+    assert!(!pkg.exists(), "no half-written package");
+    let out = harken(&["model", "pack", &p(&two), "-o", &p(&pkg)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(pkg.join("a.tflite").is_file() && pkg.join("MLmodel").is_file());
+}
+
+/// The client's transcript of `file` without a scorer.
+fn golden_text(file: &str) -> String {
+    golden().into_iter().find(|(f, _)| f == file).map(|(_, t)| t).expect("golden line")
+}

@@ -454,3 +454,70 @@ fn cargo_lambda_emulator_drives_the_bootstrap() {
     assert_eq!(r["statusCode"], 200, "{r}");
     assert!(body(&r).starts_with("WEBVTT"), "{r}");
 }
+
+/// A DeepSpeech package (the Coqui model and a scorer) behind the Lambda handler: the
+/// client's transcript (golden file) comes back through an API Gateway event.
+#[test]
+fn a_deepspeech_package_behind_the_handler() {
+    let model = PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+        .join(".cache/harken/deepspeech/armspeech/model.tflite");
+    if !model.is_file() {
+        assert!(
+            !common::ci(),
+            "CI=true: armspeech is not installed (scripts/install-deepspeech.sh)"
+        );
+        eprintln!("\n*** SKIP: armspeech not installed ***\n");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_harken")).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (arpa, scorer, pkg) =
+        (tmp.path().join("a.arpa"), tmp.path().join("a.scorer"), tmp.path().join("pkg"));
+    let text = root().join("testdata/deepspeech/armspeech-lm.txt");
+    run(&[
+        "lm".as_ref(),
+        "build".as_ref(),
+        text.as_ref(),
+        "--order".as_ref(),
+        "3".as_ref(),
+        "-o".as_ref(),
+        arpa.as_ref(),
+    ]);
+    run(&[
+        "lm".as_ref(),
+        "convert".as_ref(),
+        arpa.as_ref(),
+        "-o".as_ref(),
+        scorer.as_ref(),
+        "--alphabet".as_ref(),
+        model.as_ref(),
+    ]);
+    run(&[
+        "model".as_ref(),
+        "pack".as_ref(),
+        model.as_ref(),
+        "--scorer".as_ref(),
+        scorer.as_ref(),
+        "-o".as_ref(),
+        pkg.as_ref(),
+    ]);
+    let golden =
+        std::fs::read_to_string(root().join("testdata/golden/deepspeech-armspeech-scorer.tsv"))
+            .unwrap();
+    let want = golden
+        .lines()
+        .find_map(|l| l.strip_prefix("default\tnumbers_16k.wav\t"))
+        .unwrap()
+        .to_owned();
+
+    let (_api, port) = runtime_api();
+    let _fn = bootstrap(tmp.path(), port, &[("HARKEN_MODEL_URI", pkg.to_str().unwrap())]);
+    let (r, err, _) = invoke(port, &fixture("apigw-rest-v1.json", "audio/wav", &audio()));
+    assert!(err.is_null(), "{err}");
+    assert_eq!(r["statusCode"], 200, "{r}");
+    let got: Value = serde_json::from_str(&body(&r)).unwrap();
+    assert_eq!(got["text"], want.as_str(), "{r}");
+}

@@ -129,3 +129,71 @@ fn size_cap_evicts_least_recently_used() {
         ls.as_array().unwrap().iter().map(|e| e["version"].as_str().unwrap()).collect();
     assert_eq!(versions, ["3", "2"], "{ls}");
 }
+
+/// A DeepSpeech model and its scorer, packed, pushed to S3 and transcribed from `s3://`: the
+/// same transcript as the files on disk, with the scorer verified and mapped from the cache.
+#[test]
+fn a_deepspeech_package_loads_from_s3() {
+    let Some(venv) = venv() else { return };
+    let model = PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+        .join(".cache/harken/deepspeech/armspeech/model.tflite");
+    if !model.is_file() {
+        assert!(!ci(), "CI=true: armspeech is not installed (scripts/install-deepspeech.sh)");
+        eprintln!("\n*** SKIP: armspeech not installed ***\n");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (_moto, port) = moto_with_bucket(&venv);
+    let cache = tmp.path().join("cache");
+    let text =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/deepspeech/armspeech-lm.txt");
+    let arpa = tmp.path().join("arm.arpa");
+    let scorer = tmp.path().join("arm.scorer");
+    run_ok(
+        harken(&cache, port)
+            .args(["lm", "build"])
+            .arg(&text)
+            .args(["--order", "3", "-o"])
+            .arg(&arpa),
+    );
+    run_ok(
+        harken(&cache, port)
+            .args(["lm", "convert"])
+            .arg(&arpa)
+            .arg("-o")
+            .arg(&scorer)
+            .arg("--alphabet")
+            .arg(&model),
+    );
+    let pkg = tmp.path().join("pkg");
+    run_ok(
+        harken(&cache, port)
+            .args(["model", "pack"])
+            .arg(&model)
+            .arg("--scorer")
+            .arg(&scorer)
+            .arg("-o")
+            .arg(&pkg),
+    );
+    run_ok(harken(&cache, port).args(["model", "push"]).arg(&pkg).arg("s3://models/armspeech/1"));
+
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/audio/numbers_16k.wav");
+    let local = run_ok(
+        harken(&cache, port)
+            .args(["transcribe", "--model"])
+            .arg(&model)
+            .arg("--scorer")
+            .arg(&scorer)
+            .arg(&clip),
+    );
+    let remote = run_ok(
+        harken(&cache, port).args(["transcribe", "--model", "s3://models/armspeech/1"]).arg(&clip),
+    );
+    assert!(!local.stdout.is_empty());
+    assert_eq!(String::from_utf8_lossy(&remote.stdout), String::from_utf8_lossy(&local.stdout));
+    let log = String::from_utf8_lossy(&remote.stderr);
+    assert!(log.contains("DeepSpeech model loaded") && log.contains("arm.scorer"), "{log}");
+    // The second start is a cache hit: nothing is downloaded.
+    let again = pull_json(&mut harken(&cache, port), "s3://models/armspeech/1");
+    assert_eq!(again["cache_hit"], true, "{again}");
+}

@@ -195,3 +195,47 @@ fn ctc_directories_pack_as_the_ctc_family() {
         pack(&src, &tmp.path().join("pkg2"), &PackOptions::default(), &mut |_, _| {}).unwrap_err();
     assert!(err.to_string().contains("alphabet.txt"), "{err}");
 }
+
+#[test]
+fn deepspeech_files_pack_as_they_are() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("output_graph.tflite");
+    let scorer = tmp.path().join("kenlm.scorer");
+    std::fs::write(&model, vec![3u8; 5000]).unwrap();
+    std::fs::write(&scorer, vec![4u8; 700]).unwrap();
+    let opts = PackOptions { created_unix_s: Some(0), ..Default::default() };
+    let out = tmp.path().join("pkg");
+    let p = harken_package::pack_deepspeech(&model, Some(&scorer), 40, &out, &opts, &mut |_, _| {})
+        .unwrap();
+    let f = p.flavor();
+    assert_eq!(f.name, "deepspeech-output_graph");
+    assert_eq!(
+        f.family,
+        harken_package::Family::Deepspeech {
+            acoustic_model: "output_graph.tflite".into(),
+            scorer: Some("kenlm.scorer".into()),
+        }
+    );
+    assert_eq!(f.frontend.n_mels, 40);
+    p.verify(&mut |_, _| {}).unwrap();
+    let yaml = std::fs::read_to_string(out.join(MLMODEL)).unwrap();
+    assert!(yaml.contains("kind: deepspeech"), "{yaml}");
+    assert_eq!(parse_manifest(yaml.as_bytes()).unwrap().flavors.harken.family, f.family);
+
+    // Wrong kinds of file, and a missing clip: errors, and no directory left behind.
+    let bad = tmp.path().join("bad");
+    let e = harken_package::pack_deepspeech(&scorer, None, 40, &bad, &opts, &mut |_, _| {});
+    assert!(matches!(e, Err(Error::NotAModel { .. })), "{e:?}");
+    let e = harken_package::pack_deepspeech(&model, Some(&model), 40, &bad, &opts, &mut |_, _| {});
+    assert!(matches!(e, Err(Error::NotAModel { .. })), "{e:?}");
+    let clip = PackOptions {
+        self_test: vec![(tmp.path().join("missing.wav"), "x".into())],
+        ..opts.clone()
+    };
+    let e = harken_package::pack_deepspeech(&model, None, 40, &bad, &clip, &mut |_, _| {});
+    assert!(e.is_err());
+    assert!(!bad.exists());
+    // A manifest whose family names a file it does not list is refused.
+    let broken = yaml.replace("scorer: kenlm.scorer", "scorer: other.scorer");
+    assert!(parse_manifest(broken.as_bytes()).is_err());
+}
