@@ -155,6 +155,23 @@ impl PackedMatrix {
         Ok(PackedMatrix { data, scales: padded_scales, sums, n, k })
     }
 
+    /// The columns `..k1` and `k1..` of every row as two matrices with the same row scales:
+    /// the input and recurrent halves of an LSTM's weights, for [`matmul_tflite_acc`].
+    pub fn split_k(&self, k1: usize) -> Result<(PackedMatrix, PackedMatrix), LayoutError> {
+        let (n, k) = (self.n, self.k);
+        if k1 == 0 || k1 >= k {
+            return Err(LayoutError::Shape { detail: format!("cannot split {k} columns at {k1}") });
+        }
+        let v = self.view();
+        let (mut a, mut b) = (Vec::with_capacity(n * k1), Vec::with_capacity(n * (k - k1)));
+        for i in 0..n {
+            a.extend((0..k1).map(|kk| v.at(i, kk)));
+            b.extend((k1..k).map(|kk| v.at(i, kk)));
+        }
+        let scales = &self.scales[..n];
+        Ok((Self::from_int8(&a, scales, n, k1)?, Self::from_int8(&b, scales, n, k - k1)?))
+    }
+
     /// A view for [`matmul`].
     pub fn view(&self) -> PackedRef<'_> {
         PackedRef { data: &self.data, scales: &self.scales, sums: &self.sums, n: self.n, k: self.k }
@@ -278,11 +295,26 @@ pub(crate) struct QuantRows {
 }
 
 fn quantize_rows(x: &[f32], m: usize, k: usize, rounding: Rounding) -> QuantRows {
+    quantize_rows_in(x, m, k, rounding, None)
+}
+
+/// [`quantize_rows`], each row's range given (`ranges[i]`) instead of its own largest
+/// magnitude.
+fn quantize_rows_in(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    rounding: Rounding,
+    ranges: Option<&[f32]>,
+) -> QuantRows {
     let kp = padded_k(k);
     let mut u = vec![128u8; m * kp];
     let mut scale = vec![0f32; m];
-    let work = |(row, (ur, s)): (&[f32], (&mut [u8], &mut f32))| {
-        let max = row.iter().fold(0f32, |a, &v| a.max(v.abs()));
+    let work = |(i, (row, (ur, s))): (usize, (&[f32], (&mut [u8], &mut f32)))| {
+        let max = match ranges {
+            Some(r) => r[i],
+            None => row.iter().fold(0f32, |a, &v| a.max(v.abs())),
+        };
         *s = if max > 0.0 { max / 127.0 } else { 1.0 };
         match rounding {
             Rounding::Harken => {
@@ -311,9 +343,12 @@ fn quantize_rows(x: &[f32], m: usize, k: usize, rounding: Rounding) -> QuantRows
         }
     };
     if m >= SPLIT_M_FROM {
-        x.par_chunks(k).zip(u.par_chunks_mut(kp).zip(scale.par_iter_mut())).for_each(work);
+        x.par_chunks(k)
+            .zip(u.par_chunks_mut(kp).zip(scale.par_iter_mut()))
+            .enumerate()
+            .for_each(work);
     } else {
-        x.chunks(k).zip(u.chunks_mut(kp).zip(scale.iter_mut())).for_each(work);
+        x.chunks(k).zip(u.chunks_mut(kp).zip(scale.iter_mut())).enumerate().for_each(work);
     }
     QuantRows { u, scale, kp }
 }
@@ -326,6 +361,9 @@ pub(crate) struct Block<'o> {
     pub(crate) out: &'o mut [f32],
     pub(crate) ldo: usize,
     pub(crate) col0: usize,
+    /// Store each exact `i32` accumulator's bits instead of the scaled `f32` result
+    /// ([`matmul_tflite_acc`]).
+    pub(crate) raw: bool,
 }
 
 /// `y = x · Wᵀ + bias` for `x` of `m` rows of `w.k()` values; `y` gets `m × w.n()` values.
@@ -368,6 +406,72 @@ pub fn matmul_tflite(
     matmul_with(isa, x, m, w, bias, Activation::Identity, Rounding::TfLite, y)
 }
 
+/// The exact `i32` accumulators of [`matmul_tflite`] (`acc[i·n + j] = Σ q(x_i)·w_j`, before any
+/// scaling), with row `i` quantized as if its largest magnitude were `ranges[i]` (values
+/// beyond it clamp to ±127), and the row's scale `ranges[i] / 127` returned in `scales`.
+///
+/// TFLite quantizes each input row with one scale. A layer whose row is the concatenation of
+/// two parts (an LSTM's `[x, h]`) can multiply the parts by the two halves of its weights
+/// separately and add the integers — the sum equals the whole product exactly when both parts
+/// were quantized with the whole row's range — which lets the part that does not depend on the
+/// recurrence run for many time steps at once. `k` of `w` must be a multiple of 8 for the
+/// rounding to match a longer row's (TFLite rounds in blocks of 8).
+pub fn matmul_tflite_acc(
+    isa: Isa,
+    x: &[f32],
+    m: usize,
+    ranges: &[f32],
+    w: PackedRef<'_>,
+    acc: &mut [i32],
+    scales: &mut [f32],
+) -> Result<(), LayoutError> {
+    let (n, k) = (w.n, w.k);
+    if x.len() != m * k || acc.len() != m * n || ranges.len() != m || scales.len() != m {
+        return Err(LayoutError::Shape {
+            detail: format!(
+                "x has {} values for {m}×{k}, acc {} for {m}×{n}, {} ranges and {} scales for {m} rows",
+                x.len(),
+                acc.len(),
+                ranges.len(),
+                scales.len()
+            ),
+        });
+    }
+    if m == 0 {
+        return Ok(());
+    }
+    let isa = if isa.supported() { isa } else { Isa::Scalar };
+    let xq = quantize_rows_in(x, m, k, Rounding::TfLite, Some(ranges));
+    scales.copy_from_slice(&xq.scale);
+    let n_panels = padded_n(n) / PANEL_COLS;
+    let mut out = vec![0f32; m * n];
+    let chunks = n_panels.div_ceil(PANEL_CHUNK);
+    let parts: Vec<(usize, Vec<f32>)> = (0..chunks)
+        .into_par_iter()
+        .map(|t| {
+            let p0 = t * PANEL_CHUNK;
+            let p1 = (p0 + PANEL_CHUNK).min(n_panels);
+            let col0 = p0 * PANEL_COLS;
+            let cols = (p1 * PANEL_COLS).min(n) - col0;
+            let mut part = vec![0f32; m * cols];
+            let b =
+                Block { rows: 0..m, panels: p0..p1, out: &mut part, ldo: cols, col0, raw: true };
+            block(isa, &xq, w, None, b);
+            (col0, part)
+        })
+        .collect();
+    for (col0, part) in parts {
+        let cols = part.len() / m;
+        for (r, src) in part.chunks_exact(cols).enumerate() {
+            out[r * n + col0..r * n + col0 + cols].copy_from_slice(src);
+        }
+    }
+    for (a, v) in acc.iter_mut().zip(&out) {
+        *a = v.to_bits() as i32;
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)] // private: the public entry points fix most of them
 fn matmul_with(
     isa: Isa,
@@ -401,7 +505,7 @@ fn matmul_with(
         y.par_chunks_mut(ROW_CHUNK * n).enumerate().for_each(|(t, out)| {
             let r0 = t * ROW_CHUNK;
             let rows = r0..(r0 + out.len() / n);
-            run(Block { rows, panels: 0..n_panels, out: &mut *out, ldo: n, col0: 0 });
+            run(Block { rows, panels: 0..n_panels, out: &mut *out, ldo: n, col0: 0, raw: false });
             crate::act::apply(isa, act, out);
         });
     } else {
@@ -413,7 +517,14 @@ fn matmul_with(
                 let col0 = p0 * PANEL_COLS;
                 let cols = (p1 * PANEL_COLS).min(n) - col0;
                 let mut out = vec![0f32; m * cols];
-                run(Block { rows: 0..m, panels: p0..p1, out: &mut out, ldo: cols, col0 });
+                run(Block {
+                    rows: 0..m,
+                    panels: p0..p1,
+                    out: &mut out,
+                    ldo: cols,
+                    col0,
+                    raw: false,
+                });
                 crate::act::apply(isa, act, &mut out);
                 (col0, out)
             })
@@ -460,8 +571,11 @@ fn block_scalar(xq: &QuantRows, w: PackedRef<'_>, bias: Option<&[f32]>, b: Block
             let c0 = p * PANEL_COLS;
             for (j, &a) in acc.iter().enumerate().take(w.n.saturating_sub(c0).min(PANEL_COLS)) {
                 let c = c0 + j;
-                b.out[ri * b.ldo + c - b.col0] =
-                    epilogue(a, xq.scale[r], w.scales[c], bias.map(|b| b[c]));
+                b.out[ri * b.ldo + c - b.col0] = if b.raw {
+                    f32::from_bits(a as u32)
+                } else {
+                    epilogue(a, xq.scale[r], w.scales[c], bias.map(|b| b[c]))
+                };
             }
         }
     }

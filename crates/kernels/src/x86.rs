@@ -84,12 +84,16 @@ unsafe fn tile512<const MR: usize, const NP: usize>(
             let bv = bias.map(|bb| _mm512_maskz_loadu_ps(mask, bb.as_ptr().add(c0)));
             for (i, row) in acc.iter().enumerate() {
                 let a = _mm512_sub_epi32(row[j], comp);
+                let at = (r - b.rows.start + i) * b.ldo + c0 - b.col0;
+                if b.raw {
+                    _mm512_mask_storeu_ps(b.out.as_mut_ptr().add(at), mask, _mm512_castsi512_ps(a));
+                    continue;
+                }
                 let s = _mm512_mul_ps(_mm512_set1_ps(xq.scale[r + i]), sw);
                 let mut v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), s);
                 if let Some(bv) = bv {
                     v = _mm512_add_ps(v, bv);
                 }
-                let at = (r - b.rows.start + i) * b.ldo + c0 - b.col0;
                 _mm512_mask_storeu_ps(b.out.as_mut_ptr().add(at), mask, v);
             }
         }
@@ -177,10 +181,12 @@ unsafe fn tile256<const MR: usize>(
             let sx = _mm256_set1_ps(xq.scale[r + i]);
             let mut vals = [0f32; PANEL_COLS];
             for (h, sums) in [lo, hi].into_iter().enumerate() {
-                let mut v = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(sx, sw[h]));
-                if bias.is_some() {
-                    v = _mm256_add_ps(v, bv[h]);
-                }
+                let v = if b.raw {
+                    _mm256_castsi256_ps(sums)
+                } else {
+                    let v = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(sx, sw[h]));
+                    if bias.is_some() { _mm256_add_ps(v, bv[h]) } else { v }
+                };
                 _mm256_storeu_ps(vals.as_mut_ptr().add(h * 8), v);
             }
             let at = (r - b.rows.start + i) * b.ldo + c0 - b.col0;

@@ -254,3 +254,53 @@ fn tflite_hybrid_product_is_bit_identical_to_the_plain_rule_on_every_path() {
         .unwrap();
     assert_eq!(y, [0.25, -1.0]);
 }
+
+#[test]
+fn split_rows_add_up_to_the_whole_tflite_product_on_every_path() {
+    // An LSTM step: the row is [x, h]; the halves multiplied separately with the whole row's
+    // range, their accumulators added, must give matmul_tflite's result bit for bit — with x
+    // holding the row's largest value, with h holding it, and with a zero x.
+    let (n, k1, k2) = (70usize, 96usize, 40usize);
+    let k = k1 + k2;
+    let q: Vec<i8> =
+        (0..n * k).map(|i| ((i * 53 + 7) % 255) as i16 as i8).map(|v| v.max(-127)).collect();
+    let q1: Vec<i8> = q.chunks(k).flat_map(|r| r[..k1].to_vec()).collect();
+    let q2: Vec<i8> = q.chunks(k).flat_map(|r| r[k1..].to_vec()).collect();
+    let scales: Vec<f32> = (0..n).map(|i| 0.01 + i as f32 * 1e-4).collect();
+    let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.02 - 0.5).collect();
+    let whole = PackedMatrix::from_int8(&q, &scales, n, k).unwrap();
+    let (p1, p2) = (
+        PackedMatrix::from_int8(&q1, &scales, n, k1).unwrap(),
+        PackedMatrix::from_int8(&q2, &scales, n, k2).unwrap(),
+    );
+    let m = 3;
+    let mut x = data(m * k, 0.3);
+    for v in &mut x[k..k + k1] {
+        *v *= 0.01; // row 1: h holds the largest magnitude
+    }
+    for v in &mut x[2 * k..2 * k + k1] {
+        *v = 0.0; // row 2: x is silent
+    }
+    for isa in Isa::runnable() {
+        let mut want = vec![0f32; m * n];
+        int8::matmul_tflite(isa, &x, m, whole.view(), Some(&bias), &mut want).unwrap();
+        let ranges: Vec<f32> =
+            x.chunks(k).map(|r| r.iter().fold(0f32, |a, v| a.max(v.abs()))).collect();
+        let x1: Vec<f32> = x.chunks(k).flat_map(|r| r[..k1].to_vec()).collect();
+        let x2: Vec<f32> = x.chunks(k).flat_map(|r| r[k1..].to_vec()).collect();
+        let (mut a1, mut a2) = (vec![0i32; m * n], vec![0i32; m * n]);
+        let (mut s1, mut s2) = (vec![0f32; m], vec![0f32; m]);
+        int8::matmul_tflite_acc(isa, &x1, m, &ranges, p1.view(), &mut a1, &mut s1).unwrap();
+        int8::matmul_tflite_acc(isa, &x2, m, &ranges, p2.view(), &mut a2, &mut s2).unwrap();
+        assert_eq!(s1, s2);
+        let got: Vec<f32> = (0..m * n)
+            .map(|i| (a1[i] + a2[i]) as f32 * (s1[i / n] * scales[i % n]) + bias[i % n])
+            .collect();
+        assert_eq!(got, want, "{isa}");
+    }
+    // Shapes are checked.
+    let mut acc = vec![0i32; 5];
+    let e =
+        int8::matmul_tflite_acc(Isa::Scalar, &x[..k1], 1, &[1.0], p1.view(), &mut acc, &mut [0.0]);
+    assert!(e.is_err());
+}
