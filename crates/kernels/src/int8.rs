@@ -310,7 +310,8 @@ fn quantize_rows_in(
     let kp = padded_k(k);
     let mut u = vec![128u8; m * kp];
     let mut scale = vec![0f32; m];
-    let work = |(i, (row, (ur, s))): (usize, (&[f32], (&mut [u8], &mut f32)))| {
+    type Row<'a> = (usize, (&'a [f32], (&'a mut [u8], &'a mut f32)));
+    let work = |(i, (row, (ur, s))): Row<'_>| {
         let max = match ranges {
             Some(r) => r[i],
             None => row.iter().fold(0f32, |a, &v| a.max(v.abs())),
