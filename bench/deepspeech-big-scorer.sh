@@ -74,6 +74,7 @@ ls -l "$scorer" >&2
 audio="$cache/bench/deepspeech-10s.wav"
 if [[ ! -f "$audio" ]]; then
   long="$cache/bench/deepspeech-60s.wav"
+  command -v sox >/dev/null || { apt-get update -qq && apt-get install -y -qq sox libsox-fmt-all; } >/dev/null
   [[ -f "$long" ]] || { echo "big-scorer bench: run bench/deepspeech.sh once first (it makes $long)" >&2; exit 2; }
   sox -q "$long" "$audio" trim 0 10
 fi

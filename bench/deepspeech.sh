@@ -20,7 +20,7 @@ bin=${HARKEN_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/harken}
 ds=$("$root/scripts/install-deepspeech.sh")
 model=${1:-$ds/armspeech/model.tflite}
 runs=${2:-3}
-command -v sox >/dev/null || apt-get install -y -qq sox libsox-fmt-all >/dev/null
+command -v sox >/dev/null || { apt-get update -qq && apt-get install -y -qq sox libsox-fmt-all; } >/dev/null
 mkdir -p "$cache/bench"
 audio="$cache/bench/deepspeech-60s.wav"
 if [[ ! -f "$audio" ]]; then

@@ -24,7 +24,7 @@ done
 clip="$shared/eval/real/audio/mv_beckett.wav"
 [[ -f $clip ]] || { echo "load: $clip missing (../shared beside the repo)" >&2; exit 2; }
 [[ -x $bin ]] || { echo "load: no harken binary at $bin" >&2; exit 2; }
-command -v hey >/dev/null || apt-get install -y -qq hey >/dev/null
+command -v hey >/dev/null || { apt-get update -qq && apt-get install -y -qq hey; } >/dev/null
 clip_s=$(python3 -c "import wave,sys; w=wave.open(sys.argv[1]); print(w.getnframes()/w.getframerate())" "$clip")
 threads=$(nproc)
 port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")

@@ -14,7 +14,7 @@ cache=${HARKEN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/harken}
 bin=${HARKEN_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/harken/target}/release/harken}
 [[ -d "$shared/eval" ]] || { echo "long-file: $shared/eval is missing (../shared beside the repo)" >&2; exit 2; }
 [[ -x "$bin" ]] || { echo "long-file: no harken binary at $bin (cargo build --release)" >&2; exit 2; }
-command -v sox >/dev/null || apt-get install -y -qq sox libsox-fmt-all >/dev/null
+command -v sox >/dev/null || { apt-get update -qq && apt-get install -y -qq sox libsox-fmt-all; } >/dev/null
 mkdir -p "$cache/bench"
 out="$cache/bench/one-hour.wav"
 if [[ ! -f "$out" ]]; then

@@ -14,7 +14,7 @@ shared=${HARKEN_SHARED:-$root/../shared}
 model=${1:-base-int8}
 bin=${HARKEN_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/harken}
 [[ -x "$bin" ]] || { echo "plan-reference: build harken first (cargo build --release)" >&2; exit 2; }
-command -v sox >/dev/null || apt-get install -y -qq sox libsox-fmt-all >/dev/null
+command -v sox >/dev/null || { apt-get update -qq && apt-get install -y -qq sox libsox-fmt-all; } >/dev/null
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 total=0 parts=()
 for f in "$shared"/eval/real/audio/*.wav; do

@@ -53,7 +53,7 @@ fi
 if [[ ! -f "$dir/logtrace.so" || "$root/scripts/ds/logtrace.c" -nt "$dir/logtrace.so" ]]; then
   if ! command -v gcc >/dev/null; then
     echo "installing gcc (Debian) for the log() shim" >&2
-    apt-get install -y -qq gcc >/dev/null
+    { apt-get update -qq && apt-get install -y -qq gcc; } >/dev/null
   fi
   gcc -O2 -shared -fPIC -o "$dir/logtrace.so.part" "$root/scripts/ds/logtrace.c" -ldl
   mv "$dir/logtrace.so.part" "$dir/logtrace.so"

@@ -11,6 +11,7 @@ if [[ -x "$dir/bin/query" && -x "$dir/bin/build_binary" && -x "$dir/bin/lmplz" ]
 fi
 echo "building KenLM tools into $dir (one-time, about 5 minutes)" >&2
 if ! dpkg -s libboost-program-options-dev libboost-system-dev libboost-thread-dev libboost-test-dev libeigen3-dev cmake >/dev/null 2>&1; then
+  apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q cmake libboost-program-options-dev \
     libboost-system-dev libboost-thread-dev libboost-test-dev libeigen3-dev >&2
 fi
