@@ -37,6 +37,13 @@ pub(crate) struct Proc(pub Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // A server started as a process-group leader (`process_group(0)`) goes with its
+        // workers: MLflow's uvicorn outlived the `mlflow server` process otherwise. For a
+        // process that leads no group this finds nothing to kill.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .stderr(std::process::Stdio::null())
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

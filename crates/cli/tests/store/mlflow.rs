@@ -1,6 +1,7 @@
 //! A real MLflow tracking server with its model registry: push a package as a model version
 //! with an alias, serve `models:/NAME@alias`, move the alias, restart, see the new version.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -48,7 +49,7 @@ fn registry_alias_moves_the_served_model() {
     let port = free_port();
     let root = tmp.path().join("mlflow");
     std::fs::create_dir_all(&root).unwrap();
-    let mut child = Command::new(venv.join("bin/mlflow"))
+    let child = Command::new(venv.join("bin/mlflow"))
         .args([
             "server",
             "--backend-store-uri",
@@ -65,10 +66,11 @@ fn registry_alias_moves_the_served_model() {
         .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .unwrap();
-    wait_http(port, "/health", Duration::from_secs(240), &mut child);
-    let _mlflow = Proc(child);
+    let mut mlflow = Proc(child);
+    wait_http(port, "/health", Duration::from_secs(240), &mut mlflow.0);
     let tracking = format!("http://127.0.0.1:{port}");
 
     // Two versions of the same weights: identical blobs, different manifests (and digests).
