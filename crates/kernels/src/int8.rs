@@ -129,9 +129,29 @@ impl PackedMatrix {
     /// Pack weights that are already int8 (`n × k`, row-major, one scale per row), as a
     /// TFLite file stores them: the values are kept, not requantized.
     pub fn from_int8(q: &[i8], scales: &[f32], n: usize, k: usize) -> Result<Self, LayoutError> {
+        Self::from_int8_columns(q, scales, n, k, 0..k)
+    }
+
+    /// [`PackedMatrix::from_int8`] of the columns `cols` of every row of `q` (`n × k`): the
+    /// input and recurrent halves of an LSTM's weights, packed straight from the file for
+    /// [`matmul_tflite_acc`], with no copy of the whole matrix in between.
+    pub fn from_int8_columns(
+        q: &[i8],
+        scales: &[f32],
+        n: usize,
+        k: usize,
+        cols: std::ops::Range<usize>,
+    ) -> Result<Self, LayoutError> {
         let check = |what, found, expected| check_len(n, k, what, found, expected);
         check("weights", q.len(), n * k)?;
         check("scales", scales.len(), n)?;
+        if cols.start >= cols.end || cols.end > k {
+            return Err(LayoutError::Shape {
+                detail: format!("columns {cols:?} of a matrix with {k} columns"),
+            });
+        }
+        let (q0, k) = (cols.start, cols.len());
+        let stride = q.len() / n.max(1);
         let (np, kp) = (padded_n(n), padded_k(k));
         let mut data = vec![0i8; np * kp];
         let mut padded_scales = vec![0f32; np];
@@ -144,7 +164,8 @@ impl PackedMatrix {
             .for_each(|(panel, (out, panel_sums))| {
                 for (c, sum) in panel_sums.iter_mut().enumerate() {
                     let i = panel * PANEL_COLS + c;
-                    let Some(row) = q.get(i * k..(i + 1) * k).filter(|_| i < n) else { break };
+                    let at = i * stride + q0;
+                    let Some(row) = q.get(at..at + k).filter(|_| i < n) else { break };
                     for (g, quad) in row.chunks(K_GROUP).enumerate() {
                         let at = g * PANEL_COLS * K_GROUP + c * K_GROUP;
                         out[at..at + quad.len()].copy_from_slice(quad);
@@ -153,23 +174,6 @@ impl PackedMatrix {
                 }
             });
         Ok(PackedMatrix { data, scales: padded_scales, sums, n, k })
-    }
-
-    /// The columns `..k1` and `k1..` of every row as two matrices with the same row scales:
-    /// the input and recurrent halves of an LSTM's weights, for [`matmul_tflite_acc`].
-    pub fn split_k(&self, k1: usize) -> Result<(PackedMatrix, PackedMatrix), LayoutError> {
-        let (n, k) = (self.n, self.k);
-        if k1 == 0 || k1 >= k {
-            return Err(LayoutError::Shape { detail: format!("cannot split {k} columns at {k1}") });
-        }
-        let v = self.view();
-        let (mut a, mut b) = (Vec::with_capacity(n * k1), Vec::with_capacity(n * (k - k1)));
-        for i in 0..n {
-            a.extend((0..k1).map(|kk| v.at(i, kk)));
-            b.extend((k1..k).map(|kk| v.at(i, kk)));
-        }
-        let scales = &self.scales[..n];
-        Ok((Self::from_int8(&a, scales, n, k1)?, Self::from_int8(&b, scales, n, k - k1)?))
     }
 
     /// A view for [`matmul`].

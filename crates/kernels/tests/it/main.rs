@@ -270,9 +270,18 @@ fn split_rows_add_up_to_the_whole_tflite_product_on_every_path() {
     let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.02 - 0.5).collect();
     let whole = PackedMatrix::from_int8(&q, &scales, n, k).unwrap();
     let (p1, p2) = (
-        PackedMatrix::from_int8(&q1, &scales, n, k1).unwrap(),
-        PackedMatrix::from_int8(&q2, &scales, n, k2).unwrap(),
+        PackedMatrix::from_int8_columns(&q, &scales, n, k, 0..k1).unwrap(),
+        PackedMatrix::from_int8_columns(&q, &scales, n, k, k1..k).unwrap(),
     );
+    // Packing columns of the whole matrix equals packing the columns copied out.
+    let copied = PackedMatrix::from_int8(&q2, &scales, n, k2).unwrap();
+    assert_eq!(p2.view().data(), copied.view().data());
+    assert_eq!(
+        p1.view().data(),
+        PackedMatrix::from_int8(&q1, &scales, n, k1).unwrap().view().data()
+    );
+    assert!(PackedMatrix::from_int8_columns(&q, &scales, n, k, k..k + 1).is_err());
+    assert!(PackedMatrix::from_int8_columns(&q, &scales, n, k, 3..3).is_err());
     let m = 3;
     let mut x = data(m * k, 0.3);
     for v in &mut x[k..k + k1] {

@@ -93,19 +93,27 @@ pub struct MfccParams {
 /// A fully-connected layer's weights, as the file stores them.
 enum Weights {
     Int8(PackedMatrix),
-    F32 { w: Vec<f32>, n: usize, k: usize },
+    /// An LSTM's int8 weights as two matrices: the columns that multiply the frame and those
+    /// that multiply `h` (see [`SplitStep`]).
+    Int8Split(PackedMatrix, PackedMatrix),
+    F32 {
+        w: Vec<f32>,
+        n: usize,
+        k: usize,
+    },
 }
 
 impl Weights {
     fn n(&self) -> usize {
         match self {
-            Weights::Int8(p) => p.view().n(),
+            Weights::Int8(p) | Weights::Int8Split(p, _) => p.view().n(),
             Weights::F32 { n, .. } => *n,
         }
     }
     fn k(&self) -> usize {
         match self {
             Weights::Int8(p) => p.view().k(),
+            Weights::Int8Split(a, b) => a.view().k() + b.view().k(),
             Weights::F32 { k, .. } => *k,
         }
     }
@@ -115,6 +123,30 @@ impl Weights {
         match self {
             Weights::Int8(p) => int8::matmul_tflite(isa, x, m, p.view(), Some(bias), y)
                 .map_err(|e| Error::Input { detail: e.to_string() }),
+            Weights::Int8Split(a, b) => {
+                let (k, k1) = (self.k(), a.view().k());
+                let rows = || x.chunks_exact(k);
+                let (x1, x2): (Vec<f32>, Vec<f32>) = (
+                    rows().flat_map(|r| r[..k1].to_vec()).collect(),
+                    rows().flat_map(|r| r[k1..].to_vec()).collect(),
+                );
+                let ranges: Vec<f32> =
+                    rows().map(|r| r.iter().fold(0f32, |a, &v| a.max(v.abs()))).collect();
+                let n = self.n();
+                let (mut a1, mut a2) = (vec![0i32; m * n], vec![0i32; m * n]);
+                let mut s = vec![0f32; m];
+                let err = |e: int8::LayoutError| Error::Input { detail: e.to_string() };
+                int8::matmul_tflite_acc(isa, &x1, m, &ranges, a.view(), &mut a1, &mut s)
+                    .map_err(err)?;
+                int8::matmul_tflite_acc(isa, &x2, m, &ranges, b.view(), &mut a2, &mut s)
+                    .map_err(err)?;
+                let sw = a.view().scales();
+                for (i, o) in y.iter_mut().enumerate().take(m * n) {
+                    let j = i % n;
+                    *o = (a1[i] + a2[i]) as f32 * (s[i / n] * sw[j]) + bias[j];
+                }
+                Ok(())
+            }
             Weights::F32 { w, n, k } => {
                 let (n, k) = (*n, *k);
                 y.par_chunks_mut(n).zip(x.par_chunks(k)).for_each(|(yr, xr)| {
@@ -156,10 +188,9 @@ impl Dense {
 
 /// The LSTM cell: `[x, h] · Wᵀ + b` split into four gates.
 struct Lstm {
+    /// int8 weights are split (`Weights::Int8Split`) when the frame's part ends on a rounding
+    /// block: see [`SplitStep`].
     w: Weights,
-    /// int8 weights split into the columns that multiply the frame and those that multiply
-    /// `h` (then `w` is left empty): see [`DeepSpeech::infer`].
-    split: Option<(PackedMatrix, PackedMatrix)>,
     bias: Vec<f32>,
     /// Which quarter of the product feeds the input gate, the candidate, the forget gate and
     /// the output gate (TensorFlow's `LSTMCell` order is 0, 1, 2, 3).
@@ -290,6 +321,12 @@ impl<'a> Reader<'a> {
 
     /// A fully-connected op's weights and bias.
     fn fc(&self, op: &Op) -> Result<(Weights, Vec<f32>)> {
+        self.fc_split(op, None)
+    }
+
+    /// [`Reader::fc`]; int8 weights are packed as two matrices, the last `split_last`
+    /// columns apart, when both parts are whole blocks of 8 (TFLite's rounding blocks).
+    fn fc_split(&self, op: &Op, split_last: Option<usize>) -> Result<(Weights, Vec<f32>)> {
         let Some(w_index) = op.input(1) else {
             return Err(self.err("a FULLY_CONNECTED op without weights"));
         };
@@ -334,10 +371,14 @@ impl<'a> Reader<'a> {
                     return Err(self.err(format!("uint8 weights {:?} are not supported", w.name)));
                 }
                 let q: &[i8] = bytemuck::cast_slice(data);
-                Weights::Int8(
-                    PackedMatrix::from_int8(q, &scales, n, k)
-                        .map_err(|e| self.err(e.to_string()))?,
-                )
+                let err = |e: int8::LayoutError| self.err(e.to_string());
+                match split_last.filter(|&c| c < k && c % 8 == 0 && (k - c) % 8 == 0) {
+                    Some(c) => Weights::Int8Split(
+                        PackedMatrix::from_int8_columns(q, &scales, n, k, 0..k - c).map_err(err)?,
+                        PackedMatrix::from_int8_columns(q, &scales, n, k, k - c..k).map_err(err)?,
+                    ),
+                    None => Weights::Int8(PackedMatrix::from_int8(q, &scales, n, k).map_err(err)?),
+                }
             }
             DType::F32 => {
                 need(4)?;
@@ -545,18 +586,7 @@ impl DeepSpeech {
                 mfcc.coefficients, dims.n_features
             )));
         }
-        let int8 = matches!(lstm.w, Weights::Int8(_));
-        let mut lstm = lstm;
-        // TFLite rounds a row in blocks of 8 values: the halves round as the whole row only
-        // when the frame's part ends on a block boundary.
-        let frame_part = lstm.w.k() - n_cell;
-        if let Weights::Int8(p) = &lstm.w
-            && frame_part % 8 == 0
-            && n_cell % 8 == 0
-        {
-            lstm.split = Some(p.split_k(frame_part).map_err(|e| r.err(e.to_string()))?);
-            lstm.w = Weights::F32 { w: Vec::new(), n: 4 * n_cell, k: lstm.w.k() };
-        }
+        let int8 = matches!(lstm.w, Weights::Int8(_) | Weights::Int8Split(..));
         Ok(DeepSpeech {
             path: path.to_owned(),
             meta,
@@ -636,9 +666,9 @@ impl DeepSpeech {
         let mut row = vec![0f32; n_in + c];
         let mut g = vec![0f32; 4 * c];
         let l = &self.lstm;
-        let mut split = match &l.split {
-            Some((wx, wh)) => Some(SplitStep::new(self.isa, &x, n_frames, wx, wh)?),
-            None => None,
+        let mut split = match &l.w {
+            Weights::Int8Split(wx, wh) => Some(SplitStep::new(self.isa, &x, n_frames, wx, wh)?),
+            _ => None,
         };
         for t in 0..n_frames {
             let frame = &x[t * n_in..(t + 1) * n_in];
@@ -913,7 +943,7 @@ fn find_lstm_fc<'a>(r: &Reader<'a>, h_in: usize) -> Result<&'a Op> {
 /// `previous_state_c` is the forget gate, the LOGISTIC that multiplies a TANH of the new cell
 /// is the output gate, the remaining one the input gate.
 fn read_lstm(r: &Reader<'_>, fc: &Op, c_in: usize, n_cell: usize) -> Result<Lstm> {
-    let (w, bias) = r.fc(fc)?;
+    let (w, bias) = r.fc_split(fc, Some(n_cell))?;
     let g = r.g;
     let split = r
         .only_consumer(fc.output())
@@ -971,7 +1001,7 @@ fn read_lstm(r: &Reader<'_>, fc: &Op, c_in: usize, n_cell: usize) -> Result<Lstm
     if g.tensors[split.output()].shape.last().copied() != Some(n_cell as i32) {
         return Err(r.err("the LSTM gates are not n_cell wide"));
     }
-    Ok(Lstm { w, split: None, bias, gates, forget_bias })
+    Ok(Lstm { w, bias, gates, forget_bias })
 }
 
 fn read_mfcc(r: &Reader<'_>, samples: usize, mfccs: usize, sample_rate: u32) -> Result<MfccParams> {
