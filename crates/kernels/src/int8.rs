@@ -448,29 +448,8 @@ pub fn matmul_tflite_acc(
     let isa = if isa.supported() { isa } else { Isa::Scalar };
     let xq = quantize_rows_in(x, m, k, Rounding::TfLite, Some(ranges));
     scales.copy_from_slice(&xq.scale);
-    let n_panels = padded_n(n) / PANEL_COLS;
     let mut out = vec![0f32; m * n];
-    let chunks = n_panels.div_ceil(PANEL_CHUNK);
-    let parts: Vec<(usize, Vec<f32>)> = (0..chunks)
-        .into_par_iter()
-        .map(|t| {
-            let p0 = t * PANEL_CHUNK;
-            let p1 = (p0 + PANEL_CHUNK).min(n_panels);
-            let col0 = p0 * PANEL_COLS;
-            let cols = (p1 * PANEL_COLS).min(n) - col0;
-            let mut part = vec![0f32; m * cols];
-            let b =
-                Block { rows: 0..m, panels: p0..p1, out: &mut part, ldo: cols, col0, raw: true };
-            block(isa, &xq, w, None, b);
-            (col0, part)
-        })
-        .collect();
-    for (col0, part) in parts {
-        let cols = part.len() / m;
-        for (r, src) in part.chunks_exact(cols).enumerate() {
-            out[r * n + col0..r * n + col0 + cols].copy_from_slice(src);
-        }
-    }
+    over_panels(m, n, &mut out, |b| block(isa, &xq, w, None, Block { raw: true, ..b }), |_| {});
     for (a, v) in acc.iter_mut().zip(&out) {
         *a = v.to_bits() as i32;
     }
@@ -514,34 +493,40 @@ fn matmul_with(
             crate::act::apply(isa, act, out);
         });
     } else {
-        let parts: Vec<(usize, Vec<f32>)> = (0..n_panels.div_ceil(PANEL_CHUNK))
-            .into_par_iter()
-            .map(|t| {
-                let p0 = t * PANEL_CHUNK;
-                let p1 = (p0 + PANEL_CHUNK).min(n_panels);
-                let col0 = p0 * PANEL_COLS;
-                let cols = (p1 * PANEL_COLS).min(n) - col0;
-                let mut out = vec![0f32; m * cols];
-                run(Block {
-                    rows: 0..m,
-                    panels: p0..p1,
-                    out: &mut out,
-                    ldo: cols,
-                    col0,
-                    raw: false,
-                });
-                crate::act::apply(isa, act, &mut out);
-                (col0, out)
-            })
-            .collect();
-        for (col0, part) in parts {
-            let cols = part.len() / m;
-            for (r, src) in part.chunks_exact(cols).enumerate() {
-                y[r * n + col0..r * n + col0 + cols].copy_from_slice(src);
-            }
-        }
+        over_panels(m, n, y, run, |out| crate::act::apply(isa, act, out));
     }
     Ok(())
+}
+
+/// Few rows: the panels are split over the pool, each task filling its own `m × cols` block
+/// (`finish` runs on it, e.g. the activation), then the blocks are copied into `y` (`m × n`).
+fn over_panels(
+    m: usize,
+    n: usize,
+    y: &mut [f32],
+    run: impl Fn(Block<'_>) + Sync,
+    finish: impl Fn(&mut [f32]) + Sync,
+) {
+    let n_panels = padded_n(n) / PANEL_COLS;
+    let parts: Vec<(usize, Vec<f32>)> = (0..n_panels.div_ceil(PANEL_CHUNK))
+        .into_par_iter()
+        .map(|t| {
+            let p0 = t * PANEL_CHUNK;
+            let p1 = (p0 + PANEL_CHUNK).min(n_panels);
+            let col0 = p0 * PANEL_COLS;
+            let cols = (p1 * PANEL_COLS).min(n) - col0;
+            let mut out = vec![0f32; m * cols];
+            run(Block { rows: 0..m, panels: p0..p1, out: &mut out, ldo: cols, col0, raw: false });
+            finish(&mut out);
+            (col0, out)
+        })
+        .collect();
+    for (col0, part) in parts {
+        let cols = part.len() / m;
+        for (r, src) in part.chunks_exact(cols).enumerate() {
+            y[r * n + col0..r * n + col0 + cols].copy_from_slice(src);
+        }
+    }
 }
 
 fn block(isa: Isa, xq: &QuantRows, w: PackedRef<'_>, bias: Option<&[f32]>, b: Block<'_>) {

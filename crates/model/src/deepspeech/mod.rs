@@ -123,29 +123,9 @@ impl Weights {
         match self {
             Weights::Int8(p) => int8::matmul_tflite(isa, x, m, p.view(), Some(bias), y)
                 .map_err(|e| Error::Input { detail: e.to_string() }),
-            Weights::Int8Split(a, b) => {
-                let (k, k1) = (self.k(), a.view().k());
-                let rows = || x.chunks_exact(k);
-                let (x1, x2): (Vec<f32>, Vec<f32>) = (
-                    rows().flat_map(|r| r[..k1].to_vec()).collect(),
-                    rows().flat_map(|r| r[k1..].to_vec()).collect(),
-                );
-                let ranges: Vec<f32> =
-                    rows().map(|r| r.iter().fold(0f32, |a, &v| a.max(v.abs()))).collect();
-                let n = self.n();
-                let (mut a1, mut a2) = (vec![0i32; m * n], vec![0i32; m * n]);
-                let mut s = vec![0f32; m];
-                let err = |e: int8::LayoutError| Error::Input { detail: e.to_string() };
-                int8::matmul_tflite_acc(isa, &x1, m, &ranges, a.view(), &mut a1, &mut s)
-                    .map_err(err)?;
-                int8::matmul_tflite_acc(isa, &x2, m, &ranges, b.view(), &mut a2, &mut s)
-                    .map_err(err)?;
-                let sw = a.view().scales();
-                for (i, o) in y.iter_mut().enumerate().take(m * n) {
-                    let j = i % n;
-                    *o = (a1[i] + a2[i]) as f32 * (s[i / n] * sw[j]) + bias[j];
-                }
-                Ok(())
+            // Only the LSTM's weights are split, and it multiplies them through `SplitStep`.
+            Weights::Int8Split(..) => {
+                Err(Error::Input { detail: "split weights are multiplied per half".into() })
             }
             Weights::F32 { w, n, k } => {
                 let (n, k) = (*n, *k);
