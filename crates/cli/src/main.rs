@@ -59,7 +59,7 @@ pub(crate) struct ModelArgs {
     /// row). A model with an int8 weights file is int8 whatever this says.
     #[arg(long, env = "HARKEN_PRECISION", default_value = "f32", value_parser = ["f32", "int8"])]
     precision: String,
-    /// Kernel path: auto (the best this CPU runs), avx512, avx2 or scalar.
+    /// Kernel path: auto (the best this CPU runs), amx, avx512, avx2 or scalar.
     #[arg(long, env = "HARKEN_CPU", default_value = "auto")]
     cpu: String,
     /// An n-gram LM (ARPA or Harken binary) fused into Whisper's beam search at word

@@ -12,7 +12,7 @@ pub(crate) fn apply(isa: Isa, act: Activation, v: &mut [f32]) {
     if act == Activation::Identity {
         return;
     }
-    match isa {
+    match isa.vector() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: callers pass only paths the CPU supports.
         Isa::Avx512 => unsafe { gelu_avx512(v) },

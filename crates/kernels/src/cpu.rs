@@ -11,6 +11,9 @@ pub enum Isa {
     Avx2,
     /// AVX-512 F/BW/VL with VNNI (Ice Lake, Cascade Lake, Sapphire Rapids, Zen 4).
     Avx512,
+    /// AVX-512 as above plus AMX tiles with int8 (Sapphire Rapids and later: ml.m7i/c7i): the
+    /// int8 products run on `tdpbusd`, everything else on the AVX-512 kernels.
+    Amx,
 }
 
 /// Why a requested path cannot run.
@@ -31,12 +34,6 @@ pub enum Error {
         /// The missing feature(s).
         missing: &'static str,
     },
-    /// The path is known but has no kernels in this build.
-    #[error("CPU path {name} has no kernels in this build of Harken; use avx512, avx2 or auto")]
-    NotBuilt {
-        /// The requested path.
-        name: &'static str,
-    },
 }
 
 impl fmt::Display for Isa {
@@ -47,7 +44,7 @@ impl fmt::Display for Isa {
 
 impl Isa {
     /// Every path, plainest first.
-    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Amx];
 
     /// The name `HARKEN_CPU` and `harken bench --json` use.
     pub fn name(self) -> &'static str {
@@ -55,6 +52,16 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
+            Isa::Amx => "amx",
+        }
+    }
+
+    /// The path of the vector kernels (attention, activations) that run beside this path's
+    /// int8 products: AMX has tiles only for the products.
+    pub(crate) fn vector(self) -> Isa {
+        match self {
+            Isa::Amx => Isa::Avx512,
+            isa => isa,
         }
     }
 
@@ -68,6 +75,9 @@ impl Isa {
             Isa::Scalar => None,
             Isa::Avx2 => (!has_avx2()).then_some("avx2, fma and f16c"),
             Isa::Avx512 => (!has_avx512()).then_some("avx512f, avx512bw, avx512vl and avx512vnni"),
+            Isa::Amx => (!has_amx()).then_some(
+                "avx512 and amx-tile + amx-int8 with the kernel's permission to use tile data",
+            ),
         }
     }
 
@@ -84,7 +94,7 @@ impl Isa {
             "scalar" => Isa::Scalar,
             "avx2" => Isa::Avx2,
             "avx512" => Isa::Avx512,
-            "amx" => return Err(Error::NotBuilt { name: "amx" }),
+            "amx" => Isa::Amx,
             _ => return Err(Error::UnknownName { name: name.to_owned() }),
         };
         match isa.missing() {
@@ -159,8 +169,7 @@ impl fmt::Display for CpuReport {
     }
 }
 
-/// AMX tile, int8 and bf16 bits of CPUID leaf 7 (EDX 24, 25, 22). Reported so that logs say
-/// when a machine could run AMX kernels this build does not have.
+/// AMX tile, int8 and bf16 bits of CPUID leaf 7 (EDX 24, 25, 22).
 #[cfg(target_arch = "x86_64")]
 fn amx_bits() -> (bool, bool, bool) {
     // SAFETY: CPUID is available on every x86-64 CPU; leaf 7 exists when the max leaf is ≥ 7.
@@ -200,6 +209,21 @@ fn has_avx512() -> bool {
     }
 }
 
+fn has_amx() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (tile, int8, _) = amx_bits();
+        // Linux gives a process the large tile state only on request; asked once, the answer
+        // holds for every thread of the process.
+        static GRANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        has_avx512() && tile && int8 && *GRANTED.get_or_init(crate::amx::request_permission)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,7 +234,6 @@ mod tests {
         assert_eq!(Isa::select("auto").unwrap(), Isa::detect());
         assert_eq!(Isa::select("").unwrap(), Isa::detect());
         assert!(matches!(Isa::select("sse9"), Err(Error::UnknownName { .. })));
-        assert!(matches!(Isa::select("amx"), Err(Error::NotBuilt { .. })));
         for isa in Isa::ALL {
             assert_eq!(Isa::select(isa.name()).is_ok(), isa.supported(), "{isa}");
         }

@@ -24,10 +24,16 @@ use crate::Isa;
 pub const PANEL_COLS: usize = 16;
 /// Consecutive `k` values stored together.
 pub const K_GROUP: usize = 4;
-/// Rows of `x` per task when the product is split along `m`.
-const ROW_CHUNK: usize = 48;
+/// Rows of `x` per task when the product is split along `m`: whole pairs of micro-tiles
+/// (8-row AVX-512 tiles, 32-row AMX ones).
+fn row_chunk(isa: Isa) -> usize {
+    if isa == Isa::Amx { 64 } else { 48 }
+}
 /// Panels per task when the product is split along `n` (few rows of `x`: decoder steps).
 const PANEL_CHUNK: usize = 8;
+/// Fewer rows than this run on AVX-512 VNNI on the AMX path (measured break-even: 16–24
+/// rows of Whisper base's MLP, `kernel_bench`).
+const AMX_MIN_ROWS: usize = 16;
 /// From this many rows of `x` on, work is split along `m`.
 const SPLIT_M_FROM: usize = 64;
 
@@ -298,13 +304,14 @@ pub(crate) struct QuantRows {
     pub(crate) kp: usize,
 }
 
-fn quantize_rows(x: &[f32], m: usize, k: usize, rounding: Rounding) -> QuantRows {
-    quantize_rows_in(x, m, k, rounding, None)
+fn quantize_rows(isa: Isa, x: &[f32], m: usize, k: usize, rounding: Rounding) -> QuantRows {
+    quantize_rows_in(isa, x, m, k, rounding, None)
 }
 
 /// [`quantize_rows`], each row's range given (`ranges[i]`) instead of its own largest
 /// magnitude.
 fn quantize_rows_in(
+    isa: Isa,
     x: &[f32],
     m: usize,
     k: usize,
@@ -316,35 +323,15 @@ fn quantize_rows_in(
     let mut scale = vec![0f32; m];
     type Row<'a> = (usize, (&'a [f32], (&'a mut [u8], &'a mut f32)));
     let work = |(i, (row, (ur, s))): Row<'_>| {
-        let max = match ranges {
-            Some(r) => r[i],
-            None => row.iter().fold(0f32, |a, &v| a.max(v.abs())),
-        };
-        *s = if max > 0.0 { max / 127.0 } else { 1.0 };
-        match rounding {
-            Rounding::Harken => {
-                let inv = 1.0 / *s;
-                for (o, &v) in ur.iter_mut().zip(row) {
-                    *o = (round_q(v * inv) + 128.0) as u8;
-                }
-            }
-            Rounding::TfLite => {
-                // An all-zero row quantizes to zeros whatever the scale.
-                let inv = if max > 0.0 { 127.0 / max } else { 0.0 };
-                // TFLite on x86 runs its NEON tensor utilities through NEON_2_SSE: blocks of 8
-                // round as `trunc(v ± 0.5)` (in f32, so a value just under a half can round
-                // up), the tail with `round` (half away from zero).
-                let vec_end = row.len() / 8 * 8;
-                for (i, (o, &v)) in ur.iter_mut().zip(row).enumerate() {
-                    let x = v * inv;
-                    let q = if i < vec_end {
-                        (x + if x < 0.0 { -0.5 } else { 0.5 }).trunc()
-                    } else {
-                        x.round()
-                    };
-                    *o = (q.clamp(-127.0, 127.0) + 128.0) as u8;
-                }
-            }
+        let range = ranges.map(|r| r[i]);
+        match isa.vector() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: callers pass only paths the CPU supports.
+            Isa::Avx512 => unsafe { quantize_row_avx512(row, ur, s, rounding, range) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Isa::Avx2 => unsafe { quantize_row_avx2(row, ur, s, rounding, range) },
+            _ => quantize_row(row, ur, s, rounding, range),
         }
     };
     if m >= SPLIT_M_FROM {
@@ -356,6 +343,93 @@ fn quantize_rows_in(
         x.chunks(k).zip(u.chunks_mut(kp).zip(scale.iter_mut())).enumerate().for_each(work);
     }
     QuantRows { u, scale, kp }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn quantize_row_avx512(
+    row: &[f32],
+    ur: &mut [u8],
+    s: &mut f32,
+    rounding: Rounding,
+    range: Option<f32>,
+) {
+    quantize_row(row, ur, s, rounding, range);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_row_avx2(
+    row: &[f32],
+    ur: &mut [u8],
+    s: &mut f32,
+    rounding: Rounding,
+    range: Option<f32>,
+) {
+    quantize_row(row, ur, s, rounding, range);
+}
+
+/// The largest magnitude in `row`, over sixteen running maxima so that the loop vectorises
+/// (the result does not depend on the order).
+#[inline(always)]
+fn max_abs(row: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = l.max(v.abs());
+        }
+    }
+    let tail = chunks.remainder().iter().fold(0f32, |a, &v| a.max(v.abs()));
+    lanes.iter().fold(tail, |a, &v| a.max(v))
+}
+
+/// `v` clamped to ±127, rounded half to even and stored as `q + 128`: `round_q` done in the
+/// integer bits of `v + 1.5·2²³`, because float-to-integer casts are saturating in Rust and
+/// do not vectorise.
+#[inline(always)]
+fn biased_u8(v: f32) -> u8 {
+    const MAGIC: f32 = 12_582_912.0;
+    let q = (v.clamp(-127.0, 127.0) + MAGIC).to_bits().wrapping_sub(MAGIC.to_bits()) as i32;
+    (q + 128) as u8
+}
+
+/// One row of activations to `u8` (`q + 128`) with its scale. One portable source compiled
+/// once per path, as in `act`: the operations are exact or correctly rounded and never fused,
+/// so every path gives the same bytes.
+#[inline(always)]
+fn quantize_row(row: &[f32], ur: &mut [u8], s: &mut f32, rounding: Rounding, range: Option<f32>) {
+    // Not `unwrap_or_else`: a closure would not inherit the caller's target features.
+    let max = match range {
+        Some(r) => r,
+        None => max_abs(row),
+    };
+    *s = if max > 0.0 { max / 127.0 } else { 1.0 };
+    match rounding {
+        Rounding::Harken => {
+            let inv = 1.0 / *s;
+            for (o, &v) in ur.iter_mut().zip(row) {
+                *o = biased_u8(v * inv);
+            }
+        }
+        Rounding::TfLite => {
+            // An all-zero row quantizes to zeros whatever the scale.
+            let inv = if max > 0.0 { 127.0 / max } else { 0.0 };
+            // TFLite on x86 runs its NEON tensor utilities through NEON_2_SSE: blocks of 8
+            // round as `trunc(v ± 0.5)` (in f32, so a value just under a half can round up),
+            // the tail with `round` (half away from zero).
+            let vec_end = row.len() / 8 * 8;
+            for (i, (o, &v)) in ur.iter_mut().zip(row).enumerate() {
+                let x = v * inv;
+                let q = if i < vec_end {
+                    (x + if x < 0.0 { -0.5 } else { 0.5 }).trunc()
+                } else {
+                    x.round()
+                };
+                *o = biased_u8(q);
+            }
+        }
+    }
 }
 
 /// Where one block of work writes: rows `rows` of the product, panels `panels`, into `out`
@@ -445,8 +519,8 @@ pub fn matmul_tflite_acc(
     if m == 0 {
         return Ok(());
     }
-    let isa = if isa.supported() { isa } else { Isa::Scalar };
-    let xq = quantize_rows_in(x, m, k, Rounding::TfLite, Some(ranges));
+    let isa = gemm_path(isa, m);
+    let xq = quantize_rows_in(isa, x, m, k, Rounding::TfLite, Some(ranges));
     scales.copy_from_slice(&xq.scale);
     let mut out = vec![0f32; m * n];
     over_panels(m, n, &mut out, |b| block(isa, &xq, w, None, Block { raw: true, ..b }), |_| {});
@@ -454,6 +528,17 @@ pub fn matmul_tflite_acc(
         *a = v.to_bits() as i32;
     }
     Ok(())
+}
+
+/// The path that multiplies `m` rows: AMX only from [`AMX_MIN_ROWS`] rows on (a decoder step's
+/// few beams fill a fraction of a 16-row tile and run faster on AVX-512 VNNI); an unsupported
+/// path falls back to the reference.
+fn gemm_path(isa: Isa, m: usize) -> Isa {
+    match isa {
+        _ if !isa.supported() => Isa::Scalar,
+        Isa::Amx if m < AMX_MIN_ROWS => Isa::Avx512,
+        isa => isa,
+    }
 }
 
 #[allow(clippy::too_many_arguments)] // private: the public entry points fix most of them
@@ -481,13 +566,14 @@ fn matmul_with(
     if m == 0 {
         return Ok(());
     }
-    let isa = if isa.supported() { isa } else { Isa::Scalar };
-    let xq = quantize_rows(x, m, k, rounding);
+    let isa = gemm_path(isa, m);
+    let xq = quantize_rows(isa, x, m, k, rounding);
     let n_panels = padded_n(n) / PANEL_COLS;
     let run = |b: Block<'_>| block(isa, &xq, w, bias, b);
     if m >= SPLIT_M_FROM {
-        y.par_chunks_mut(ROW_CHUNK * n).enumerate().for_each(|(t, out)| {
-            let r0 = t * ROW_CHUNK;
+        let chunk = row_chunk(isa);
+        y.par_chunks_mut(chunk * n).enumerate().for_each(|(t, out)| {
+            let r0 = t * chunk;
             let rows = r0..(r0 + out.len() / n);
             run(Block { rows, panels: 0..n_panels, out: &mut *out, ldo: n, col0: 0, raw: false });
             crate::act::apply(isa, act, out);
@@ -534,6 +620,9 @@ fn block(isa: Isa, xq: &QuantRows, w: PackedRef<'_>, bias: Option<&[f32]>, b: Bl
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `matmul` only passes a path the CPU supports; the block's ranges lie inside
         // `xq`, `w` and `out` by construction.
+        Isa::Amx => unsafe { crate::amx::int8_block_amx(xq, w, bias, b) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
         Isa::Avx512 => unsafe { crate::x86::int8_block_avx512(xq, w, bias, b) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.

@@ -19,6 +19,8 @@
 #![allow(unsafe_code)] // SIMD intrinsics; every unsafe block states the bounds it relies on
 
 mod act;
+#[cfg(target_arch = "x86_64")]
+mod amx;
 pub mod attention;
 mod cpu;
 pub mod int8;

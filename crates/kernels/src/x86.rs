@@ -76,26 +76,65 @@ unsafe fn tile512<const MR: usize, const NP: usize>(
             }
         }
         for j in 0..NP {
-            let c0 = (p + j) * PANEL_COLS;
-            let valid = (w.n() - c0).min(PANEL_COLS);
-            let mask: __mmask16 = if valid == PANEL_COLS { 0xFFFF } else { (1u16 << valid) - 1 };
+            let e = Epilogue512::new(w, bias, p + j);
+            for (i, row) in acc.iter().enumerate() {
+                e.store(xq, b, r + i, row[j]);
+            }
+        }
+    }
+}
+
+/// The shared end of every AVX-512-class product (VNNI and AMX): one panel's 16 exact
+/// accumulators of one row, corrected for the unsigned activations, scaled, biased and stored —
+/// in the order [`crate::int8::epilogue`] computes, so every path gives the same bits.
+pub(crate) struct Epilogue512 {
+    c0: usize,
+    mask: __mmask16,
+    comp: __m512i,
+    sw: __m512,
+    bias: Option<__m512>,
+}
+
+impl Epilogue512 {
+    /// The constants of panel `panel` of `w`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(crate) fn new(w: PackedRef<'_>, bias: Option<&[f32]>, panel: usize) -> Self {
+        let c0 = panel * PANEL_COLS;
+        let valid = (w.n() - c0).min(PANEL_COLS);
+        let mask: __mmask16 = if valid == PANEL_COLS { 0xFFFF } else { (1u16 << valid) - 1 };
+        // SAFETY: sums and scales are padded to whole panels; the bias load is masked to the
+        // panel's valid columns, which lie inside the bias (it has `w.n()` values).
+        unsafe {
             let comp = _mm512_slli_epi32::<7>(_mm512_loadu_si512(w.sums().as_ptr().add(c0).cast()));
             let sw = _mm512_loadu_ps(w.scales().as_ptr().add(c0));
-            let bv = bias.map(|bb| _mm512_maskz_loadu_ps(mask, bb.as_ptr().add(c0)));
-            for (i, row) in acc.iter().enumerate() {
-                let a = _mm512_sub_epi32(row[j], comp);
-                let at = (r - b.rows.start + i) * b.ldo + c0 - b.col0;
-                if b.raw {
-                    _mm512_mask_storeu_ps(b.out.as_mut_ptr().add(at), mask, _mm512_castsi512_ps(a));
-                    continue;
-                }
-                let s = _mm512_mul_ps(_mm512_set1_ps(xq.scale[r + i]), sw);
-                let mut v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), s);
-                if let Some(bv) = bv {
-                    v = _mm512_add_ps(v, bv);
-                }
-                _mm512_mask_storeu_ps(b.out.as_mut_ptr().add(at), mask, v);
+            let bias = bias.map(|bb| _mm512_maskz_loadu_ps(mask, bb.as_ptr().add(c0)));
+            Epilogue512 { c0, mask, comp, sw, bias }
+        }
+    }
+
+    /// Store row `r` of the product (its accumulators `acc`) into `b`.
+    ///
+    /// # Safety
+    /// Row `r` lies inside `b.rows` and `xq`; `b.out` covers the panel's valid columns.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(crate) unsafe fn store(&self, xq: &QuantRows, b: &mut Block<'_>, r: usize, acc: __m512i) {
+        let a = _mm512_sub_epi32(acc, self.comp);
+        let at = (r - b.rows.start) * b.ldo + self.c0 - b.col0;
+        // SAFETY: the caller's contract; the store is masked to the valid columns.
+        unsafe {
+            let dst = b.out.as_mut_ptr().add(at);
+            if b.raw {
+                _mm512_mask_storeu_ps(dst, self.mask, _mm512_castsi512_ps(a));
+                return;
             }
+            let s = _mm512_mul_ps(_mm512_set1_ps(*xq.scale.get_unchecked(r)), self.sw);
+            let mut v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), s);
+            if let Some(bv) = self.bias {
+                v = _mm512_add_ps(v, bv);
+            }
+            _mm512_mask_storeu_ps(dst, self.mask, v);
         }
     }
 }

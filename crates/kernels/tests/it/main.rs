@@ -18,8 +18,13 @@ fn the_test_machine_runs_more_than_the_reference() {
 #[test]
 fn int8_paths_are_bit_identical_to_the_scalar_reference() {
     // Shapes: partial panels (n % 16 ≠ 0), k not a multiple of 4, both splits (m < 64, m ≥ 64),
-    // odd tile tails.
+    // odd tile tails; AMX: whole 16-row tiles read in place (k a multiple of 64), row tiles in
+    // pairs and alone, a partial last k step.
     for &(m, n, k) in &[
+        (128, 48, 512),
+        (160, 17, 256),
+        (5, 100, 512),
+        (40, 33, 200),
         (1, 16, 4),
         (5, 37, 70),
         (3, 300, 64),
