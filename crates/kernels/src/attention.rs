@@ -721,13 +721,18 @@ fn softmax_unnormalised(s: &mut [f32]) -> f32 {
 pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     let t = x * std::f32::consts::LOG2_E;
-    let n = (t + 12_582_912.0) - 12_582_912.0;
+    const MAGIC: f32 = 12_582_912.0;
+    let big = t + MAGIC;
+    let n = big - MAGIC;
+    // `n` as an integer from the bits of `big`: `n as i32` is a saturating cast, which does
+    // not vectorise (GELU, which calls this, ran one lane at a time).
+    let ni = big.to_bits().wrapping_sub(MAGIC.to_bits()) as i32;
     let y = (t - n) * std::f32::consts::LN_2;
     let p = 1.0
         + y * (1.0
             + y * (0.5
                 + y * (1.0 / 6.0 + y * (1.0 / 24.0 + y * (1.0 / 120.0 + y * (1.0 / 720.0))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    p * f32::from_bits(((ni + 127) as u32) << 23)
 }
 
 /// The definition, computed naively with the standard library's `exp`: what the tests compare

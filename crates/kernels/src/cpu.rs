@@ -65,9 +65,11 @@ impl Isa {
         }
     }
 
-    /// Whether this CPU can run the path.
+    /// Whether this CPU can run the path. Probed once per process: every product asks, and
+    /// CPUID traps to the hypervisor on a virtual machine.
     pub fn supported(self) -> bool {
-        self.missing().is_none()
+        static PROBED: std::sync::OnceLock<[bool; Isa::ALL.len()]> = std::sync::OnceLock::new();
+        PROBED.get_or_init(|| Isa::ALL.map(|isa| isa.missing().is_none()))[self as usize]
     }
 
     fn missing(self) -> Option<&'static str> {
