@@ -274,3 +274,237 @@ pub(crate) unsafe fn int8_block_amx(
     // SAFETY: returns the tiles to their initial state, so the kernel need not save them.
     unsafe { asm!("tilerelease", options(nostack, nomem, preserves_flags)) };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Self-attention on bf16 tiles (`tdpbf16ps`): scores and `p·v` with f32 accumulators, softmax in
+// f32 on AVX-512. The operands are rounded to bf16 (8 significant bits) once, when packed; the
+// sums are exact f32 products of those, so the result differs from the f32 kernels by that
+// rounding alone (tested against the reference with a bf16 tolerance; the Whisper accuracy
+// measured on the evaluation sets, `docs/performance.md`).
+// ---------------------------------------------------------------------------------------------
+
+/// The head width the bf16 kernel serves (every Whisper size).
+pub(crate) const ATT_DH: usize = 64;
+/// Keys are padded to a multiple of this: one `p·v` step (an A tile of 32 bf16 values).
+const ATT_KEY_PAD: usize = 32;
+/// u16 values in one B tile (16 rows of 32).
+const BF16_TILE: usize = 16 * 32;
+
+/// `x` rounded to bf16 (nearest, ties to even), as its bits. Portable integer code, so it
+/// vectorises on every path; NaN never reaches here from a finite model.
+#[inline(always)]
+fn bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    (b.wrapping_add(0x7FFF + ((b >> 16) & 1)) >> 16) as u16
+}
+
+/// Keys and values of one self-attention call in bf16, laid out as AMX B tiles.
+///
+/// Keys, per head, per block of 16 keys: 32 rows (pairs of dimensions) of 16 keys × 2 values —
+/// two tiles, dimensions 0–31 and 32–63. Values, per head, per block of 32 keys, per 16
+/// dimensions: 16 rows (pairs of keys) of 16 dimensions × 2 values — one tile.
+pub(crate) struct Bf16Kv {
+    k: Vec<u16>,
+    v: Vec<u16>,
+    t_k: usize,
+    tkp: usize,
+}
+
+impl Bf16Kv {
+    /// Pack `t_k` keys and values of `heads` heads; `key(j, h)` and `value(j, h)` return the
+    /// 64 values of key `j` in head `h`.
+    pub(crate) fn new<'a>(
+        t_k: usize,
+        heads: usize,
+        key: impl Fn(usize, usize) -> &'a [f32] + Sync,
+        value: impl Fn(usize, usize) -> &'a [f32] + Sync,
+    ) -> Self {
+        use rayon::prelude::*;
+        let tkp = t_k.div_ceil(ATT_KEY_PAD) * ATT_KEY_PAD;
+        let per_head = tkp * ATT_DH;
+        let mut k = vec![0u16; heads * per_head];
+        let mut v = vec![0u16; heads * per_head];
+        k.par_chunks_mut(per_head).zip(v.par_chunks_mut(per_head)).enumerate().for_each(
+            |(h, (kh, vh))| {
+                for j in 0..t_k {
+                    let (kb, c) = (j / 16, j % 16);
+                    for (e, &x) in key(j, h).iter().enumerate().take(ATT_DH) {
+                        kh[(kb * 32 + e / 2) * 32 + c * 2 + e % 2] = bf16(x);
+                    }
+                    let (vb, pr, t) = (j / 32, (j % 32) / 2, j % 2);
+                    for (e, &x) in value(j, h).iter().enumerate().take(ATT_DH) {
+                        vh[((vb * 4 + e / 16) * 16 + pr) * 32 + (e % 16) * 2 + t] = bf16(x);
+                    }
+                }
+            },
+        );
+        Bf16Kv { k, v, t_k, tkp }
+    }
+}
+
+/// Attention for query rows `r0..r0 + out.len() / d` of every head, 16 rows per tile;
+/// `query(i, h)` returns the 64 values of query `i` in head `h` (unscaled).
+///
+/// # Safety
+/// [`crate::Isa::Amx`] is supported and the CPU has AMX-BF16 (checked with it); `kv` holds
+/// `heads` heads; `out` holds whole rows of `heads · 64` values.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(crate) unsafe fn attention_rows_bf16<'a>(
+    kv: &Bf16Kv,
+    heads: usize,
+    scale: f32,
+    r0: usize,
+    query: impl Fn(usize, usize) -> &'a [f32],
+    out: &mut [f32],
+) {
+    let d = heads * ATT_DH;
+    let n_rows = out.len() / d;
+    let (t_k, tkp) = (kv.t_k, kv.tkp);
+    let nkb = tkp / 16;
+    let per_head = tkp * ATT_DH;
+    let mut q16 = [0u16; TILE_ROWS * ATT_DH];
+    let mut scores = vec![0f32; TILE_ROWS * tkp];
+    let mut p16 = vec![0u16; TILE_ROWS * tkp];
+    let mut o = Acc([[0; TILE_ROWS * PANEL_COLS]; 4]);
+    let cfg = TileConfig::uniform();
+    // SAFETY: a valid palette-1 configuration.
+    unsafe { asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack, readonly)) };
+    for h in 0..heads {
+        let kh = kv.k[h * per_head..].as_ptr();
+        let vh = kv.v[h * per_head..].as_ptr();
+        let mut i0 = 0;
+        while i0 < n_rows {
+            let nb = (n_rows - i0).min(TILE_ROWS);
+            q16.fill(0);
+            for i in 0..nb {
+                for (dst, &x) in
+                    q16[i * ATT_DH..(i + 1) * ATT_DH].iter_mut().zip(query(r0 + i0 + i, h))
+                {
+                    *dst = bf16(x * scale);
+                }
+            }
+            // Scores: the query tile stays in tmm4/tmm5 (dimensions 0–31, 32–63) while the keys
+            // stream past, four blocks of 16 keys per round (nkb is even: keys pad to 32).
+            // SAFETY: tiles are configured; every load and store below stays inside `q16`,
+            // `kv.k` (head h: nkb blocks of 2 tiles) and `scores` (16 rows of tkp).
+            unsafe {
+                let qp = q16.as_ptr();
+                asm!(
+                    "tileloadd tmm4, [{q} + {ld}*1]",
+                    "tileloadd tmm5, [{q1} + {ld}*1]",
+                    q = in(reg) qp, q1 = in(reg) qp.add(32), ld = in(reg) ATT_DH * 2,
+                    options(nostack, readonly, preserves_flags),
+                );
+                let sp = scores.as_mut_ptr();
+                let lds = tkp * 4;
+                let mut kb = 0;
+                while kb < nkb {
+                    let b = |j: usize| kh.add((kb + j) * 2 * BF16_TILE);
+                    let s = |j: usize| sp.add((kb + j) * 16);
+                    if kb + 4 <= nkb {
+                        asm!(
+                            "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
+                            "tileloadd tmm6, [{b0} + {ldb}*1]",
+                            "tdpbf16ps tmm0, tmm4, tmm6",
+                            "tileloadd tmm7, [{b0} + {ldb}*1 + 1024]",
+                            "tdpbf16ps tmm0, tmm5, tmm7",
+                            "tileloadd tmm6, [{b1} + {ldb}*1]",
+                            "tdpbf16ps tmm1, tmm4, tmm6",
+                            "tileloadd tmm7, [{b1} + {ldb}*1 + 1024]",
+                            "tdpbf16ps tmm1, tmm5, tmm7",
+                            "tileloadd tmm6, [{b2} + {ldb}*1]",
+                            "tdpbf16ps tmm2, tmm4, tmm6",
+                            "tileloadd tmm7, [{b2} + {ldb}*1 + 1024]",
+                            "tdpbf16ps tmm2, tmm5, tmm7",
+                            "tileloadd tmm6, [{b3} + {ldb}*1]",
+                            "tdpbf16ps tmm3, tmm4, tmm6",
+                            "tileloadd tmm7, [{b3} + {ldb}*1 + 1024]",
+                            "tdpbf16ps tmm3, tmm5, tmm7",
+                            "tilestored [{s0} + {lds}*1], tmm0",
+                            "tilestored [{s1} + {lds}*1], tmm1",
+                            "tilestored [{s2} + {lds}*1], tmm2",
+                            "tilestored [{s3} + {lds}*1], tmm3",
+                            b0 = in(reg) b(0), b1 = in(reg) b(1), b2 = in(reg) b(2), b3 = in(reg) b(3),
+                            s0 = in(reg) s(0), s1 = in(reg) s(1), s2 = in(reg) s(2), s3 = in(reg) s(3),
+                            ldb = in(reg) 64usize, lds = in(reg) lds,
+                            options(nostack, preserves_flags),
+                        );
+                        kb += 4;
+                    } else {
+                        asm!(
+                            "tilezero tmm0", "tilezero tmm1",
+                            "tileloadd tmm6, [{b0} + {ldb}*1]",
+                            "tdpbf16ps tmm0, tmm4, tmm6",
+                            "tileloadd tmm7, [{b0} + {ldb}*1 + 1024]",
+                            "tdpbf16ps tmm0, tmm5, tmm7",
+                            "tileloadd tmm6, [{b1} + {ldb}*1]",
+                            "tdpbf16ps tmm1, tmm4, tmm6",
+                            "tileloadd tmm7, [{b1} + {ldb}*1 + 1024]",
+                            "tdpbf16ps tmm1, tmm5, tmm7",
+                            "tilestored [{s0} + {lds}*1], tmm0",
+                            "tilestored [{s1} + {lds}*1], tmm1",
+                            b0 = in(reg) b(0), b1 = in(reg) b(1),
+                            s0 = in(reg) s(0), s1 = in(reg) s(1),
+                            ldb = in(reg) 64usize, lds = in(reg) lds,
+                            options(nostack, preserves_flags),
+                        );
+                        kb += 2;
+                    }
+                }
+            }
+            // Softmax in f32 over the real keys; probabilities to bf16, padding keys and rows 0.
+            let mut inv = [0f32; TILE_ROWS];
+            p16.fill(0);
+            for i in 0..nb {
+                let s = &mut scores[i * tkp..i * tkp + t_k];
+                // SAFETY: AVX-512F is enabled in this function.
+                inv[i] = 1.0 / unsafe { crate::x86::softmax_avx512(s) };
+                for (dst, &x) in p16[i * tkp..i * tkp + t_k].iter_mut().zip(s.iter()) {
+                    *dst = bf16(x);
+                }
+            }
+            // p·v: one probability tile (32 keys) times four value tiles (64 dimensions).
+            // SAFETY: tiles are configured; loads stay inside `p16` (16 rows of tkp) and
+            // `kv.v` (head h: tkp/32 blocks of 4 tiles); stores inside `o`.
+            unsafe {
+                asm!(
+                    "tilezero tmm0",
+                    "tilezero tmm1",
+                    "tilezero tmm2",
+                    "tilezero tmm3",
+                    options(nostack, nomem, preserves_flags)
+                );
+                let ldp = tkp * 2;
+                for vb in 0..tkp / ATT_KEY_PAD {
+                    let vt = vh.add(vb * 4 * BF16_TILE);
+                    asm!(
+                        "tileloadd tmm4, [{p} + {ldp}*1]",
+                        "tileloadd tmm6, [{v} + {ldb}*1]",
+                        "tdpbf16ps tmm0, tmm4, tmm6",
+                        "tileloadd tmm7, [{v} + {ldb}*1 + 1024]",
+                        "tdpbf16ps tmm1, tmm4, tmm7",
+                        "tileloadd tmm6, [{v} + {ldb}*1 + 2048]",
+                        "tdpbf16ps tmm2, tmm4, tmm6",
+                        "tileloadd tmm7, [{v} + {ldb}*1 + 3072]",
+                        "tdpbf16ps tmm3, tmm4, tmm7",
+                        p = in(reg) p16.as_ptr().add(vb * ATT_KEY_PAD), ldp = in(reg) ldp,
+                        v = in(reg) vt, ldb = in(reg) 64usize,
+                        options(nostack, readonly, preserves_flags),
+                    );
+                }
+                store_acc(&mut o);
+            }
+            for i in 0..nb {
+                let row = &mut out[(i0 + i) * d + h * ATT_DH..(i0 + i) * d + (h + 1) * ATT_DH];
+                for (db, dst) in row.chunks_exact_mut(PANEL_COLS).enumerate() {
+                    for (x, &a) in dst.iter_mut().zip(&o.0[db][i * PANEL_COLS..]) {
+                        *x = f32::from_bits(a as u32) * inv[i];
+                    }
+                }
+            }
+            i0 += nb;
+        }
+    }
+    // SAFETY: returns the tiles to their initial state.
+    unsafe { asm!("tilerelease", options(nostack, nomem, preserves_flags)) };
+}

@@ -18,6 +18,10 @@ use crate::Isa;
 
 /// Query rows per task: each task writes whole output rows (all heads).
 const ROWS_PER_TASK: usize = 32;
+/// The AMX path's self-attention runs on bf16 tiles from this many queries on (an encoder's
+/// 1,500); fewer stay in f32.
+#[cfg(target_arch = "x86_64")]
+const BF16_MIN_ROWS: usize = 16;
 /// Keys per inner step of the portable score loop.
 const KEY_STEP: usize = 16;
 /// Transposed keys are padded to a multiple of this (the AVX-512 score loop's step).
@@ -59,7 +63,8 @@ pub struct ShapeError {
 }
 
 /// Self-attention without a mask: `out[i][h·dh..]` = Σⱼ softmax(q_i·k_j·scale) v_j per head `h`,
-/// for `t_q` queries and `t_k` keys; `out` is `t_q × heads·dh` row-major.
+/// for `t_q` queries and `t_k` keys; `out` is `t_q × heads·dh` row-major. On [`Isa::Amx`] with
+/// 64-wide heads and at least 16 queries the products run on bf16 tiles (f32 sums and softmax).
 #[allow(clippy::too_many_arguments)] // the shape of one attention call; a struct would only rename them
 pub fn attention(
     isa: Isa,
@@ -90,6 +95,27 @@ pub fn attention(
     }
     if t_k == 0 {
         out.fill(0.0);
+        return Ok(());
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Amx && dh == crate::amx::ATT_DH && t_q >= BF16_MIN_ROWS && crate::cpu::amx_bf16()
+    {
+        let kv =
+            crate::amx::Bf16Kv::new(t_k, heads, |j, h| k.row(j, h, dh), |j, h| v.row(j, h, dh));
+        out.par_chunks_mut(ROWS_PER_TASK * d).enumerate().for_each(|(t, o)| {
+            // SAFETY: AMX with bf16 is supported (checked above); `kv` holds `heads` heads and
+            // `o` whole rows of `heads · 64`.
+            unsafe {
+                crate::amx::attention_rows_bf16(
+                    &kv,
+                    heads,
+                    scale,
+                    t * ROWS_PER_TASK,
+                    |i, h| q.row(i, h, dh),
+                    o,
+                )
+            }
+        });
         return Ok(());
     }
     let kt = KeysT::new(k, t_k, heads, dh);

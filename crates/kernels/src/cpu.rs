@@ -12,7 +12,8 @@ pub enum Isa {
     /// AVX-512 F/BW/VL with VNNI (Ice Lake, Cascade Lake, Sapphire Rapids, Zen 4).
     Avx512,
     /// AVX-512 as above plus AMX tiles with int8 (Sapphire Rapids and later: ml.m7i/c7i): the
-    /// int8 products run on `tdpbusd`, everything else on the AVX-512 kernels.
+    /// int8 products run on `tdpbusd`, long self-attention on bf16 tiles (`tdpbf16ps`, when
+    /// the CPU has AMX-BF16), everything else on the AVX-512 kernels.
     Amx,
 }
 
@@ -204,6 +205,20 @@ fn has_avx512() -> bool {
             && std::is_x86_feature_detected!("avx512bw")
             && std::is_x86_feature_detected!("avx512vl")
             && std::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether the AMX path also has bf16 tiles (its self-attention kernel); cached like
+/// [`Isa::supported`].
+pub(crate) fn amx_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static BF16: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *BF16.get_or_init(|| Isa::Amx.supported() && amx_bits().2)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

@@ -4,9 +4,11 @@
 //! Brief overview: [`Isa`] names a kernel path; [`Isa::detect`] finds the best one this CPU can
 //! run and [`Isa::select`] checks a requested one (the `HARKEN_CPU` switch the binaries read).
 //! [`int8`] holds the 8-bit weight format ([`int8::PackedMatrix`], [`int8::PackedRef`]) and the
-//! dynamic-quantization matrix product; [`attention`] the fused softmax attention. Every path is
-//! checked against the plain scalar reference in this crate's tests, on every path the test
-//! machine can execute.
+//! dynamic-quantization matrix product; [`attention`] the fused softmax attention. Paths: scalar
+//! (the reference), AVX2, AVX-512 VNNI, and AMX (int8 tiles for the products, bf16 tiles for
+//! the encoder's self-attention; `amx` module). Every path is checked against the plain scalar
+//! reference in this crate's tests, on every path the test machine can execute: bit for bit for
+//! the int8 products, within rounding for attention (bf16's 8 significant bits on AMX).
 //!
 //! Pure computation: slices in, slices out, no tensor types, no I/O, no environment. Threads come
 //! from rayon's global pool, which the binaries size. Model code passes an [`Isa`] it chose at

@@ -48,10 +48,11 @@ fn quantized_model_transcribes_on_every_kernel_path() {
         assert!(wer <= 0.25, "--cpu {cpu}: {:?} vs f32 {want:?} (WER {wer})", stdout(&o));
         texts.insert(cpu, stdout(&o));
     }
-    // AMX computes the same int8 products as AVX-512 VNNI, bit for bit, and shares its
-    // attention: the transcripts are the same.
+    // AMX computes the same int8 products as AVX-512 VNNI, bit for bit; only the encoder's
+    // attention differs (bf16 tiles): the same words.
     if let (Some(amx), Some(avx512)) = (texts.get("amx"), texts.get("avx512")) {
-        assert_eq!(amx, avx512);
+        let wer = word_error_rate(avx512, amx);
+        assert!(wer <= 0.1, "amx {amx:?} vs avx512 {avx512:?} (WER {wer})");
     }
     // The package of an int8 directory records its format and loads like any package.
     let pkg = tmp.path().join("pkg");

@@ -101,7 +101,7 @@ fn int8_saturating_inputs_stay_exact() {
 #[test]
 fn attention_paths_match_the_reference() {
     for &(t, heads, dh) in
-        &[(1, 1, 64), (7, 2, 64), (45, 3, 64), (100, 2, 32), (70, 1, 8), (333, 6, 64)]
+        &[(1, 1, 64), (7, 2, 64), (45, 3, 64), (100, 2, 32), (70, 1, 8), (333, 6, 64), (64, 2, 64)]
     {
         let d = heads * dh;
         let qkv = data(t * 3 * d, t as f32);
@@ -112,6 +112,16 @@ fn attention_paths_match_the_reference() {
         for isa in Isa::runnable() {
             let mut got = vec![f32::NAN; t * d];
             attention::attention(isa, q, k, v, t, t, heads, dh, scale, &mut got).unwrap();
+            if isa == Isa::Amx && dh == 64 && t >= 16 {
+                // bf16 tiles: operands carry 8 significant bits, so the error scales with the
+                // size of the values mixed, not of each output; a wrong layout or mask would be
+                // off by the values' whole magnitude.
+                let amax = want.iter().fold(0f32, |a, w| a.max(w.abs()));
+                let worst = got.iter().zip(&want).fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+                eprintln!("amx bf16 attention t={t} h={heads}: worst error {worst:e} of {amax:e}");
+                assert!(worst <= 0.02 * amax, "{isa} t={t} h={heads}: {worst} of {amax}");
+                continue;
+            }
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     (g - w).abs() <= 2e-5 * (1.0 + w.abs()),
