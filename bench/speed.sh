@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The speed issue's table in one run: Harken int8 (best kernel path and HARKEN_CPU=avx2) and
-# f32 beside faster-whisper int8 and float32, same model, same audio, 2 threads, beam 5, VAD off.
+# The speed issue's table in one run: Harken int8 (best kernel path — AMX where the CPU has it —
+# HARKEN_CPU=avx512 and HARKEN_CPU=avx2) and f32 beside faster-whisper int8 and float32, same
+# model, same audio, 2 threads, beam 5, VAD off.
 #
 #   bench/speed.sh [--runs N] [--skip-wer]
 #
@@ -47,17 +48,17 @@ fi
 stamp=$(date +%Y%m%d-%H%M%S)
 base=(--model "$models/whisper-base" --harken-model "$models/whisper-base-int8" --harken-precision int8)
 tiny=(--model "$models/whisper-tiny.en" --harken-model "$models/whisper-tiny.en-int8" --harken-precision int8)
-engines=harken,harken-avx2,harken-f32,fw
+engines=harken,harken-avx512,harken-avx2,harken-f32,fw
 section() { # name args...
   local name=$1; shift
   echo "== $name" >&2
   "$here/run.sh" "$@" --json "$out/speed-$stamp-$name.json" | tee "$out/speed-$stamp-$name.txt"
 }
 section base-10s "${base[@]}" --engines "$engines" --skip-wer --runs "$runs"
-section base-112s "${base[@]}" --engines harken,harken-avx2,fw --skip-wer --runs 3 --clip "$shared/eval/real/audio/codec2_ve9qrp.wav"
-section base-3min "${base[@]}" --engines harken,harken-avx2,fw --skip-wer --runs 3 --clip "$dialogue"
+section base-112s "${base[@]}" --engines harken,harken-avx512,harken-avx2,fw --skip-wer --runs 3 --clip "$shared/eval/real/audio/codec2_ve9qrp.wav"
+section base-3min "${base[@]}" --engines harken,harken-avx512,harken-avx2,fw --skip-wer --runs 3 --clip "$dialogue"
 section tiny-10s "${tiny[@]}" --engines "$engines" --skip-wer --runs "$runs"
 if [[ $wer == 1 ]]; then
-  section wer "${base[@]}" --engines harken,harken-avx2,harken-f32,fw-int8 --skip-speed
+  section wer "${base[@]}" --engines harken,harken-avx512,harken-avx2,harken-f32,fw-int8 --skip-speed
 fi
 echo "results: $out/speed-$stamp-*.txt" >&2

@@ -695,6 +695,22 @@ mod tests {
     }
 
     #[test]
+    fn integer_bits_rounding_equals_float_rounding() {
+        // `biased_u8` must give the bytes `round_q` gives (the format's definition), ties and
+        // clamping included.
+        let mut v = -300.0f32;
+        while v < 300.0 {
+            for x in [v, v + 0.5, v - 0.5, f32::from_bits(v.to_bits() + 1)] {
+                assert_eq!(biased_u8(x), (round_q(x) + 128.0) as u8, "{x}");
+            }
+            v += 0.173;
+        }
+        for x in [f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 1e-30, 126.5, -126.5, 127.49] {
+            assert_eq!(biased_u8(x), (round_q(x) + 128.0) as u8, "{x}");
+        }
+    }
+
+    #[test]
     fn row_f32_dequantizes_the_packed_row() {
         let (n, k) = (20, 9);
         let w = data(n * k, 0.0);
