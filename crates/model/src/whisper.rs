@@ -698,7 +698,7 @@ impl Whisper {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Whisper {
+        Ok((Whisper {
             dims,
             enc,
             tok_emb,
@@ -707,6 +707,12 @@ impl Whisper {
             dec_ln: LayerNorm::load(src, "decoder/layer_norm")?,
             isa: Isa::detect(),
         })
+        .with_detected_isa())
+    }
+
+    fn with_detected_isa(mut self) -> Self {
+        self.isa = self.float_capped(Isa::detect());
+        self
     }
 
     /// Load Harken's int8 weights file (`model.int8.safetensors`, written by
@@ -719,9 +725,15 @@ impl Whisper {
     }
 
     /// Choose the kernel path (default: the best this CPU runs). Paths the CPU lacks fall back
-    /// to the scalar reference inside the kernels, so a wrong choice is slow, never unsafe.
+    /// to the scalar reference inside the kernels, so a wrong choice is slow, never unsafe. A
+    /// float model stays on AVX-512 where AMX is asked for: AMX's tiles are int8 and bf16, and
+    /// `f32` means f32 arithmetic.
     pub fn set_isa(&mut self, isa: Isa) {
-        self.isa = isa;
+        self.isa = self.float_capped(isa);
+    }
+
+    fn float_capped(&self, isa: Isa) -> Isa {
+        if self.is_int8() { isa } else { isa.min(Isa::Avx512) }
     }
 
     /// The kernel path in use.
