@@ -285,8 +285,10 @@ pub(crate) unsafe fn int8_block_amx(
 
 /// The head width the bf16 kernel serves (every Whisper size).
 pub(crate) const ATT_DH: usize = 64;
-/// Keys are padded to a multiple of this: one `p·v` step (an A tile of 32 bf16 values).
-const ATT_KEY_PAD: usize = 32;
+/// Keys are padded to a multiple of this: one round of the score loop (four blocks of 16).
+const ATT_KEY_PAD: usize = 64;
+/// Keys per `p·v` step: an A tile of 32 bf16 values.
+const PV_KEYS: usize = 32;
 /// u16 values in one B tile (16 rows of 32).
 const BF16_TILE: usize = 16 * 32;
 
@@ -331,7 +333,7 @@ impl Bf16Kv {
                     for (e, &x) in key(j, h).iter().enumerate().take(ATT_DH) {
                         kh[(kb * 32 + e / 2) * 32 + c * 2 + e % 2] = bf16(x);
                     }
-                    let (vb, pr, t) = (j / 32, (j % 32) / 2, j % 2);
+                    let (vb, pr, t) = (j / PV_KEYS, (j % PV_KEYS) / 2, j % 2);
                     for (e, &x) in value(j, h).iter().enumerate().take(ATT_DH) {
                         vh[((vb * 4 + e / 16) * 16 + pr) * 32 + (e % 16) * 2 + t] = bf16(x);
                     }
@@ -384,7 +386,7 @@ pub(crate) unsafe fn attention_rows_bf16<'a>(
                 }
             }
             // Scores: the query tile stays in tmm4/tmm5 (dimensions 0–31, 32–63) while the keys
-            // stream past, four blocks of 16 keys per round (nkb is even: keys pad to 32).
+            // stream past, four blocks of 16 keys per round (keys pad to 64).
             // SAFETY: tiles are configured; every load and store below stays inside `q16`,
             // `kv.k` (head h: nkb blocks of 2 tiles) and `scores` (16 rows of tkp).
             unsafe {
@@ -401,55 +403,34 @@ pub(crate) unsafe fn attention_rows_bf16<'a>(
                 while kb < nkb {
                     let b = |j: usize| kh.add((kb + j) * 2 * BF16_TILE);
                     let s = |j: usize| sp.add((kb + j) * 16);
-                    if kb + 4 <= nkb {
-                        asm!(
-                            "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
-                            "tileloadd tmm6, [{b0} + {ldb}*1]",
-                            "tdpbf16ps tmm0, tmm4, tmm6",
-                            "tileloadd tmm7, [{b0} + {ldb}*1 + 1024]",
-                            "tdpbf16ps tmm0, tmm5, tmm7",
-                            "tileloadd tmm6, [{b1} + {ldb}*1]",
-                            "tdpbf16ps tmm1, tmm4, tmm6",
-                            "tileloadd tmm7, [{b1} + {ldb}*1 + 1024]",
-                            "tdpbf16ps tmm1, tmm5, tmm7",
-                            "tileloadd tmm6, [{b2} + {ldb}*1]",
-                            "tdpbf16ps tmm2, tmm4, tmm6",
-                            "tileloadd tmm7, [{b2} + {ldb}*1 + 1024]",
-                            "tdpbf16ps tmm2, tmm5, tmm7",
-                            "tileloadd tmm6, [{b3} + {ldb}*1]",
-                            "tdpbf16ps tmm3, tmm4, tmm6",
-                            "tileloadd tmm7, [{b3} + {ldb}*1 + 1024]",
-                            "tdpbf16ps tmm3, tmm5, tmm7",
-                            "tilestored [{s0} + {lds}*1], tmm0",
-                            "tilestored [{s1} + {lds}*1], tmm1",
-                            "tilestored [{s2} + {lds}*1], tmm2",
-                            "tilestored [{s3} + {lds}*1], tmm3",
-                            b0 = in(reg) b(0), b1 = in(reg) b(1), b2 = in(reg) b(2), b3 = in(reg) b(3),
-                            s0 = in(reg) s(0), s1 = in(reg) s(1), s2 = in(reg) s(2), s3 = in(reg) s(3),
-                            ldb = in(reg) 64usize, lds = in(reg) lds,
-                            options(nostack, preserves_flags),
-                        );
-                        kb += 4;
-                    } else {
-                        asm!(
-                            "tilezero tmm0", "tilezero tmm1",
-                            "tileloadd tmm6, [{b0} + {ldb}*1]",
-                            "tdpbf16ps tmm0, tmm4, tmm6",
-                            "tileloadd tmm7, [{b0} + {ldb}*1 + 1024]",
-                            "tdpbf16ps tmm0, tmm5, tmm7",
-                            "tileloadd tmm6, [{b1} + {ldb}*1]",
-                            "tdpbf16ps tmm1, tmm4, tmm6",
-                            "tileloadd tmm7, [{b1} + {ldb}*1 + 1024]",
-                            "tdpbf16ps tmm1, tmm5, tmm7",
-                            "tilestored [{s0} + {lds}*1], tmm0",
-                            "tilestored [{s1} + {lds}*1], tmm1",
-                            b0 = in(reg) b(0), b1 = in(reg) b(1),
-                            s0 = in(reg) s(0), s1 = in(reg) s(1),
-                            ldb = in(reg) 64usize, lds = in(reg) lds,
-                            options(nostack, preserves_flags),
-                        );
-                        kb += 2;
-                    }
+                    asm!(
+                        "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
+                        "tileloadd tmm6, [{b0} + {ldb}*1]",
+                        "tdpbf16ps tmm0, tmm4, tmm6",
+                        "tileloadd tmm7, [{b0} + {ldb}*1 + 1024]",
+                        "tdpbf16ps tmm0, tmm5, tmm7",
+                        "tileloadd tmm6, [{b1} + {ldb}*1]",
+                        "tdpbf16ps tmm1, tmm4, tmm6",
+                        "tileloadd tmm7, [{b1} + {ldb}*1 + 1024]",
+                        "tdpbf16ps tmm1, tmm5, tmm7",
+                        "tileloadd tmm6, [{b2} + {ldb}*1]",
+                        "tdpbf16ps tmm2, tmm4, tmm6",
+                        "tileloadd tmm7, [{b2} + {ldb}*1 + 1024]",
+                        "tdpbf16ps tmm2, tmm5, tmm7",
+                        "tileloadd tmm6, [{b3} + {ldb}*1]",
+                        "tdpbf16ps tmm3, tmm4, tmm6",
+                        "tileloadd tmm7, [{b3} + {ldb}*1 + 1024]",
+                        "tdpbf16ps tmm3, tmm5, tmm7",
+                        "tilestored [{s0} + {lds}*1], tmm0",
+                        "tilestored [{s1} + {lds}*1], tmm1",
+                        "tilestored [{s2} + {lds}*1], tmm2",
+                        "tilestored [{s3} + {lds}*1], tmm3",
+                        b0 = in(reg) b(0), b1 = in(reg) b(1), b2 = in(reg) b(2), b3 = in(reg) b(3),
+                        s0 = in(reg) s(0), s1 = in(reg) s(1), s2 = in(reg) s(2), s3 = in(reg) s(3),
+                        ldb = in(reg) 64usize, lds = in(reg) lds,
+                        options(nostack, preserves_flags),
+                    );
+                    kb += 4;
                 }
             }
             // Softmax in f32 over the real keys; probabilities to bf16, padding keys and rows 0.
@@ -475,7 +456,7 @@ pub(crate) unsafe fn attention_rows_bf16<'a>(
                     options(nostack, nomem, preserves_flags)
                 );
                 let ldp = tkp * 2;
-                for vb in 0..tkp / ATT_KEY_PAD {
+                for vb in 0..tkp / PV_KEYS {
                     let vt = vh.add(vb * 4 * BF16_TILE);
                     asm!(
                         "tileloadd tmm4, [{p} + {ldp}*1]",
@@ -487,7 +468,7 @@ pub(crate) unsafe fn attention_rows_bf16<'a>(
                         "tdpbf16ps tmm2, tmm4, tmm6",
                         "tileloadd tmm7, [{v} + {ldb}*1 + 3072]",
                         "tdpbf16ps tmm3, tmm4, tmm7",
-                        p = in(reg) p16.as_ptr().add(vb * ATT_KEY_PAD), ldp = in(reg) ldp,
+                        p = in(reg) p16.as_ptr().add(vb * PV_KEYS), ldp = in(reg) ldp,
                         v = in(reg) vt, ldb = in(reg) 64usize,
                         options(nostack, readonly, preserves_flags),
                     );
