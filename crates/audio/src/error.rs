@@ -10,7 +10,9 @@ pub enum Error {
     #[error("audio input is empty (0 bytes)")]
     Empty,
     /// No supported container or codec recognised the bytes.
-    #[error("not a supported audio file (expected WAV, FLAC, MP3 or OGG/Vorbis)")]
+    #[error(
+        "not a supported audio file (expected WAV, FLAC, MP3, OGG Vorbis/Opus, M4A/AAC or WebM/Opus)"
+    )]
     Unrecognized {
         /// What the probe reported.
         #[source]

@@ -1,9 +1,14 @@
 //! Bytes → [`Audio`]: probe the container, decode the codec, downmix to mono and resample.
 //!
 //! Brief overview: [`decode_file`] and [`decode_bytes`] take a WAV (8/16/24/32-bit integer,
-//! 32-bit float, any channel count), FLAC, MP3 or OGG/Vorbis input and return mono `f32` samples
-//! at [`DecodeOptions::target_rate_hz`]. Containers and codecs are symphonia's; resampling is
-//! rubato's FFT resampler, which is band-limited by construction. Decoding streams: each packet
+//! 32-bit float, any channel count), FLAC, MP3, OGG (Vorbis, Opus, FLAC), M4A/MP4 (AAC, ALAC) or
+//! WebM/Matroska (Opus, Vorbis, AAC) input and return mono `f32` samples at
+//! [`DecodeOptions::target_rate_hz`]. Containers and codecs are symphonia's, except Opus:
+//! symphonia has no Opus decoder, so libopus (the reference decoder, bundled and built from
+//! source by `symphonia-adapter-libopus`) is registered beside its codecs. Which format a file
+//! is decides its content (symphonia's probe reads the magic bytes); a file name or Content-Type
+//! is only a hint, so the CLI, the server and the Lambda handler accept the same files.
+//! Resampling is rubato's FFT resampler, which is band-limited by construction. Decoding streams: each packet
 //! is downmixed and resampled as it arrives, so a one-hour 48 kHz stereo file never exists in
 //! memory at its native rate.
 //!
@@ -19,6 +24,7 @@
 //! ```
 
 mod error;
+mod mp4;
 mod resample;
 
 use std::io::Cursor;
@@ -60,6 +66,40 @@ impl DecodeOptions {
     }
 }
 
+/// Media types (lower case, without parameters) that name audio Harken decodes, as browsers,
+/// phones and HTTP clients send them. The bytes still decide: a type here only admits the body
+/// to the decoder, whose probe reads the magic bytes.
+pub const AUDIO_MEDIA_TYPES: &[&str] = &[
+    "application/octet-stream",
+    "audio/wav",
+    "audio/x-wav",
+    "audio/wave",
+    "audio/vnd.wave",
+    "audio/flac",
+    "audio/x-flac",
+    "audio/mpeg",
+    "audio/mp3",
+    "audio/ogg",
+    "audio/opus",
+    "audio/vorbis",
+    "audio/mp4",
+    "audio/m4a",
+    "audio/x-m4a",
+    "audio/aac",
+    "audio/webm",
+    "audio/x-matroska",
+    "video/mp4",
+    "video/webm",
+    "video/x-matroska",
+];
+
+/// Whether `content_type` (parameters such as `;codecs=opus` allowed) names audio Harken
+/// decodes; see [`AUDIO_MEDIA_TYPES`].
+pub fn is_audio_media_type(content_type: &str) -> bool {
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    AUDIO_MEDIA_TYPES.contains(&mime.as_str())
+}
+
 /// Decode the audio file at `path`.
 pub fn decode_file(path: &Path, opts: &DecodeOptions) -> Result<Audio> {
     let file =
@@ -88,19 +128,23 @@ fn decode_source(
 ) -> Result<Audio> {
     let mut source = source;
     check_wav_header(&mut source)?;
+    let edit = mp4::audio_edit(&mut source);
     // symphonia is defensive but young; a panic on a hostile file must still become an error.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        decode_inner(source, ext_hint, opts)
+        decode_inner(source, ext_hint, edit, opts)
     }));
     match result {
         Ok(r) => r,
-        Err(_) => Err(Error::Corrupt { detail: "the decoder failed on malformed data".into() }),
+        Err(_) => Err(Error::Corrupt {
+            detail: "the container reader or decoder failed on malformed data".into(),
+        }),
     }
 }
 
 fn decode_inner(
     source: Box<dyn MediaSource>,
     ext_hint: Option<&str>,
+    edit: Option<mp4::EditList>,
     opts: &DecodeOptions,
 ) -> Result<Audio> {
     let mss = MediaSourceStream::new(source, Default::default());
@@ -157,12 +201,10 @@ fn decode_inner(
             .contains(&c)
     };
     let declared_frames = params.n_frames;
-    let mut decoder = symphonia::default::get_codecs()
-        .make(&params, &DecoderOptions::default())
-        .map_err(|e| match e {
-            SymError::Unsupported(what) => Error::UnsupportedCodec { codec: what.to_string() },
-            other => Error::Corrupt { detail: other.to_string() },
-        })?;
+    let mut decoder = codecs().make(&params, &DecoderOptions::default()).map_err(|e| match e {
+        SymError::Unsupported(what) => Error::UnsupportedCodec { codec: what.to_string() },
+        other => Error::Corrupt { detail: other.to_string() },
+    })?;
 
     let mut out = Vec::new();
     let mut resampler: Option<resample::Stream> = None;
@@ -175,6 +217,8 @@ fn decode_inner(
     let mut ended_early = false;
     let mut mono: Vec<f32> = Vec::new();
     let mut sample_buf: Option<SampleBuffer<f32>> = None;
+    // Frames of the decoded stream still to drop (priming) and still to keep (before padding).
+    let mut trim: Option<mp4::Edit> = None;
 
     loop {
         let packet = match format.next_packet() {
@@ -228,6 +272,7 @@ fn decode_inner(
         if native_rate == 0 {
             check_rate(spec.rate)?;
             native_rate = spec.rate;
+            trim = edit.map(|e| e.frames(native_rate));
             if native_rate != opts.target_rate_hz {
                 resampler = Some(resample::Stream::new(native_rate, opts.target_rate_hz)?);
             }
@@ -265,9 +310,13 @@ fn decode_inner(
         }
         native_frames += mono.len() as u64;
         good_packets += 1;
+        let kept = match &mut trim {
+            Some(t) => t.apply(&mono),
+            None => &mono[..],
+        };
         match &mut resampler {
-            Some(r) => r.push(&mono, &mut out)?,
-            None => out.extend_from_slice(&mono),
+            Some(r) => r.push(kept, &mut out)?,
+            None => out.extend_from_slice(kept),
         }
         if let Some(limit) = opts.max_duration_s
             && native_frames as f64 / f64::from(native_rate) > limit
@@ -307,6 +356,18 @@ fn decode_inner(
         r.finish(&mut out)?;
     }
     Ok(Audio { samples: out, sample_rate_hz: opts.target_rate_hz })
+}
+
+/// symphonia's codecs plus libopus, built once per process.
+fn codecs() -> &'static symphonia::core::codecs::CodecRegistry {
+    static REGISTRY: std::sync::OnceLock<symphonia::core::codecs::CodecRegistry> =
+        std::sync::OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut registry = symphonia::core::codecs::CodecRegistry::new();
+        symphonia::default::register_enabled_codecs(&mut registry);
+        registry.register_all::<symphonia_adapter_libopus::OpusDecoder>();
+        registry
+    })
 }
 
 /// Reject WAV headers with zero channels, rate or sample size before symphonia sees them: its
@@ -397,6 +458,17 @@ mod tests {
             decode_bytes(Vec::new(), None, &DecodeOptions::whisper()),
             Err(Error::Empty)
         ));
+    }
+
+    #[test]
+    fn browser_media_types_are_audio() {
+        for t in ["audio/webm;codecs=opus", "Audio/MP4", "audio/ogg; codecs=\"opus\"", "video/webm"]
+        {
+            assert!(is_audio_media_type(t), "{t}");
+        }
+        for t in ["text/plain", "image/png", "audio/", ""] {
+            assert!(!is_audio_media_type(t), "{t}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::ModelArgs;
 /// Flags of `harken transcribe`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct TranscribeArgs {
-    /// Audio files (WAV, FLAC, MP3, OGG/Vorbis).
+    /// Audio files (WAV, FLAC, MP3, OGG Vorbis/Opus, M4A/AAC, WebM/Opus).
     #[arg(required = true)]
     files: Vec<PathBuf>,
     #[command(flatten)]

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 pub use deepspeech::DsStream;
 pub use error::{Error, Result};
+pub use harken_audio::{AUDIO_MEDIA_TYPES, is_audio_media_type};
 pub use harken_core::{Audio, Segment, Task, Transcript, Word};
 pub use harken_ctc::NativeOutput;
 pub use harken_model::{CpuReport, Int8Report};

@@ -323,15 +323,7 @@ async fn invocations(
             opts.hotwords = parse_hotwords(&req.hotwords)?;
             Job { audio, opts, format, task }
         }
-        "audio/wav"
-        | "audio/x-wav"
-        | "audio/wave"
-        | "audio/flac"
-        | "audio/x-flac"
-        | "audio/mpeg"
-        | "audio/mp3"
-        | "audio/ogg"
-        | "application/octet-stream" => {
+        m if harken_engine::is_audio_media_type(m) => {
             let q: RawQuery = match query.0.as_deref() {
                 Some(q) if !q.is_empty() => serde_urlencoded_query(q)?,
                 _ => RawQuery::default(),
@@ -349,7 +341,8 @@ async fn invocations(
             return Err(ApiError::new(
                 ErrorKind::UnsupportedMedia,
                 format!(
-                    "Content-Type {other:?}: send audio (audio/wav, audio/flac, audio/mpeg, audio/ogg, application/octet-stream) or application/json"
+                    "Content-Type {other:?}: send audio ({}) or application/json",
+                    harken_engine::AUDIO_MEDIA_TYPES.join(", ")
                 ),
             ));
         }

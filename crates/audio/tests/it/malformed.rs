@@ -95,6 +95,27 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Option<&'static str>, Expect)> {
     let mp3 = std::fs::read(testdata("speech.mp3")).expect("fixture");
     let flac = std::fs::read(testdata("speech.flac")).expect("fixture");
     let ogg = std::fs::read(testdata("speech.ogg")).expect("fixture");
+    let m4a = std::fs::read(testdata("speech.m4a")).expect("fixture");
+    let opus = std::fs::read(testdata("speech.opus")).expect("fixture");
+    let webm = std::fs::read(testdata("speech.webm")).expect("fixture");
+    // The M4A's `moov` box (sample tables, codec config) comes after `mdat`: cut it off.
+    let moov_at = m4a.windows(4).position(|w| w == b"moov").expect("moov") - 4;
+    let mut m4a_bad_moov_size = m4a.clone();
+    m4a_bad_moov_size[moov_at..moov_at + 4].copy_from_slice(&0xFFFF_FFF0u32.to_be_bytes());
+    let mut m4a_garbage_mdat = m4a.clone();
+    m4a_garbage_mdat[64..8_000].copy_from_slice(&noise(7_936, 11));
+    // Opus's identification header ("OpusHead") claims 0 channels.
+    let mut opus_zero_channels = opus.clone();
+    let head = opus.windows(8).position(|w| w == b"OpusHead").expect("OpusHead");
+    opus_zero_channels[head + 9] = 0;
+    let mut opus_garbage_audio = opus.clone();
+    let n = opus.len() - 1_500;
+    opus_garbage_audio[1_500..].copy_from_slice(&noise(n, 12));
+    let mut webm_garbage_clusters = webm.clone();
+    let n = webm.len() - 600;
+    webm_garbage_clusters[600..].copy_from_slice(&noise(n, 13));
+    // An EBML header whose DocType says WebM, and nothing after it.
+    let webm_header_only = webm[..40].to_vec();
     let mut mp3_garbage_middle = mp3.clone();
     let mid = mp3.len() / 2;
     mp3_garbage_middle[mid..mid + 2_000].copy_from_slice(&noise(2_000, 7));
@@ -191,6 +212,17 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Option<&'static str>, Expect)> {
         ("MP3 frame headers with garbage bodies", mp3_garbage_frames, Some("mp3"), Expect::AnyErr),
         ("FLAC cut in half", flac[..flac.len() / 2].to_vec(), Some("flac"), Expect::AnyErr),
         ("OGG cut inside its headers", ogg[..200].to_vec(), Some("ogg"), Expect::AnyErr),
+        ("M4A cut before its moov box", m4a[..moov_at].to_vec(), Some("m4a"), Expect::AnyErr),
+        ("M4A with a moov size past the end", m4a_bad_moov_size, Some("m4a"), Expect::AnyErr),
+        ("M4A with garbage AAC frames", m4a_garbage_mdat, Some("m4a"), Expect::AnyErr),
+        ("M4A cut after 100 bytes", m4a[..100].to_vec(), None, Expect::AnyErr),
+        ("Ogg Opus with zero channels", opus_zero_channels, Some("opus"), Expect::AnyErr),
+        ("Ogg Opus cut inside its headers", opus[..120].to_vec(), Some("opus"), Expect::AnyErr),
+        ("Ogg Opus with garbage pages", opus_garbage_audio, Some("opus"), Expect::AnyErr),
+        ("WebM with garbage clusters", webm_garbage_clusters, Some("webm"), Expect::AnyErr),
+        ("WebM EBML header only", webm_header_only, None, Expect::AnyErr),
+        // symphonia 0.5's Matroska reader panics here (contained: an error, not a crash).
+        ("WebM cut in half", webm[..webm.len() / 2].to_vec(), Some("webm"), Expect::AnyErr),
         // Valid edge cases: decoded, not rejected.
         ("one-sample file", Wav::pcm16(&[1000]).bytes(), Some("wav"), Expect::Samples(1)),
         ("empty data chunk", Wav::pcm16(&[]).bytes(), Some("wav"), Expect::Samples(0)),
