@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: install models, format check, clippy, docs, all tests,
-# the DeepSpeech path against the official client library, then the real openai and boto3 clients against `harken serve` (real-model tests included; under
+# the DeepSpeech path against the official client library, then the real openai and boto3 clients
+# and a real browser (Chromium) against `harken serve` (real-model tests included; under
 # CI=true a missing model fails instead of skipping).
 #
 #   scripts/test.sh
@@ -40,3 +41,6 @@ scripts/ds/check.sh "$HARKEN_STORE_VENV/bin/python" "$target/harken" "$target/ex
 
 step "real clients (openai, boto3) against harken serve"
 tests/clients/run.sh "${CARGO_TARGET_DIR:-$root/target}/release/harken"
+
+step "the web page in Chromium (playwright-core): upload, playback highlighting, microphone, errors"
+tests/browser/run.sh "${CARGO_TARGET_DIR:-$root/target}/release/harken"

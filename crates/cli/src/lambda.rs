@@ -59,6 +59,8 @@ pub(crate) fn run(args: LambdaArgs) -> Result<ExitCode> {
         api_key: None,
         model_name: "whisper-1".into(),
         model: loaded.identity.clone(),
+        // One event at a time: the page's progress polling could never reach a busy function.
+        web_ui: false,
     };
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,

@@ -36,6 +36,9 @@ pub(crate) struct ServeArgs {
     /// Per-request timeout, seconds.
     #[arg(long, env = "HARKEN_TIMEOUT_SECONDS", default_value_t = 600)]
     timeout_seconds: u64,
+    /// Do not serve the web page at `/` (the API routes stay).
+    #[arg(long, env = "HARKEN_NO_UI")]
+    no_ui: bool,
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
@@ -67,6 +70,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
         api_key: std::env::var("HARKEN_API_KEY").ok().filter(|k| !k.is_empty()),
         model_name: "whisper-1".into(),
         model: None,
+        web_ui: !args.no_ui,
     };
     let loaded = crate::model::load(&model_args, Some(args.max_audio_seconds))?;
     let config = ServerConfig { model: loaded.identity.clone(), ..config };

@@ -432,6 +432,9 @@ impl Engine {
         let t = Instant::now();
         let audio = decode(&decode_opts)?;
         let audio_time = t.elapsed();
+        // The length is known once decoded: say so before the first window is done.
+        let total_s = audio.samples.len() as f64 / f64::from(harken_features::SAMPLE_RATE_HZ);
+        progress(Progress { done_s: 0.0, total_s });
         let (tr, mut timings) = self.transcribe(&audio, opts, progress)?;
         timings.audio = audio_time;
         Ok((tr, timings))

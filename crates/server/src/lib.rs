@@ -5,15 +5,18 @@
 //! a listener until a shutdown signal, finishing requests in flight. Inference runs on blocking
 //! threads behind two semaphores: an admission bound (`workers + queue`; past it a request gets
 //! 503 with `Retry-After` at once) and a worker bound (`workers` transcriptions at a time).
-//! `/ping`, `/healthz` and `/metrics` never wait on either. Errors map to status codes through
+//! `/ping`, `/healthz` and `/metrics` never wait on either. `/` serves the web page (see
+//! `web`), which reads a running transcription's progress from `/v1/progress/{request_id}`. Errors map to status codes through
 //! `harken_api::ErrorInfo`, the one table.
 //!
 //! axum types do not appear outside this crate's public API except `Router` itself.
 
 mod error;
 mod metrics;
+mod progress;
 mod routes;
 pub mod sagemaker;
+mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +47,8 @@ pub struct ServerConfig {
     /// Which package is loaded (reported by `/v1/models` and `/metrics`); `None` for a raw
     /// model directory.
     pub model: Option<ModelIdentity>,
+    /// Serve the web page at `/` (assets compiled in; `--no-ui` turns it off).
+    pub web_ui: bool,
 }
 
 /// The identity of the loaded model package: what changes when `HARKEN_MODEL_URI` or a
@@ -72,6 +77,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("model_name", &self.model_name)
             .field("model", &self.model)
+            .field("web_ui", &self.web_ui)
             .finish()
     }
 }
@@ -84,6 +90,7 @@ pub struct AppState {
     pub(crate) admission: Arc<Semaphore>,
     pub(crate) workers: Arc<Semaphore>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) progress: progress::Registry,
 }
 
 impl AppState {
@@ -97,6 +104,7 @@ impl AppState {
             engine,
             config: Arc::new(config),
             metrics,
+            progress: progress::Registry::default(),
         }
     }
 }

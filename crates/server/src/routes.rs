@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Multipart, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -28,8 +28,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audio/transcriptions", post(transcriptions))
         .route("/v1/audio/translations", post(translations))
         .route("/v1/models", get(models))
+        .route("/v1/progress/{request_id}", get(progress))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    let page = if state.config.web_ui { crate::web::router() } else { Router::new() };
     Router::new()
+        .merge(page)
         .route("/ping", get(|| async { StatusCode::OK }))
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/metrics", get(metrics))
@@ -75,6 +78,8 @@ async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Respons
         });
     let span = tracing::info_span!("request", request_id = %request_id);
     let start = Instant::now();
+    let mut req = req;
+    req.extensions_mut().insert(RequestId(request_id.clone()));
     let mut resp = next.run(req).instrument(span.clone()).await;
     if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
@@ -90,7 +95,11 @@ async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Respons
         | "/invocations"
         | "/v1/audio/transcriptions"
         | "/v1/audio/translations"
-        | "/v1/models" => route.as_str(),
+        | "/v1/models"
+        | "/"
+        | "/ui/app.js"
+        | "/ui/app.css" => route.as_str(),
+        r if r.starts_with("/v1/progress/") => "/v1/progress/{request_id}",
         r if r.starts_with("/endpoints/") && r.ends_with("/invocations") => {
             "/endpoints/{name}/invocations"
         }
@@ -103,6 +112,32 @@ async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Respons
         tracing::info!(%method, route = label, status, seconds = secs, "request");
     }
     resp
+}
+
+/// The id of the request being handled (the caller's `x-request-id`, or one made up).
+#[derive(Clone, Debug)]
+struct RequestId(String);
+
+/// How far the transcription of request `request_id` has got, while it is in flight; 404 once
+/// it has finished (its response carries the result) or when no such request is running.
+async fn progress(
+    State(s): State<AppState>,
+    Path(request_id): Path<String>,
+) -> Result<Response, ApiError> {
+    match s.progress.get(&request_id) {
+        Some(status) => Ok(Json(serde_json::json!({
+            "request_id": request_id,
+            "state": status.state,
+            "done_s": status.done_s,
+            "total_s": status.total_s,
+        }))
+        .into_response()),
+        None => Err(ApiError {
+            status: Some(StatusCode::NOT_FOUND),
+            code: Some("not_found"),
+            ..ApiError::bad_request(format!("no transcription in flight with id {request_id:?}"))
+        }),
+    }
 }
 
 async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
@@ -139,6 +174,7 @@ async fn models(State(s): State<AppState>) -> impl IntoResponse {
 
 /// One inference request, validated.
 struct Job {
+    request_id: Option<String>,
     audio: Vec<u8>,
     opts: TranscribeOptions,
     format: ResponseFormat,
@@ -155,6 +191,7 @@ async fn run(s: &AppState, job: Job) -> Result<Response, ApiError> {
         ));
     };
     let deadline = tokio::time::Instant::now() + s.config.request_timeout;
+    let tracked = job.request_id.as_deref().map(|id| s.progress.track(id));
     s.metrics.queued(1);
     let permit = tokio::time::timeout_at(deadline, s.workers.clone().acquire_owned()).await;
     s.metrics.queued(-1);
@@ -166,10 +203,15 @@ async fn run(s: &AppState, job: Job) -> Result<Response, ApiError> {
     let engine = s.engine.clone();
     let metrics = s.metrics.clone();
     metrics.in_flight(1);
-    let Job { audio, opts, format, task } = job;
+    let Job { audio, opts, format, task, .. } = job;
     let handle = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        engine.transcribe_bytes(audio, None, &opts, &mut |_| {})
+        let mut report = |p: harken_engine::Progress| {
+            if let Some(t) = &tracked {
+                t.update(p.done_s, p.total_s);
+            }
+        };
+        engine.transcribe_bytes(audio, None, &opts, &mut report)
     });
     let result = tokio::time::timeout_at(deadline, handle).await;
     metrics.in_flight(-1);
@@ -296,6 +338,7 @@ fn parse_task(task: Option<&str>) -> Result<Task, ApiError> {
 
 async fn invocations(
     State(s): State<AppState>,
+    id: Option<Extension<RequestId>>,
     query: axum::extract::RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -321,7 +364,7 @@ async fn invocations(
             };
             let mut opts = options(req.language, task, req.word_timestamps, None);
             opts.hotwords = parse_hotwords(&req.hotwords)?;
-            Job { audio, opts, format, task }
+            Job { request_id: None, audio, opts, format, task }
         }
         m if harken_engine::is_audio_media_type(m) => {
             let q: RawQuery = match query.0.as_deref() {
@@ -335,7 +378,7 @@ async fn invocations(
             };
             let mut opts = options(q.language, task, q.word_timestamps, None);
             opts.hotwords = parse_hotwords(q.hotwords.as_slice())?;
-            Job { audio: bytes.to_vec(), opts, format, task }
+            Job { request_id: None, audio: bytes.to_vec(), opts, format, task }
         }
         other => {
             return Err(ApiError::new(
@@ -347,6 +390,7 @@ async fn invocations(
             ));
         }
     };
+    let job = Job { request_id: id.map(|Extension(RequestId(r))| r), ..job };
     run(&s, job).await
 }
 
@@ -368,15 +412,28 @@ fn too_large(limit: usize) -> ApiError {
     ApiError::new(ErrorKind::TooLarge, format!("request body exceeds the limit of {limit} bytes"))
 }
 
-async fn transcriptions(State(s): State<AppState>, mp: Multipart) -> Result<Response, ApiError> {
-    openai(s, mp, Task::Transcribe).await
+async fn transcriptions(
+    State(s): State<AppState>,
+    id: Option<Extension<RequestId>>,
+    mp: Multipart,
+) -> Result<Response, ApiError> {
+    openai(s, id.map(|Extension(RequestId(r))| r), mp, Task::Transcribe).await
 }
 
-async fn translations(State(s): State<AppState>, mp: Multipart) -> Result<Response, ApiError> {
-    openai(s, mp, Task::Translate).await
+async fn translations(
+    State(s): State<AppState>,
+    id: Option<Extension<RequestId>>,
+    mp: Multipart,
+) -> Result<Response, ApiError> {
+    openai(s, id.map(|Extension(RequestId(r))| r), mp, Task::Translate).await
 }
 
-async fn openai(s: AppState, mut mp: Multipart, task: Task) -> Result<Response, ApiError> {
+async fn openai(
+    s: AppState,
+    request_id: Option<String>,
+    mut mp: Multipart,
+    task: Task,
+) -> Result<Response, ApiError> {
     let (mut file, mut language, mut prompt, mut format, mut words) =
         (None, None, None, ResponseFormat::Json, false);
     let mut temperature: Option<f32> = None;
@@ -434,5 +491,5 @@ async fn openai(s: AppState, mut mp: Multipart, task: Task) -> Result<Response, 
     if let Some(t) = temperature.filter(|&t| t > 0.0) {
         opts.temperatures = vec![t];
     }
-    run(&s, Job { audio, opts, format, task }).await
+    run(&s, Job { request_id, audio, opts, format, task }).await
 }

@@ -87,6 +87,18 @@ fn every_encoding_decodes_to_the_same_signal() {
 }
 
 #[test]
+fn a_chromium_media_recorder_file_decodes() {
+    // Live WebM: clusters of unknown size, no duration, no cues; 48 kHz Opus. Recorded for
+    // 3.6 s by the browser test from a fake microphone playing numbers_16k.wav in a loop.
+    let x = decode("numbers_chromium.webm");
+    let secs = x.len() as f32 / 16_000.0;
+    assert!((3.0..4.5).contains(&secs), "{secs} s");
+    let reference = decode("numbers_16k.wav");
+    let r = rms(&x) / rms(&reference);
+    assert!((0.3..3.0).contains(&r), "level ratio {r}");
+}
+
+#[test]
 fn digital_silence_decodes_to_zeros() {
     let x = decode("silence_2s.wav");
     assert_eq!(x.len(), 32_000);

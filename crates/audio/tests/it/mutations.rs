@@ -74,6 +74,7 @@ fn mutated_fixtures_never_panic_or_hang() {
         ("speech.m4a", "m4a"),
         ("speech.opus", "opus"),
         ("speech.webm", "webm"),
+        ("numbers_chromium.webm", "webm"),
     ];
     let per_fixture = 150;
     let mut rng = Rng(0x00c0_ffee);

@@ -56,6 +56,7 @@ fn config() -> ServerConfig {
         api_key: None,
         model_name: "whisper-1".into(),
         model: None,
+        web_ui: true,
     }
 }
 
@@ -449,4 +450,80 @@ async fn hotwords_reach_every_api_and_bad_lists_are_refused() {
     let (status, _, text) = send(&app, post("/v1/audio/transcriptions", &ct, body)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
     assert!(text.contains("longer than 64"), "{text}");
+}
+
+#[tokio::test]
+async fn the_page_is_served_with_a_strict_policy_and_can_be_turned_off() {
+    let Some(e) = engine() else { return };
+    let app = router(AppState::new(e.clone(), config()));
+    for (path, ctype, needle) in [
+        ("/", "text/html", "<script src=\"/ui/app.js\""),
+        ("/ui/app.js", "text/javascript", "/v1/audio/"),
+        ("/ui/app.css", "text/css", "#transcript"),
+    ] {
+        let (status, headers, body) =
+            send(&app, Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with(ctype), "{path}");
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"), "{csp}");
+        assert!(body.contains(needle), "{path}");
+    }
+    // Nothing of the page reaches outside the server (works offline, no CDN).
+    let (_, _, html) = send(&app, Request::get("/").body(Body::empty()).unwrap()).await;
+    assert!(!html.contains("http://") && !html.contains("https://"), "{html}");
+    let off = router(AppState::new(e, ServerConfig { web_ui: false, ..config() }));
+    for path in ["/", "/ui/app.js"] {
+        let (status, _, _) = send(&off, Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path} with the page off");
+    }
+    let (status, _, _) = send(&off, Request::get("/ping").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn progress_is_reported_while_a_request_runs_and_forgotten_after() {
+    let Some(e) = engine() else { return };
+    let app = router(AppState::new(e, config()));
+    // 16 s of speech: long enough to be seen running.
+    let one = wav();
+    let data = one.windows(4).position(|w| w == b"data").unwrap() + 8;
+    let mut long = one.clone();
+    for _ in 0..4 {
+        long.extend_from_slice(&one[data..]);
+    }
+    let len = (long.len() - data) as u32;
+    long[data - 4..data].copy_from_slice(&len.to_le_bytes());
+    let riff = (long.len() - 8) as u32;
+    long[4..8].copy_from_slice(&riff.to_le_bytes());
+    let request = Request::post("/invocations")
+        .header(header::CONTENT_TYPE, "audio/wav")
+        .header("x-request-id", "progress-test-1")
+        .body(Body::from(long))
+        .unwrap();
+    let task = {
+        let app = app.clone();
+        tokio::spawn(async move { send(&app, request).await })
+    };
+    let mut seen = Vec::new();
+    while !task.is_finished() {
+        let (status, _, body) =
+            send(&app, Request::get("/v1/progress/progress-test-1").body(Body::empty()).unwrap())
+                .await;
+        if status == StatusCode::OK {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            seen.push((v["state"].as_str().unwrap().to_owned(), v["total_s"].as_f64().unwrap()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _, body) = task.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        seen.iter().any(|(state, total)| state == "running" && (*total - 15.9).abs() < 0.2),
+        "{seen:?}"
+    );
+    let (status, _, body) =
+        send(&app, Request::get("/v1/progress/progress-test-1").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(error_code(&body), "not_found");
 }
