@@ -42,5 +42,8 @@ scripts/ds/check.sh "$HARKEN_STORE_VENV/bin/python" "$target/harken" "$target/ex
 step "real clients (openai, boto3) against harken serve"
 tests/clients/run.sh "${CARGO_TARGET_DIR:-$root/target}/release/harken"
 
+step "the API against /openapi.json (openapi-spec-validator, schemathesis)"
+tests/api/run.sh "${CARGO_TARGET_DIR:-$root/target}/release/harken"
+
 step "the web page in Chromium (playwright-core): upload, playback highlighting, microphone, errors"
 tests/browser/run.sh "${CARGO_TARGET_DIR:-$root/target}/release/harken"

@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Extension, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -36,13 +37,39 @@ pub fn router(state: AppState) -> Router {
         .route("/ping", get(|| async { StatusCode::OK }))
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .merge(inference)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::new(ErrorKind::Internal, "a request handler panicked").into_response()
         }))
         .with_state(state)
+}
+
+/// The OpenAPI 3.1 description of every route (`crates/server/api/openapi.json`).
+const OPENAPI: &str = include_str!("../api/openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError {
+        status: Some(StatusCode::NOT_FOUND),
+        code: Some("not_found"),
+        ..ApiError::bad_request(format!("no route {} {}", req.method(), req.uri().path()))
+    }
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError {
+        status: Some(StatusCode::METHOD_NOT_ALLOWED),
+        code: Some("method_not_allowed"),
+        ..ApiError::bad_request(format!("{} is not allowed on {}", req.method(), req.uri().path()))
+    }
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
@@ -98,7 +125,8 @@ async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Respons
         | "/v1/models"
         | "/"
         | "/ui/app.js"
-        | "/ui/app.css" => route.as_str(),
+        | "/ui/app.css"
+        | "/openapi.json" => route.as_str(),
         r if r.starts_with("/v1/progress/") => "/v1/progress/{request_id}",
         r if r.starts_with("/endpoints/") && r.ends_with("/invocations") => {
             "/endpoints/{name}/invocations"
@@ -415,17 +443,27 @@ fn too_large(limit: usize) -> ApiError {
 async fn transcriptions(
     State(s): State<AppState>,
     id: Option<Extension<RequestId>>,
-    mp: Multipart,
+    mp: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    openai(s, id.map(|Extension(RequestId(r))| r), mp, Task::Transcribe).await
+    openai(s, id.map(|Extension(RequestId(r))| r), multipart(mp)?, Task::Transcribe).await
 }
 
 async fn translations(
     State(s): State<AppState>,
     id: Option<Extension<RequestId>>,
-    mp: Multipart,
+    mp: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    openai(s, id.map(|Extension(RequestId(r))| r), mp, Task::Translate).await
+    openai(s, id.map(|Extension(RequestId(r))| r), multipart(mp)?, Task::Translate).await
+}
+
+/// axum's own rejection of a body that is not multipart, as an OpenAI-shaped error.
+fn multipart(mp: Result<Multipart, MultipartRejection>) -> Result<Multipart, ApiError> {
+    mp.map_err(|e| {
+        ApiError::bad_request(format!(
+            "send the request as multipart/form-data with a \"file\" field ({})",
+            e.body_text()
+        ))
+    })
 }
 
 async fn openai(

@@ -527,3 +527,47 @@ async fn progress_is_reported_while_a_request_runs_and_forgotten_after() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(error_code(&body), "not_found");
 }
+
+#[tokio::test]
+async fn every_documented_route_exists_and_unknown_ones_get_json_errors() {
+    let Some(e) = engine() else { return };
+    let app = router(AppState::new(e, config()));
+    let (status, headers, body) =
+        send(&app, Request::get("/openapi.json").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    let spec: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = spec["paths"].as_object().unwrap();
+    assert!(paths.len() >= 13, "{:?}", paths.keys());
+    for (path, ops) in paths {
+        let concrete = path.replace("{name}", "ep").replace("{request_id}", "none");
+        for method in ops.as_object().unwrap().keys() {
+            let req = Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&concrete)
+                .body(Body::empty())
+                .unwrap();
+            let (status, _, body) = send(&app, req).await;
+            let documented = ops[method]["responses"].as_object().unwrap();
+            assert!(
+                documented.contains_key(status.as_str()),
+                "{method} {path}: {status} is not documented ({body})"
+            );
+            assert!(!body.contains("no route"), "{method} {path} is documented but not routed");
+        }
+    }
+    let (status, _, body) =
+        send(&app, Request::get("/no/such/route").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "not_found");
+    let (status, _, body) =
+        send(&app, Request::delete("/v1/models").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(error_code(&body), "method_not_allowed");
+    // A transcription request that is not multipart gets the OpenAI error shape, not axum's text.
+    let (status, _, body) =
+        send(&app, post("/v1/audio/transcriptions", "text/plain", b"x".to_vec())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "invalid_input");
+}
