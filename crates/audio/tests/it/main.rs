@@ -117,3 +117,16 @@ fn missing_file_is_not_found() {
     let err = decode_file(Path::new("/nonexistent/x.wav"), &DecodeOptions::whisper()).unwrap_err();
     assert_eq!(err.kind(), harken_core::ErrorKind::NotFound);
 }
+
+#[test]
+fn the_bytes_decide_the_format_not_the_name() {
+    let reference = decode("speech.m4a").len();
+    for (file, wrong_hint) in
+        [("speech.m4a", "wav"), ("speech.webm", "mp3"), ("speech.opus", "m4a")]
+    {
+        let bytes = std::fs::read(testdata(file)).unwrap();
+        let a = harken_audio::decode_bytes(bytes, Some(wrong_hint), &DecodeOptions::whisper())
+            .unwrap_or_else(|e| panic!("{file} hinted as {wrong_hint}: {e}"));
+        assert!((a.samples.len() as isize - reference as isize).abs() < 2_000, "{file}");
+    }
+}
