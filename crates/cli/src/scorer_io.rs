@@ -205,14 +205,18 @@ pub(crate) fn write_scorer(
 pub(crate) fn append_trie(input: &Path, output: &Path, args: &ScorerArgs) -> Result<u64> {
     let lm = KenLm::open(input).with_context(|| format!("while opening {}", input.display()))?;
     let end = lm.end_of_search();
-    let tables = read_tables(input, args)?;
     let header = header_for(args, Some(input));
     let labels = match &args.alphabet {
         Some(a) => read_labels(a)?,
         None if header.utf8 => Vec::new(),
         None => bail!("writing a .scorer needs --alphabet (alphabet.txt or the .tflite model)"),
     };
-    let words = scorer_words(args, Some(input), &labels, &tables)?;
+    // With --scorer-vocab the n-gram tables are never needed: reading them costs the whole
+    // model's size in memory (GBs for a full English LM) for nothing.
+    let words = match &args.vocab {
+        Some(v) => read_words(v)?,
+        None => scorer_words(args, Some(input), &labels, &read_tables(input, args)?)?,
+    };
     let seqs = scorer::dictionary_words(&words, &labels, header.utf8);
     let head = lm.bytes().get(..end as usize).context("KenLM file shorter than its search")?;
     write_atomically(output, |out| {
