@@ -21,29 +21,8 @@ if ! "$venv/bin/python" -c "import schemathesis, openapi_spec_validator" 2>/dev/
 fi
 "$venv/bin/openapi-spec-validator" "$root/crates/server/api/openapi.json"
 
-log=$(mktemp)
-pid=
-cleanup() {
-  if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; fi
-  rm -f "$log"
-}
-trap cleanup EXIT
-start() { # extra env for the server...
-  port=$("$venv/bin/python" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
-  env "$@" "$bin" serve --host 127.0.0.1 --port "$port" --model tiny.en --workers 1 --threads 2 >"$log" 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/ping" >/dev/null && return 0
-    kill -0 $pid 2>/dev/null || { cat "$log" >&2; exit 1; }
-    sleep 0.2
-  done
-  echo "api: server did not answer /ping" >&2; exit 1
-}
-stop() {
-  kill -TERM "$pid"
-  wait "$pid"
-  pid=
-}
+name=api python="$venv/bin/python"
+source "$root/tests/serve.sh"
 fuzz() { # extra schemathesis args...
   # One worker: schemathesis 4.32's coverage phase is not thread-safe (an AST recursion error).
   "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" --checks all \

@@ -15,29 +15,9 @@ if ! "$venv/bin/python" -c "import openai, boto3" 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "openai>=1.40" "boto3>=1.34"
 fi
-start() { # extra env for the server...
-  port=$("$venv/bin/python" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
-  env "$@" "$bin" serve --host 127.0.0.1 --port "$port" --model tiny.en --workers 1 --threads 2 >"$log" 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/ping" >/dev/null && return 0
-    kill -0 $pid 2>/dev/null || { cat "$log" >&2; exit 1; }
-    sleep 0.2
-  done
-  echo "clients: server did not answer /ping" >&2; exit 1
-}
-stop() {
-  kill -TERM "$pid"
-  wait "$pid"   # harken exits 0 after a graceful shutdown; anything else fails the run
-  pid=
-}
-log=$(mktemp)
-pid=
-cleanup() {
-  if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; fi
-  rm -f "$log"
-}
-trap cleanup EXIT
+name=clients python="$venv/bin/python"
+source "$root/tests/serve.sh"
+log=$serve_log
 py() { HARKEN_URL="http://127.0.0.1:$port" HARKEN_AUDIO="$root/testdata/audio/numbers_16k.wav" "$venv/bin/python" "$root/tests/clients/test_clients.py" "$@"; }
 
 # Open server (as behind SageMaker, where IAM authenticates): openai and boto3.

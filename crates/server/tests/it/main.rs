@@ -67,6 +67,21 @@ fn wav() -> Vec<u8> {
     .unwrap()
 }
 
+/// The fixture's speech `times` times over, as one WAV.
+fn repeated_wav(times: usize) -> Vec<u8> {
+    let one = wav();
+    let data = one.windows(4).position(|w| w == b"data").unwrap() + 8;
+    let mut long = one.clone();
+    for _ in 1..times {
+        long.extend_from_slice(&one[data..]);
+    }
+    let len = (long.len() - data) as u32;
+    long[data - 4..data].copy_from_slice(&len.to_le_bytes());
+    let riff = (long.len() - 8) as u32;
+    long[4..8].copy_from_slice(&riff.to_le_bytes());
+    long
+}
+
 fn multipart(fields: &[(&str, &str)], file: Option<&[u8]>) -> (String, Vec<u8>) {
     let boundary = "harkenboundary7d3f";
     let mut b = Vec::new();
@@ -340,16 +355,7 @@ async fn overload_answers_503_at_once_and_metrics_count_it() {
     cfg.queue = 0;
     let app = router(AppState::new(e, cfg));
     // 24 s of speech keeps the single worker busy while the other requests arrive.
-    let one = wav();
-    let data = one.windows(4).position(|w| w == b"data").unwrap() + 8;
-    let mut long = one.clone();
-    for _ in 0..7 {
-        long.extend_from_slice(&one[data..]);
-    }
-    let len = (long.len() - data) as u32;
-    long[data - 4..data].copy_from_slice(&len.to_le_bytes());
-    let riff = (long.len() - 8) as u32;
-    long[4..8].copy_from_slice(&riff.to_le_bytes());
+    let long = repeated_wav(8);
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let (app, body) = (app.clone(), long.clone());
@@ -486,16 +492,7 @@ async fn progress_is_reported_while_a_request_runs_and_forgotten_after() {
     let Some(e) = engine() else { return };
     let app = router(AppState::new(e, config()));
     // 16 s of speech: long enough to be seen running.
-    let one = wav();
-    let data = one.windows(4).position(|w| w == b"data").unwrap() + 8;
-    let mut long = one.clone();
-    for _ in 0..4 {
-        long.extend_from_slice(&one[data..]);
-    }
-    let len = (long.len() - data) as u32;
-    long[data - 4..data].copy_from_slice(&len.to_le_bytes());
-    let riff = (long.len() - 8) as u32;
-    long[4..8].copy_from_slice(&riff.to_le_bytes());
+    let long = repeated_wav(5);
     let request = Request::post("/invocations")
         .header(header::CONTENT_TYPE, "audio/wav")
         .header("x-request-id", "progress-test-1")
