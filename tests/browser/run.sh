@@ -17,6 +17,11 @@ if ! command -v chromium >/dev/null; then
   echo "browser: installing chromium (apt, one-time, ~90 s)" >&2
   apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
+if ! command -v npm >/dev/null; then
+  # playwright-core 1.65 asks for Node 20 or later; Debian bookworm's nodejs is 18.
+  echo "browser: installing nodejs and npm (apt, one-time)" >&2
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
 # npm ci every run (a second or two from npm's cache): node_modules is exactly the lock file.
 (cd "$here" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >&2)
 rm -rf "$artifacts"
