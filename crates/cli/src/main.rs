@@ -10,6 +10,7 @@ mod plan;
 mod scorer_io;
 mod serve;
 mod transcribe;
+mod vad_cmd;
 
 use std::process::ExitCode;
 
@@ -41,6 +42,8 @@ enum Command {
     /// Model packages and the local model cache.
     #[command(subcommand)]
     Model(package_cmd::ModelCommand),
+    /// Find the speech in audio files (Silero VAD): regions as JSON lines.
+    Vad(vad_cmd::VadCmdArgs),
 }
 
 /// Shared model and threading flags.
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Model(cmd) => package_cmd::run(cmd),
+        Command::Vad(args) => vad_cmd::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Lm(cmd) => lm_cmd::run(cmd),
     };

@@ -226,6 +226,28 @@ pub(crate) fn model_bytes(resolved: &Resolved) -> u64 {
     }
 }
 
+/// Where the Silero VAD model is: `HARKEN_VAD_MODEL`, else the installed copy.
+pub(crate) fn vad_path() -> (PathBuf, bool) {
+    match std::env::var_os("HARKEN_VAD_MODEL").filter(|p| !p.is_empty()) {
+        Some(p) => (PathBuf::from(p), true),
+        None => (cache_dir().join("models/silero-vad").join(harken_vad::WEIGHTS_FILE), false),
+    }
+}
+
+/// The voice activity detector: required when `HARKEN_VAD_MODEL` names it, optional when it
+/// is looked for in the install location (requests that ask for VAD then get a clear error).
+pub(crate) fn load_vad() -> Result<Option<std::sync::Arc<harken_engine::Silero>>> {
+    let (path, explicit) = vad_path();
+    if !explicit && !path.exists() {
+        tracing::info!(path = %path.display(), "no VAD model installed (scripts/install-models.sh vad)");
+        return Ok(None);
+    }
+    let model = harken_engine::Silero::load(&path).with_context(|| {
+        format!("while loading the VAD model {} (HARKEN_VAD_MODEL)", path.display())
+    })?;
+    Ok(Some(std::sync::Arc::new(model)))
+}
+
 /// A loaded engine and where it came from.
 pub(crate) struct Loaded {
     pub engine: Engine,
@@ -255,11 +277,14 @@ pub(crate) fn load(args: &ModelArgs, max_audio_s: Option<f64>) -> Result<Loaded>
         whisper_lm: args.whisper_lm.clone(),
         scorer: args.scorer.clone(),
     };
-    let engine = match &resolved.package {
+    let mut engine = match &resolved.package {
         Some(p) => Engine::load_package(p, &config),
         None => Engine::load(&resolved.dir, &config),
     }
     .with_context(|| format!("while loading the model in {}", resolved.dir.display()))?;
+    if let Some(vad) = load_vad()? {
+        engine.set_vad(vad);
+    }
     tune_allocator();
     if engine.is_int8()
         && engine.isa() == Isa::Scalar

@@ -79,6 +79,65 @@ pub(crate) struct DecodingArgs {
     /// CTC beam width (1 = greedy; default: the package's, else 64).
     #[arg(long)]
     pub(crate) ctc_beam: Option<usize>,
+    /// With --word-timestamps: skip silences longer than this many seconds around words that
+    /// look invented (reference Whisper's hallucination_silence_threshold).
+    #[arg(long)]
+    pub(crate) hallucination_silence_threshold: Option<f32>,
+    #[command(flatten)]
+    pub(crate) vad: VadArgs,
+}
+
+/// Voice activity detection flags (faster-whisper's `VadOptions`); any of them turns it on.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub(crate) struct VadArgs {
+    /// Transcribe only the speech Silero VAD finds; no text where nobody speaks.
+    #[arg(long)]
+    pub(crate) vad: bool,
+    /// Speech probability at or above which a 32-ms chunk is speech [default: 0.5].
+    #[arg(long)]
+    pub(crate) vad_threshold: Option<f32>,
+    /// Probability below which a chunk is silence [default: threshold - 0.15].
+    #[arg(long)]
+    pub(crate) vad_neg_threshold: Option<f32>,
+    /// Drop speech shorter than this, ms [default: 0].
+    #[arg(long)]
+    pub(crate) vad_min_speech_ms: Option<u32>,
+    /// Split speech longer than this, seconds [default: no limit].
+    #[arg(long)]
+    pub(crate) vad_max_speech_s: Option<f32>,
+    /// Silence that ends a speech region, ms [default: 2000].
+    #[arg(long)]
+    pub(crate) vad_min_silence_ms: Option<u32>,
+    /// Padding kept on each side of a speech region, ms [default: 400].
+    #[arg(long)]
+    pub(crate) vad_speech_pad_ms: Option<u32>,
+}
+
+impl VadArgs {
+    /// The options, when voice activity detection is on.
+    pub(crate) fn options(&self) -> Option<harken_engine::VadOptions> {
+        let any = self.vad
+            || self.vad_threshold.is_some()
+            || self.vad_neg_threshold.is_some()
+            || self.vad_min_speech_ms.is_some()
+            || self.vad_max_speech_s.is_some()
+            || self.vad_min_silence_ms.is_some()
+            || self.vad_speech_pad_ms.is_some();
+        any.then(|| self.values())
+    }
+
+    /// The options these flags give, on or not.
+    pub(crate) fn values(&self) -> harken_engine::VadOptions {
+        let d = harken_engine::VadOptions::default();
+        harken_engine::VadOptions {
+            threshold: self.vad_threshold.unwrap_or(d.threshold),
+            neg_threshold: self.vad_neg_threshold.or(d.neg_threshold),
+            min_speech_duration_ms: self.vad_min_speech_ms.unwrap_or(d.min_speech_duration_ms),
+            max_speech_duration_s: self.vad_max_speech_s.unwrap_or(d.max_speech_duration_s),
+            min_silence_duration_ms: self.vad_min_silence_ms.unwrap_or(d.min_silence_duration_ms),
+            speech_pad_ms: self.vad_speech_pad_ms.unwrap_or(d.speech_pad_ms),
+        }
+    }
 }
 
 impl DecodingArgs {
@@ -99,6 +158,8 @@ impl DecodingArgs {
             trie: self.no_trie.then_some(false),
             beam: self.ctc_beam,
         };
+        opts.vad = self.vad.options();
+        opts.hallucination_silence_threshold = self.hallucination_silence_threshold;
     }
 }
 
@@ -180,7 +241,7 @@ fn transcribe_one(
     args: &TranscribeArgs,
 ) -> Result<String> {
     let bar = progress_bar();
-    let mut on_progress = |p: harken_engine::Progress| {
+    let mut on_progress = |p: harken_engine::Progress<'_>| {
         if let Some(b) = &bar {
             // Only long inputs get a visible bar; short ones finish before it matters.
             if p.total_s > 30.0 {

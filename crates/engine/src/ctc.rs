@@ -90,7 +90,7 @@ impl CtcSide {
     pub(crate) fn posteriors(
         &self,
         audio: &Audio,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut dyn FnMut(Progress<'_>),
         timings: &mut Timings,
     ) -> Result<Vec<f32>> {
         let t = Instant::now();
@@ -111,7 +111,7 @@ impl CtcSide {
             let end = w.frames.min(self.acoustic.n_frames());
             out.extend_from_slice(&lp[w.keep_from.min(end) * classes..end * classes]);
             let done = ((i + 1) as f64 * 30.0).min(total);
-            progress(Progress { done_s: done, total_s: total });
+            progress(Progress::at(done, total));
         }
         Ok(out)
     }
@@ -154,7 +154,7 @@ impl CtcSide {
         &self,
         audio: &Audio,
         opts: &TranscribeOptions,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(Transcript, Timings)> {
         if opts.language.as_deref().is_some_and(|l| l != "en") {
             return Err(Error::Option(format!(

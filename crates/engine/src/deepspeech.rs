@@ -190,7 +190,7 @@ impl DsSide {
         &self,
         audio: &Audio,
         opts: &TranscribeOptions,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(Transcript, Timings)> {
         if opts.task != harken_core::Task::Transcribe {
             return Err(Error::Option("DeepSpeech models cannot translate".into()));
@@ -203,7 +203,7 @@ impl DsSide {
         let chunk = 16 * harken_features::SAMPLE_RATE_HZ as usize;
         for (i, part) in audio.samples.chunks(chunk).enumerate() {
             stream.feed(part)?;
-            progress(Progress { done_s: ((i + 1) * chunk) as f64 / 16_000.0, total_s: total });
+            progress(Progress::at(((i + 1) * chunk) as f64 / 16_000.0, total));
         }
         let out = stream.finish()?;
         timings.windows = stream.frames();

@@ -36,6 +36,12 @@ pub enum Error {
     /// A transcription option is out of range.
     #[error("invalid option: {0}")]
     Option(String),
+    /// Voice activity detection was asked for, but no VAD model is loaded.
+    #[error("voice activity detection needs the Silero VAD model (scripts/install-models.sh vad)")]
+    NoVad,
+    /// The VAD model failed to load.
+    #[error(transparent)]
+    Vad(#[from] harken_vad::Error),
 }
 
 impl Error {
@@ -48,6 +54,9 @@ impl Error {
             Error::ModelDir { .. } => ErrorKind::NotFound,
             Error::Scorer { .. } => ErrorKind::Unavailable,
             Error::Option(_) => ErrorKind::InvalidInput,
+            Error::NoVad => ErrorKind::Unavailable,
+            Error::Vad(harken_vad::Error::Option(_)) => ErrorKind::InvalidInput,
+            Error::Vad(_) => ErrorKind::Unavailable,
         }
     }
 }

@@ -29,6 +29,7 @@ mod error;
 mod model_dir;
 mod quantize;
 mod transcribe;
+mod vad;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -40,6 +41,7 @@ pub use harken_core::{Audio, Segment, Task, Transcript, Word};
 pub use harken_ctc::NativeOutput;
 pub use harken_model::{CpuReport, Int8Report};
 pub use harken_model::{Dims, Isa, Precision};
+pub use harken_vad::{Silero, VadOptions};
 pub use model_dir::{ModelDir, WeightsFormat};
 pub use quantize::quantize_model_dir;
 pub use transcribe::{LmOptions, Progress, Timings, TranscribeOptions};
@@ -71,6 +73,7 @@ pub struct Engine {
     dir: std::path::PathBuf,
     config: EngineConfig,
     load_time: Duration,
+    vad: Option<std::sync::Arc<Silero>>,
 }
 
 enum Kind {
@@ -168,6 +171,7 @@ impl Engine {
             dir: package.map_or(path, |p| p.dir()).to_owned(),
             config: config.clone(),
             load_time,
+            vad: None,
         })
     }
 
@@ -243,6 +247,7 @@ impl Engine {
                 dir: package.dir().to_owned(),
                 config: config.clone(),
                 load_time,
+                vad: None,
             });
         }
         let engine = Self::load_model_dir(ModelDir::from_package(package)?, Some(package), config)?;
@@ -302,6 +307,7 @@ impl Engine {
             kind: Kind::Whisper(Box::new(WhisperSide { model, tokenizer, mel, dir: md, lm })),
             config: config.clone(),
             load_time,
+            vad: None,
         })
     }
 
@@ -398,7 +404,7 @@ impl Engine {
         &self,
         path: &Path,
         opts: &TranscribeOptions,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(Transcript, Timings)> {
         self.decode_then_transcribe(|o| harken_audio::decode_file(path, o), opts, progress)
     }
@@ -409,7 +415,7 @@ impl Engine {
         bytes: Vec<u8>,
         ext_hint: Option<&str>,
         opts: &TranscribeOptions,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(Transcript, Timings)> {
         self.decode_then_transcribe(
             |o| harken_audio::decode_bytes(bytes, ext_hint, o),
@@ -423,7 +429,7 @@ impl Engine {
         &self,
         decode: impl FnOnce(&harken_audio::DecodeOptions) -> harken_audio::Result<Audio>,
         opts: &TranscribeOptions,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(Transcript, Timings)> {
         let decode_opts = harken_audio::DecodeOptions {
             target_rate_hz: harken_features::SAMPLE_RATE_HZ,
@@ -434,10 +440,21 @@ impl Engine {
         let audio_time = t.elapsed();
         // The length is known once decoded: say so before the first window is done.
         let total_s = audio.samples.len() as f64 / f64::from(harken_features::SAMPLE_RATE_HZ);
-        progress(Progress { done_s: 0.0, total_s });
+        progress(Progress::at(0.0, total_s));
         let (tr, mut timings) = self.transcribe(&audio, opts, progress)?;
         timings.audio = audio_time;
         Ok((tr, timings))
+    }
+
+    /// Gives the engine a voice activity detector, for requests with [`TranscribeOptions::vad`]
+    /// and for live transcription.
+    pub fn set_vad(&mut self, model: std::sync::Arc<Silero>) {
+        self.vad = Some(model);
+    }
+
+    /// The voice activity detector, when one is loaded.
+    pub fn vad(&self) -> Option<&std::sync::Arc<Silero>> {
+        self.vad.as_ref()
     }
 
     /// Transcribe 16-kHz mono audio.
@@ -445,7 +462,21 @@ impl Engine {
         &self,
         audio: &Audio,
         opts: &TranscribeOptions,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<(Transcript, Timings)> {
+        if let Some(v) = &opts.vad {
+            let model = self.vad.as_deref().ok_or(Error::NoVad)?;
+            return vad::transcribe_speech(self, model, v, audio, opts, progress);
+        }
+        self.transcribe_all(audio, opts, progress)
+    }
+
+    /// Transcribe every sample, without voice activity detection.
+    fn transcribe_all(
+        &self,
+        audio: &Audio,
+        opts: &TranscribeOptions,
+        progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(Transcript, Timings)> {
         if audio.sample_rate_hz != harken_features::SAMPLE_RATE_HZ {
             return Err(Error::Option(format!(
@@ -454,10 +485,12 @@ impl Engine {
                 audio.sample_rate_hz
             )));
         }
-        match &self.kind {
+        let (tr, mut timings) = match &self.kind {
             Kind::Whisper(w) => transcribe::run(w, audio, opts, progress),
             Kind::Ctc(c) => c.transcribe(audio, opts, progress),
             Kind::DeepSpeech(d) => d.transcribe(audio, opts, progress),
-        }
+        }?;
+        timings.speech_s = audio.samples.len() as f64 / f64::from(audio.sample_rate_hz);
+        Ok((tr, timings))
     }
 }

@@ -56,6 +56,13 @@ pub struct TranscribeOptions {
     pub hotword_weight: f32,
     /// Language-model fusion settings.
     pub lm: LmOptions,
+    /// With word timestamps: skip silences longer than this (seconds) around a segment whose
+    /// words look invented (improbable, too short or too long), as reference Whisper's
+    /// `hallucination_silence_threshold`.
+    pub hallucination_silence_threshold: Option<f32>,
+    /// Transcribe only the speech that voice activity detection finds (faster-whisper's
+    /// `vad_filter`); times stay on the original timeline.
+    pub vad: Option<harken_vad::VadOptions>,
 }
 
 /// Language-model settings of one request; `None` fields take the model's defaults.
@@ -93,17 +100,29 @@ impl Default for TranscribeOptions {
             hotwords: Vec::new(),
             hotword_weight: 5.0,
             lm: LmOptions::default(),
+            hallucination_silence_threshold: None,
+            vad: None,
         }
     }
 }
 
 /// Progress of one transcription, reported after each window.
 #[derive(Debug, Clone, Copy)]
-pub struct Progress {
+pub struct Progress<'a> {
     /// Audio seconds done.
     pub done_s: f64,
     /// Audio seconds in all.
     pub total_s: f64,
+    /// Segments finished since the last report, final (they will not change), in time order:
+    /// what a streaming response sends as it goes.
+    pub segments: &'a [Segment],
+}
+
+impl Progress<'_> {
+    /// A report with no new segments.
+    pub fn at(done_s: f64, total_s: f64) -> Self {
+        Progress { done_s, total_s, segments: &[] }
+    }
 }
 
 /// Wall time spent in each stage of one transcription.
@@ -121,6 +140,10 @@ pub struct Timings {
     pub alignment: Duration,
     /// Number of 30-s windows decoded.
     pub windows: usize,
+    /// Voice activity detection.
+    pub vad: Duration,
+    /// Seconds of audio the model ran on (after voice activity detection, when asked).
+    pub speech_s: f64,
 }
 
 /// The model's decoder as the search sees it.
@@ -144,11 +167,118 @@ const N_SAMPLES_PAD: usize = 480_000;
 const INPUT_STRIDE: usize = 2;
 const SILENCE_PEAK: f32 = 0.001;
 
+/// One window's view for the hallucination guard (reference Whisper's
+/// `hallucination_silence_threshold`, as faster-whisper implements it).
+struct HallucinationWindow {
+    threshold: f64,
+    time_offset: f64,
+    window_end: f64,
+    duration_s: f64,
+    /// End of the last word before this window.
+    speech_before: f64,
+}
+
+/// What the guard decided for a window.
+#[derive(Debug, PartialEq)]
+enum HallucinationCut {
+    /// Keep every segment.
+    None,
+    /// Drop the whole window and decode again from this time (the leading silence skipped).
+    SkipWindowTo(f64),
+    /// Segments from the suspect one on were dropped; go on from this time (infinite: the end).
+    SeekTo(f64),
+}
+
+/// How unlike real speech a word is: improbable, shorter than 133 ms, longer than 2 s.
+fn word_anomaly(w: &harken_core::Word) -> f64 {
+    let mut score = 0.0;
+    if w.probability < 0.15 {
+        score += 1.0;
+    }
+    let d = w.end_s - w.start_s;
+    if d < 0.133 {
+        score += (0.133 - d) * 15.0;
+    }
+    if d > 2.0 {
+        score += d - 2.0;
+    }
+    score
+}
+
+/// A segment whose first eight words (punctuation aside) are mostly anomalous.
+fn segment_anomaly(s: &Segment) -> bool {
+    let Some(words) = &s.words else { return false };
+    let words: Vec<_> = words
+        .iter()
+        .filter(|w| {
+            !w.text
+                .trim()
+                .chars()
+                .all(|c| c.is_ascii_punctuation() || "“”¿、。，！？：".contains(c))
+        })
+        .take(8)
+        .collect();
+    if words.is_empty() {
+        return false;
+    }
+    let score: f64 = words.iter().map(|w| word_anomaly(w)).sum();
+    score >= 3.0 || score + 0.01 >= words.len() as f64
+}
+
+fn has_words(s: &Segment) -> bool {
+    s.words.as_ref().is_some_and(|w| !w.is_empty())
+}
+
+impl HallucinationWindow {
+    fn check(&self, current: &mut Vec<Segment>) -> HallucinationCut {
+        let t = self.threshold;
+        if let Some(first) = current.iter().find(|s| has_words(s))
+            && segment_anomaly(first)
+        {
+            let gap = first.start_s - self.time_offset;
+            if gap > t {
+                return HallucinationCut::SkipWindowTo(self.time_offset + gap);
+            }
+        }
+        let mut last_end = self.speech_before;
+        for i in 0..current.len() {
+            if !has_words(&current[i]) {
+                continue;
+            }
+            let seg = &current[i];
+            if segment_anomaly(seg) {
+                let next = current[i + 1..].iter().find(|s| has_words(s));
+                let next_start = next
+                    .and_then(|n| n.words.as_ref())
+                    .and_then(|w| w.first())
+                    .map_or(self.window_end, |w| w.start_s);
+                let silence_before = seg.start_s - last_end > t
+                    || seg.start_s < t
+                    || seg.start_s - self.time_offset < 2.0;
+                let silence_after = next_start - seg.end_s > t
+                    || next.is_some_and(segment_anomaly)
+                    || self.window_end - seg.end_s < 2.0;
+                if silence_before && silence_after {
+                    let to = if self.duration_s - seg.end_s < t {
+                        f64::INFINITY
+                    } else {
+                        (self.time_offset + 1.0).max(seg.start_s)
+                    };
+                    current.truncate(i);
+                    return HallucinationCut::SeekTo(to);
+                }
+            }
+            last_end = current[i].end_s;
+        }
+        HallucinationCut::None
+    }
+}
+
 pub(crate) fn run(
     engine: &WhisperSide,
     audio: &Audio,
     opts: &TranscribeOptions,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<(Transcript, Timings)> {
     validate(opts)?;
     let _span = tracing::info_span!("transcribe", duration_s = audio.duration_s()).entered();
@@ -237,10 +367,7 @@ pub(crate) fn run(
         let peak = audio.samples[s0..s1].iter().fold(0.0f32, |m, x| m.max(x.abs()));
         if peak < SILENCE_PEAK {
             seek += segment_size;
-            progress(Progress {
-                done_s: (seek * HOP_SAMPLES) as f64 / 16_000.0,
-                total_s: duration_s,
-            });
+            progress(Progress::at((seek * HOP_SAMPLES) as f64 / 16_000.0, duration_s));
             continue;
         }
         // Only the window's real frames; the rest is zero, as reference Whisper's `pad_or_trim`
@@ -289,10 +416,7 @@ pub(crate) fn run(
             }
             if skip {
                 seek += segment_size;
-                progress(Progress {
-                    done_s: (seek * HOP_SAMPLES) as f64 / 16_000.0,
-                    total_s: duration_s,
-                });
+                progress(Progress::at((seek * HOP_SAMPLES) as f64 / 16_000.0, duration_s));
                 continue;
             }
         }
@@ -357,6 +481,7 @@ pub(crate) fn run(
         }
 
         if opts.word_timestamps && !current.is_empty() {
+            let speech_before = last_speech_s;
             let t = Instant::now();
             align_words(
                 engine,
@@ -381,6 +506,33 @@ pub(crate) fn run(
                     seek = (end * 100.0).round() as usize;
                 }
             }
+            if let Some(threshold) = opts.hallucination_silence_threshold {
+                let window = HallucinationWindow {
+                    threshold: f64::from(threshold),
+                    time_offset,
+                    window_end: time_offset + segment_duration,
+                    duration_s,
+                    speech_before,
+                };
+                match window.check(&mut current) {
+                    HallucinationCut::None => {}
+                    HallucinationCut::SkipWindowTo(t) => {
+                        seek = ((t * 100.0).round() as usize).max(previous_seek + 1);
+                        progress(Progress::at(
+                            (seek.min(content_frames) * HOP_SAMPLES) as f64 / 16_000.0,
+                            duration_s,
+                        ));
+                        continue;
+                    }
+                    HallucinationCut::SeekTo(t) => {
+                        seek = if t.is_infinite() {
+                            content_frames
+                        } else {
+                            ((t * 100.0).round() as usize).max(previous_seek + 1)
+                        };
+                    }
+                }
+            }
         }
         // Guard against a model that never advances.
         if seek <= previous_seek {
@@ -394,6 +546,7 @@ pub(crate) fn run(
                 s.words = Some(Vec::new()).filter(|_| opts.word_timestamps);
             }
         }
+        let first_new = transcript.segments.len();
         for s in current.into_iter().filter(|s| !s.text.is_empty()) {
             all_tokens.extend(&s.tokens);
             let mut s = s;
@@ -407,6 +560,7 @@ pub(crate) fn run(
         progress(Progress {
             done_s: (seek.min(content_frames) * HOP_SAMPLES) as f64 / 16_000.0,
             total_s: duration_s,
+            segments: &transcript.segments[first_new..],
         });
     }
     transcript.language = language.unwrap_or_else(|| "en".into());

@@ -39,6 +39,21 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The OpenAI error object (`{message, type, code, param}`), for event streams where the
+    /// status line has already gone.
+    pub fn to_json(&self) -> serde_json::Value {
+        let info = harken_api::ErrorInfo::of(self.kind);
+        let message = if self.kind == ErrorKind::Internal {
+            tracing::error!(error = %self.message, "internal error");
+            "internal error; see the server log"
+        } else {
+            &self.message
+        };
+        serde_json::json!({"message": message, "type": info.openai_type, "code": self.code.unwrap_or(info.code), "param": null})
+    }
+}
+
 impl From<harken_engine::Error> for ApiError {
     fn from(e: harken_engine::Error) -> Self {
         ApiError::new(e.kind(), format!("{e:#}"))

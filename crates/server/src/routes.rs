@@ -207,6 +207,8 @@ struct Job {
     opts: TranscribeOptions,
     format: ResponseFormat,
     task: Task,
+    /// Answer with server-sent events (`transcript.text.delta` per segment, then `done`).
+    stream: bool,
 }
 
 /// Run `job` on a worker: admission (or 503 at once), a worker permit, blocking inference,
@@ -231,10 +233,13 @@ async fn run(s: &AppState, job: Job) -> Result<Response, ApiError> {
     let engine = s.engine.clone();
     let metrics = s.metrics.clone();
     metrics.in_flight(1);
-    let Job { audio, opts, format, task, .. } = job;
+    let Job { audio, opts, format, task, stream, .. } = job;
+    if stream {
+        return Ok(sse(engine, metrics, permit, tracked, audio, opts, deadline));
+    }
     let handle = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let mut report = |p: harken_engine::Progress| {
+        let mut report = |p: harken_engine::Progress<'_>| {
             if let Some(t) = &tracked {
                 t.update(p.done_s, p.total_s);
             }
@@ -262,6 +267,76 @@ async fn run(s: &AppState, job: Job) -> Result<Response, ApiError> {
     let task = if task == Task::Translate { "translate" } else { "transcribe" };
     let body = render(&transcript, format, None, task);
     Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+}
+
+/// The streaming answer: each segment's text as a `transcript.text.delta` event as soon as its
+/// window is decoded, then `transcript.text.done` with the whole text (the transcript the engine
+/// returned, not a re-join of what was sent), or an `error` event. The worker permit is held
+/// until the transcription ends, whether or not the client is still reading.
+fn sse(
+    engine: std::sync::Arc<harken_engine::Engine>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    tracked: Option<crate::progress::Tracked>,
+    audio: Vec<u8>,
+    opts: TranscribeOptions,
+    deadline: tokio::time::Instant,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let (tx, rx) = tokio::sync::mpsc::channel::<serde_json::Value>(256);
+    let worker_tx = tx.clone();
+    let handle = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut sent = false;
+        let mut report = |p: harken_engine::Progress<'_>| {
+            if let Some(t) = &tracked {
+                t.update(p.done_s, p.total_s);
+            }
+            for seg in p.segments {
+                sent = true;
+                // A client that went away only stops the events, not the bookkeeping.
+                let _ = worker_tx.blocking_send(serde_json::json!({
+                    "type": "transcript.text.delta",
+                    "delta": seg.text,
+                    "segment_id": format!("seg_{}", seg.id),
+                }));
+            }
+        };
+        let r = engine.transcribe_bytes(audio, None, &opts, &mut report);
+        (r, sent)
+    });
+    tokio::spawn(async move {
+        let result = tokio::time::timeout_at(deadline, handle).await;
+        metrics.in_flight(-1);
+        let event = match result {
+            Err(_) => {
+                Err(ApiError::new(ErrorKind::Timeout, "transcription exceeded the request timeout"))
+            }
+            Ok(Err(join)) => Err(ApiError::new(
+                ErrorKind::Internal,
+                format!("transcription worker failed: {join}"),
+            )),
+            Ok(Ok((Err(e), _))) => Err(ApiError::from(e)),
+            Ok(Ok((Ok((transcript, _)), sent))) => {
+                metrics.add_audio_seconds(transcript.duration_s);
+                if !sent && !transcript.text.is_empty() {
+                    // Engines that finish all at once (CTC, DeepSpeech) send one delta.
+                    let _ = tx
+                        .send(serde_json::json!({"type": "transcript.text.delta", "delta": transcript.text}))
+                        .await;
+                }
+                Ok(serde_json::json!({"type": "transcript.text.done", "text": transcript.text}))
+            }
+        };
+        let event =
+            event.unwrap_or_else(|e| serde_json::json!({"type": "error", "error": e.to_json()}));
+        let _ = tx.send(event).await;
+    });
+    let events = futures::stream::unfold(rx, |mut rx| async move {
+        let v = rx.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(Event::default().data(v.to_string())), rx))
+    });
+    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
 }
 
 fn parse_format(s: &str) -> Result<ResponseFormat, ApiError> {
@@ -392,7 +467,7 @@ async fn invocations(
             };
             let mut opts = options(req.language, task, req.word_timestamps, None);
             opts.hotwords = parse_hotwords(&req.hotwords)?;
-            Job { request_id: None, audio, opts, format, task }
+            Job { request_id: None, audio, opts, format, task, stream: false }
         }
         m if harken_engine::is_audio_media_type(m) => {
             let q: RawQuery = match query.0.as_deref() {
@@ -406,7 +481,7 @@ async fn invocations(
             };
             let mut opts = options(q.language, task, q.word_timestamps, None);
             opts.hotwords = parse_hotwords(q.hotwords.as_slice())?;
-            Job { request_id: None, audio: bytes.to_vec(), opts, format, task }
+            Job { request_id: None, audio: bytes.to_vec(), opts, format, task, stream: false }
         }
         other => {
             return Err(ApiError::new(
@@ -476,6 +551,9 @@ async fn openai(
         (None, None, None, ResponseFormat::Json, false);
     let mut temperature: Option<f32> = None;
     let mut hotwords: Vec<String> = Vec::new();
+    let mut stream = false;
+    let mut vad = VadFields::default();
+    let mut hallucination_silence: Option<f32> = None;
     loop {
         let field = match mp.next_field().await {
             Ok(Some(f)) => f,
@@ -514,7 +592,13 @@ async fn openai(
                 }
                 temperature = Some(t);
             }
-            "model" | "stream" => {}
+            "stream" => stream = parse_bool("stream", &text())?,
+            "hallucination_silence_threshold" => {
+                hallucination_silence =
+                    Some(parse_num("hallucination_silence_threshold", &text())?);
+            }
+            n if vad.set(n, &text())? => {}
+            "model" => {}
             other => tracing::debug!(field = other, "ignored multipart field"),
         }
     }
@@ -529,5 +613,56 @@ async fn openai(
     if let Some(t) = temperature.filter(|&t| t > 0.0) {
         opts.temperatures = vec![t];
     }
-    run(&s, Job { request_id, audio, opts, format, task }).await
+    opts.vad = vad.options()?;
+    opts.hallucination_silence_threshold = hallucination_silence;
+    // As OpenAI: with stream=true the events carry text whatever response_format says.
+    run(&s, Job { request_id, audio, opts, format, task, stream }).await
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, ApiError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err(ApiError::bad_request(format!("{name} {v:?} is not true or false"))),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ApiError> {
+    v.parse().map_err(|_| ApiError::bad_request(format!("{name} {v:?} is not a number")))
+}
+
+/// Voice activity detection fields of a request (speaches' `vad_filter`, faster-whisper's
+/// `VadOptions` names).
+#[derive(Default)]
+struct VadFields {
+    filter: Option<bool>,
+    opts: harken_engine::VadOptions,
+    any: bool,
+}
+
+impl VadFields {
+    /// Takes field `name` if it is one of ours.
+    fn set(&mut self, name: &str, v: &str) -> Result<bool, ApiError> {
+        let o = &mut self.opts;
+        match name {
+            "vad_filter" => self.filter = Some(parse_bool(name, v)?),
+            "vad_threshold" => o.threshold = parse_num(name, v)?,
+            "vad_neg_threshold" => o.neg_threshold = Some(parse_num(name, v)?),
+            "vad_min_speech_duration_ms" => o.min_speech_duration_ms = parse_num(name, v)?,
+            "vad_max_speech_duration_s" => o.max_speech_duration_s = parse_num(name, v)?,
+            "vad_min_silence_duration_ms" => o.min_silence_duration_ms = parse_num(name, v)?,
+            "vad_speech_pad_ms" => o.speech_pad_ms = parse_num(name, v)?,
+            _ => return Ok(false),
+        }
+        self.any |= name != "vad_filter";
+        Ok(true)
+    }
+
+    fn options(&self) -> Result<Option<harken_engine::VadOptions>, ApiError> {
+        if !self.filter.unwrap_or(self.any) {
+            return Ok(None);
+        }
+        self.opts.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok(Some(self.opts))
+    }
 }
