@@ -11,18 +11,24 @@ cache=${HARKEN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/harken}
 bin=${1:-${CARGO_TARGET_DIR:-$root/target}/release/harken}
 venv="$cache/client-venv"
 [[ -x "$bin" ]] || { echo "clients: no harken binary at $bin" >&2; exit 2; }
-if ! "$venv/bin/python" -c "import openai, boto3" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import openai, boto3, websockets" 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "openai>=1.40" "boto3>=1.34"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "openai[realtime]>=1.40" "boto3>=1.34"
 fi
 name=clients python="$venv/bin/python"
 source "$root/tests/serve.sh"
 log=$serve_log
+# The live-transcription audio: the numbers clip as 24 kHz 16-bit PCM and as 8 kHz G.711 µ-law.
+pcm24=$(mktemp); ulaw8=$(mktemp)
+sox "$root/testdata/audio/numbers_16k.wav" -r 24000 -e signed-integer -b 16 -t raw "$pcm24"
+sox "$root/testdata/audio/numbers_16k.wav" -r 8000 -e mu-law -b 8 -t raw "$ulaw8"
+rt() { HARKEN_URL="http://127.0.0.1:$port" HARKEN_PCM24="$pcm24" HARKEN_ULAW8="$ulaw8" HARKEN_AUDIO="$root/testdata/audio/numbers_16k.wav" "$venv/bin/python" "$root/tests/clients/test_realtime.py" "$@"; }
 py() { HARKEN_URL="http://127.0.0.1:$port" HARKEN_AUDIO="$root/testdata/audio/numbers_16k.wav" "$venv/bin/python" "$root/tests/clients/test_clients.py" "$@"; }
 
 # Open server (as behind SageMaker, where IAM authenticates): openai and boto3.
 start HARKEN_API_KEY=
 py
+rt
 # curl with raw bodies: audio in, subtitles out; a text file in, a JSON 415 out.
 vtt=$(curl -sf -H 'Content-Type: audio/wav' -H 'Accept: text/vtt' --data-binary @"$root/testdata/audio/numbers_16k.wav" "http://127.0.0.1:$port/invocations")
 [[ $vtt == WEBVTT* && $vtt == *Tuesday* ]] || { echo "FAIL curl raw wav -> vtt: $vtt" >&2; exit 1; }
@@ -35,4 +41,6 @@ echo "clients: server exited cleanly on SIGTERM"
 # With HARKEN_API_KEY: the openai client's key is checked.
 start HARKEN_API_KEY=sk-test
 py --auth
+HARKEN_KEY=sk-test rt --auth
 stop
+rm -f "$pcm24" "$ulaw8"

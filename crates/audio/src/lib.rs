@@ -25,7 +25,11 @@
 
 mod error;
 mod mp4;
+mod pcm;
 mod resample;
+
+pub use pcm::{RawFormat, decode_raw};
+pub use resample::Stream as Resampler;
 
 use std::io::Cursor;
 use std::path::Path;

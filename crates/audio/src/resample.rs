@@ -10,7 +10,8 @@ use crate::{Error, Result};
 
 const CHUNK_FRAMES: usize = 1024;
 
-pub(crate) struct Stream {
+/// A resampler for audio that arrives in pieces (exported as `Resampler`).
+pub struct Stream {
     inner: FftFixedIn<f32>,
     from_hz: u32,
     to_hz: u32,
@@ -21,7 +22,8 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
-    pub(crate) fn new(from_hz: u32, to_hz: u32) -> Result<Self> {
+    /// A resampler from `from_hz` to `to_hz`.
+    pub fn new(from_hz: u32, to_hz: u32) -> Result<Self> {
         let inner = FftFixedIn::<f32>::new(from_hz as usize, to_hz as usize, CHUNK_FRAMES, 2, 1)
             .map_err(|e| Error::Resample { from_hz, to_hz, source: Box::new(e) })?;
         let delay_left = inner.output_delay();
@@ -37,7 +39,7 @@ impl Stream {
     }
 
     /// Resample `input` and append what is ready to `out`.
-    pub(crate) fn push(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<()> {
+    pub fn push(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<()> {
         self.frames_in += input.len() as u64;
         self.pending.extend_from_slice(input);
         let mut start = 0;
@@ -53,7 +55,7 @@ impl Stream {
     }
 
     /// Flush the remaining input and the resampler's tail.
-    pub(crate) fn finish(mut self, out: &mut Vec<f32>) -> Result<()> {
+    pub fn finish(mut self, out: &mut Vec<f32>) -> Result<()> {
         let expected = (self.frames_in * u64::from(self.to_hz)).div_ceil(u64::from(self.from_hz));
         if !self.pending.is_empty() {
             let pending = std::mem::take(&mut self.pending);

@@ -61,6 +61,7 @@ pub(crate) fn run(args: LambdaArgs) -> Result<ExitCode> {
         model: loaded.identity.clone(),
         // One event at a time: the page's progress polling could never reach a busy function.
         web_ui: false,
+        streams: Default::default(),
     };
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,

@@ -37,6 +37,16 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "HARKEN_TIMEOUT_SECONDS", default_value_t = 600)]
     timeout_seconds: u64,
     /// Do not serve the web page at `/` (the API routes stay).
+    /// Live transcription streams (WebSocket /v1/realtime, /v1/listen) open at once; more are
+    /// refused with an error event.
+    #[arg(long, env = "HARKEN_MAX_STREAMS", default_value_t = 4)]
+    max_streams: usize,
+    /// Longest live session, seconds.
+    #[arg(long, env = "HARKEN_MAX_STREAM_SECONDS", default_value_t = 3600)]
+    max_stream_seconds: u64,
+    /// A live session with no client event for this many seconds is closed.
+    #[arg(long, env = "HARKEN_STREAM_IDLE_SECONDS", default_value_t = 60)]
+    stream_idle_seconds: u64,
     #[arg(long, env = "HARKEN_NO_UI")]
     no_ui: bool,
 }
@@ -71,6 +81,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
         model_name: "whisper-1".into(),
         model: None,
         web_ui: !args.no_ui,
+        streams: harken_server::StreamLimits {
+            max_streams: args.max_streams,
+            max_session: Duration::from_secs(args.max_stream_seconds),
+            idle_timeout: Duration::from_secs(args.stream_idle_seconds),
+            ..Default::default()
+        },
     };
     let loaded = crate::model::load(&model_args, Some(args.max_audio_seconds))?;
     let config = ServerConfig { model: loaded.identity.clone(), ..config };

@@ -14,6 +14,7 @@
 mod error;
 mod metrics;
 mod progress;
+mod realtime;
 mod routes;
 pub mod sagemaker;
 mod web;
@@ -27,6 +28,7 @@ use tokio::sync::Semaphore;
 pub use axum::Router;
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use realtime::StreamLimits;
 pub use routes::router;
 
 /// Deployment settings of the server.
@@ -49,6 +51,8 @@ pub struct ServerConfig {
     pub model: Option<ModelIdentity>,
     /// Serve the web page at `/` (assets compiled in; `--no-ui` turns it off).
     pub web_ui: bool,
+    /// Limits of live transcription (WebSocket).
+    pub streams: StreamLimits,
 }
 
 /// The identity of the loaded model package: what changes when `HARKEN_MODEL_URI` or a
@@ -78,6 +82,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("model_name", &self.model_name)
             .field("model", &self.model)
             .field("web_ui", &self.web_ui)
+            .field("streams", &self.streams)
             .finish()
     }
 }
@@ -91,6 +96,7 @@ pub struct AppState {
     pub(crate) workers: Arc<Semaphore>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) progress: progress::Registry,
+    pub(crate) streams: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -98,6 +104,7 @@ impl AppState {
     pub fn new(engine: Arc<Engine>, config: ServerConfig) -> Self {
         let metrics = Arc::new(Metrics::default());
         metrics.set_model_load_seconds(engine.load_time().as_secs_f64());
+        let streams = Arc::new(Semaphore::new(config.streams.max_streams));
         AppState {
             admission: Arc::new(Semaphore::new(config.workers.max(1) + config.queue)),
             workers: Arc::new(Semaphore::new(config.workers.max(1))),
@@ -105,6 +112,7 @@ impl AppState {
             config: Arc::new(config),
             metrics,
             progress: progress::Registry::default(),
+            streams,
         }
     }
 }

@@ -26,6 +26,11 @@ pub struct Metrics {
     in_flight: AtomicI64,
     queued: AtomicI64,
     load_ms: AtomicU64,
+    streams: AtomicI64,
+    streams_refused: AtomicU64,
+    stream_audio_us: AtomicU64,
+    stream_busy_us: AtomicU64,
+    stream_utterances: AtomicU64,
 }
 
 impl Metrics {
@@ -51,6 +56,24 @@ impl Metrics {
 
     pub(crate) fn add_audio_seconds(&self, s: f64) {
         self.audio_ms.fetch_add((s * 1000.0) as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn streams(&self, delta: i64) {
+        self.streams.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stream_refused(&self) {
+        self.streams_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One piece of live audio, `audio_s` long, took `busy_s` of recogniser time.
+    pub(crate) fn observe_stream_chunk(&self, audio_s: f64, busy_s: f64) {
+        self.stream_audio_us.fetch_add((audio_s * 1e6) as u64, Ordering::Relaxed);
+        self.stream_busy_us.fetch_add((busy_s * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stream_utterance(&self, _since_start_s: f64) {
+        self.stream_utterances.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn queued(&self, delta: i64) {
@@ -115,6 +138,41 @@ impl Metrics {
             "counter",
             self.audio_ms.load(Ordering::Relaxed) as f64 / 1000.0,
         );
+        let streams = [
+            (
+                "harken_streams_active",
+                "Live transcription streams open.",
+                "gauge",
+                self.streams.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "harken_streams_refused_total",
+                "Live streams refused at the limit.",
+                "counter",
+                self.streams_refused.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "harken_stream_audio_seconds_total",
+                "Live audio seconds received.",
+                "counter",
+                self.stream_audio_us.load(Ordering::Relaxed) as f64 / 1e6,
+            ),
+            (
+                "harken_stream_busy_seconds_total",
+                "Recogniser seconds spent on live audio (busy / audio is the real-time factor).",
+                "counter",
+                self.stream_busy_us.load(Ordering::Relaxed) as f64 / 1e6,
+            ),
+            (
+                "harken_stream_utterances_total",
+                "Live utterances completed.",
+                "counter",
+                self.stream_utterances.load(Ordering::Relaxed) as f64,
+            ),
+        ];
+        for (name, help, kind, v) in streams {
+            gauge(&mut o, name, help, kind, v);
+        }
         gauge(
             &mut o,
             "harken_in_flight",

@@ -30,6 +30,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audio/translations", post(translations))
         .route("/v1/models", get(models))
         .route("/v1/progress/{request_id}", get(progress))
+        .route("/v1/realtime", get(crate::realtime::realtime))
+        .route("/v1/listen", get(crate::realtime::listen))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     let page = if state.config.web_ui { crate::web::router() } else { Router::new() };
     Router::new()

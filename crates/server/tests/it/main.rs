@@ -57,6 +57,7 @@ fn config() -> ServerConfig {
         model_name: "whisper-1".into(),
         model: None,
         web_ui: true,
+        streams: Default::default(),
     }
 }
 
