@@ -3,6 +3,7 @@
 
 mod bench;
 mod lambda;
+mod listen;
 mod lm_cmd;
 mod model;
 mod package_cmd;
@@ -44,6 +45,8 @@ enum Command {
     Model(package_cmd::ModelCommand),
     /// Find the speech in audio files (Silero VAD): regions as JSON lines.
     Vad(vad_cmd::VadCmdArgs),
+    /// Live captions: an audio file played at real-time speed through the streaming recogniser.
+    Listen(listen::ListenArgs),
 }
 
 /// Shared model and threading flags.
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Model(cmd) => package_cmd::run(cmd),
         Command::Vad(args) => vad_cmd::run(args),
+        Command::Listen(args) => listen::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Lm(cmd) => lm_cmd::run(cmd),
     };

@@ -12,6 +12,7 @@ mod deepspeech;
 mod e2e;
 mod golden;
 mod int8;
+mod live;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
