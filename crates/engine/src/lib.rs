@@ -424,6 +424,16 @@ impl Engine {
         )
     }
 
+    /// Decode audio held in memory at the model's rate within the configured length limit,
+    /// without transcribing it (a streaming front end checks the input before it answers).
+    pub fn decode_bytes(&self, bytes: Vec<u8>) -> Result<Audio> {
+        let o = harken_audio::DecodeOptions {
+            target_rate_hz: harken_features::SAMPLE_RATE_HZ,
+            max_duration_s: self.config.max_audio_s,
+        };
+        Ok(harken_audio::decode_bytes(bytes, None, &o)?)
+    }
+
     /// Decode with the model's rate and the configured length limit, timing the decode.
     fn decode_then_transcribe(
         &self,

@@ -237,7 +237,7 @@ async fn run(s: &AppState, job: Job) -> Result<Response, ApiError> {
     metrics.in_flight(1);
     let Job { audio, opts, format, task, stream, .. } = job;
     if stream {
-        return Ok(sse(engine, metrics, permit, tracked, audio, opts, deadline));
+        return sse(engine, metrics, permit, tracked, audio, opts, deadline).await;
     }
     let handle = tokio::task::spawn_blocking(move || {
         let _permit = permit;
@@ -274,8 +274,9 @@ async fn run(s: &AppState, job: Job) -> Result<Response, ApiError> {
 /// The streaming answer: each segment's text as a `transcript.text.delta` event as soon as its
 /// window is decoded, then `transcript.text.done` with the whole text (the transcript the engine
 /// returned, not a re-join of what was sent), or an `error` event. The worker permit is held
-/// until the transcription ends, whether or not the client is still reading.
-fn sse(
+/// until the transcription ends, whether or not the client is still reading. The audio is
+/// decoded before the answer starts, so bad input still gets its 4xx status.
+async fn sse(
     engine: std::sync::Arc<harken_engine::Engine>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     permit: tokio::sync::OwnedSemaphorePermit,
@@ -283,8 +284,32 @@ fn sse(
     audio: Vec<u8>,
     opts: TranscribeOptions,
     deadline: tokio::time::Instant,
-) -> Response {
+) -> Result<Response, ApiError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
+    let decoder = engine.clone();
+    let decoded = tokio::time::timeout_at(
+        deadline,
+        tokio::task::spawn_blocking(move || decoder.decode_bytes(audio)),
+    )
+    .await;
+    let audio = match decoded {
+        Err(_) => {
+            metrics.in_flight(-1);
+            return Err(ApiError::new(ErrorKind::Timeout, "decoding exceeded the request timeout"));
+        }
+        Ok(Err(join)) => {
+            metrics.in_flight(-1);
+            return Err(ApiError::new(
+                ErrorKind::Internal,
+                format!("decoding worker failed: {join}"),
+            ));
+        }
+        Ok(Ok(Err(e))) => {
+            metrics.in_flight(-1);
+            return Err(ApiError::from(e));
+        }
+        Ok(Ok(Ok(a))) => a,
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<serde_json::Value>(256);
     let worker_tx = tx.clone();
     let handle = tokio::task::spawn_blocking(move || {
@@ -304,7 +329,7 @@ fn sse(
                 }));
             }
         };
-        let r = engine.transcribe_bytes(audio, None, &opts, &mut report);
+        let r = engine.transcribe(&audio, &opts, &mut report);
         (r, sent)
     });
     tokio::spawn(async move {
@@ -338,7 +363,7 @@ fn sse(
         let v = rx.recv().await?;
         Some((Ok::<_, std::convert::Infallible>(Event::default().data(v.to_string())), rx))
     });
-    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }
 
 fn parse_format(s: &str) -> Result<ResponseFormat, ApiError> {
@@ -618,13 +643,15 @@ async fn openai(
     opts.vad = vad.options()?;
     opts.hallucination_silence_threshold = hallucination_silence;
     // As OpenAI: with stream=true the events carry text whatever response_format says.
+    // OpenAI streams transcriptions only; a translation answers as usual.
+    let stream = stream && task == Task::Transcribe;
     run(&s, Job { request_id, audio, opts, format, task, stream }).await
 }
 
 fn parse_bool(name: &str, v: &str) -> Result<bool, ApiError> {
     match v.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" | "" => Ok(false),
+        "true" => Ok(true),
+        "false" => Ok(false),
         _ => Err(ApiError::bad_request(format!("{name} {v:?} is not true or false"))),
     }
 }
