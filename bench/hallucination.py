@@ -81,20 +81,25 @@ def render(W):
     by = {os.path.basename(r["audio"]): r for r in rows}
     read = [by[n] for n in ("pocketsphinx_librivox_0870.wav", "pocketsphinx_librivox_0890.wav",
                             "pocketsphinx_librivox_0930.wav") if n in by]
-    # Speech with 20-s pauses.
-    p = os.path.join(OUT, "speech-20s-pauses.wav")
-    if not os.path.exists(p):
+    def speech(path, clips, gap_s=0.0, tail_s=0.0):
+        """The clips at 16 kHz, with `gap_s` of room noise between them and `tail_s` after."""
+        if os.path.exists(path):
+            return
         with tempfile.TemporaryDirectory() as tmp:
             parts = []
-            for i, r in enumerate(read):
+            for i, r in enumerate(clips):
                 s = os.path.join(tmp, f"s{i}.wav")
                 to16k(os.path.join(real, r["audio"]), s)
                 parts.append(s)
-                if i + 1 < len(read):
+                pause = gap_s if i + 1 < len(clips) else tail_s
+                if pause:
                     gap = os.path.join(tmp, f"g{i}.wav")
-                    noise_bed(gap, 20)
+                    noise_bed(gap, pause)
                     parts.append(gap)
-            sox(*parts, p)
+            sox(*parts, path)
+
+    p = os.path.join(OUT, "speech-20s-pauses.wav")
+    speech(p, read, gap_s=20)
     files.append(("speech-20s-pauses", p, " ".join(r["text"] for r in read), 20.0 * (len(read) - 1)))
     # Read speech that stops mid-window: about 47 s of speech, then 13 s of room noise.
     p = os.path.join(OUT, "speech-stops.wav")
@@ -105,16 +110,7 @@ def render(W):
             continue
         picked.append(r)
         total += r["seconds"]
-    if not os.path.exists(p):
-        with tempfile.TemporaryDirectory() as tmp:
-            parts = []
-            for i, r in enumerate(picked):
-                s = os.path.join(tmp, f"s{i}.wav")
-                to16k(os.path.join(real, r["audio"]), s)
-                parts.append(s)
-            tail = os.path.join(tmp, "tail.wav")
-            noise_bed(tail, 13)
-            sox(*parts, tail, p)
+    speech(p, picked, tail_s=13)
     files.append(("speech-stops", p, " ".join(r["text"] for r in picked), 13.0))
     return files
 

@@ -427,11 +427,15 @@ impl Engine {
     /// Decode audio held in memory at the model's rate within the configured length limit,
     /// without transcribing it (a streaming front end checks the input before it answers).
     pub fn decode_bytes(&self, bytes: Vec<u8>) -> Result<Audio> {
-        let o = harken_audio::DecodeOptions {
+        Ok(harken_audio::decode_bytes(bytes, None, &self.decode_options())?)
+    }
+
+    /// The model's sample rate and the configured length limit.
+    fn decode_options(&self) -> harken_audio::DecodeOptions {
+        harken_audio::DecodeOptions {
             target_rate_hz: harken_features::SAMPLE_RATE_HZ,
             max_duration_s: self.config.max_audio_s,
-        };
-        Ok(harken_audio::decode_bytes(bytes, None, &o)?)
+        }
     }
 
     /// Decode with the model's rate and the configured length limit, timing the decode.
@@ -441,10 +445,7 @@ impl Engine {
         opts: &TranscribeOptions,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(Transcript, Timings)> {
-        let decode_opts = harken_audio::DecodeOptions {
-            target_rate_hz: harken_features::SAMPLE_RATE_HZ,
-            max_duration_s: self.config.max_audio_s,
-        };
+        let decode_opts = self.decode_options();
         let t = Instant::now();
         let audio = decode(&decode_opts)?;
         let audio_time = t.elapsed();

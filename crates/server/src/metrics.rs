@@ -72,7 +72,7 @@ impl Metrics {
         self.stream_busy_us.fetch_add((busy_s * 1e6) as u64, Ordering::Relaxed);
     }
 
-    pub(crate) fn stream_utterance(&self, _since_start_s: f64) {
+    pub(crate) fn stream_utterance(&self) {
         self.stream_utterances.fetch_add(1, Ordering::Relaxed);
     }
 

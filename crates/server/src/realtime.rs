@@ -229,11 +229,10 @@ impl Session {
     }
 }
 
+/// A random session id: std's hasher keys are drawn from the OS for each `RandomState`.
 fn rand_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    h.finish()
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0u8)
 }
 
 /// Query of the WebSocket routes.
@@ -362,7 +361,7 @@ fn stream_options(s: &Session) -> StreamOptions {
 /// The recogniser thread: owns the stream, turns commands into events.
 fn recognise(
     engine: Arc<harken_engine::Engine>,
-    mut session: Session,
+    session: Session,
     rx: std::sync::mpsc::Receiver<Cmd>,
     tx: tokio::sync::mpsc::UnboundedSender<Result<Event, String>>,
     backlog: Arc<AtomicU64>,
@@ -381,8 +380,9 @@ fn recognise(
             return;
         }
     };
-    let per_byte = 1.0 / (f64::from(session.rate) * session.format.bytes_per_sample() as f64);
-    let mut per_byte = per_byte;
+    let seconds_per_byte =
+        |s: &Session| 1.0 / (f64::from(s.rate) * s.format.bytes_per_sample() as f64);
+    let mut per_byte = seconds_per_byte(&session);
     while let Ok(cmd) = rx.recv() {
         let result = match cmd {
             Cmd::Audio(bytes) => {
@@ -403,8 +403,7 @@ fn recognise(
             }
             Cmd::Configure(s) => match open(&s) {
                 Ok((st, inp)) => {
-                    per_byte = 1.0 / (f64::from(s.rate) * s.format.bytes_per_sample() as f64);
-                    session = s;
+                    per_byte = seconds_per_byte(&s);
                     stream = st;
                     input = inp;
                     Ok(Vec::new())
@@ -427,7 +426,6 @@ fn recognise(
             let _ = tx.send(Ok(e));
         }
     }
-    let _ = session;
 }
 
 async fn session(s: AppState, mut socket: WebSocket, dialect: Dialect, q: ListenQuery) {
@@ -484,7 +482,6 @@ async fn session(s: AppState, mut socket: WebSocket, dialect: Dialect, q: Listen
         return;
     }
     let mut partial = String::new();
-    let mut pending_commit_error = false;
     let deadline = tokio::time::Instant::now() + limits.max_session;
     let reason: &str = loop {
         let idle = tokio::time::sleep(limits.idle_timeout);
@@ -504,7 +501,7 @@ async fn session(s: AppState, mut socket: WebSocket, dialect: Dialect, q: Listen
                 let msg = match ev {
                     Ok(e) => {
                         if let Event::Completed { .. } = e {
-                            s.metrics.stream_utterance(started.elapsed().as_secs_f64());
+                            s.metrics.stream_utterance();
                         }
                         out.event(render(dialect, &session.id, &e, &mut partial))
                     }
@@ -536,7 +533,7 @@ async fn session(s: AppState, mut socket: WebSocket, dialect: Dialect, q: Listen
                                 other => Some(out.error("invalid_event", &format!("plain mode takes binary PCM frames and the text commands \"commit\" and \"clear\", not {:?}", truncate(other)), None)),
                             }
                         } else {
-                            client_event(&t, dialect, &mut session, &cmd_tx, &backlog, &limits, &mut out, &mut pending_commit_error)
+                            client_event(&t, dialect, &mut session, &cmd_tx, &backlog, &limits, &mut out)
                         }
                     }
                     Message::Close(_) => break "client closed",
@@ -602,7 +599,6 @@ fn client_event(
     backlog: &AtomicU64,
     limits: &StreamLimits,
     out: &mut Out,
-    _pending: &mut bool,
 ) -> Option<Message> {
     let v: Value = match serde_json::from_str(text) {
         Ok(v @ Value::Object(_)) => v,
