@@ -38,9 +38,16 @@ rm -f "$log.body"
 echo "ok   curl raw bodies"
 stop
 echo "clients: server exited cleanly on SIGTERM"
-# With HARKEN_API_KEY: the openai client's key is checked.
-start HARKEN_API_KEY=sk-test
-py --auth
-HARKEN_KEY=sk-test rt --auth
+# With HARKEN_API_KEY: the openai client's key is checked, and at debug level the server logs
+# neither the key nor the wrong keys clients sent.
+key="sk-test-$("$python" -c 'import secrets; print(secrets.token_hex(8))')"
+start HARKEN_LOG=debug HARKEN_API_KEY="$key"
+HARKEN_KEY="$key" py --auth
+HARKEN_KEY="$key" rt --auth
 stop
+for secret in "$key" "${key%?}" sk-wrong-c0ffee; do
+  if grep -qF -- "$secret" "$log"; then echo "FAIL the server log contains a key ($secret)" >&2; exit 1; fi
+done
+grep -q 'request' "$log" || { echo "FAIL the debug log is empty: the key check proves nothing" >&2; exit 1; }
+echo "ok   no API key in the debug log"
 rm -f "$pcm24" "$ulaw8"

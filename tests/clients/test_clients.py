@@ -17,11 +17,20 @@ def check(name, cond, detail=""):
         failures.append(name)
 
 
-client = openai.OpenAI(base_url=url + "/v1", api_key="sk-test", max_retries=0)
+client = openai.OpenAI(base_url=url + "/v1", api_key=os.environ.get("HARKEN_KEY", "sk-test"), max_retries=0)
 
 if "--auth" in sys.argv:
-    # The server runs with HARKEN_API_KEY=sk-test: the right key passes, a wrong one is refused.
+    # The server runs with HARKEN_API_KEY=$HARKEN_KEY: the right key passes, a wrong one (of the
+    # same length, then a prefix of the right one) is refused.
     check("openai with key", [m.id for m in client.models.list().data] == ["whisper-1"])
+    key = os.environ.get("HARKEN_KEY", "sk-test")
+    for wrong in ("sk-wrong-c0ffee", key[:-1]):
+        bad = openai.OpenAI(base_url=url + "/v1", api_key=wrong, max_retries=0)
+        try:
+            bad.models.list()
+            check("openai wrong key", False, "no exception")
+        except openai.AuthenticationError as e:
+            check("openai wrong key", e.status_code == 401, e.status_code)
     bad = openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0)
     try:
         bad.models.list()

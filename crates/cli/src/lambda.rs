@@ -62,6 +62,8 @@ pub(crate) fn run(args: LambdaArgs) -> Result<ExitCode> {
         // One event at a time: the page's progress polling could never reach a busy function.
         web_ui: false,
         streams: Default::default(),
+        // Lambda hands over whole bodies; there is no socket to pace.
+        conn: harken_server::ConnLimits { body_min_rate: 0, ..Default::default() },
     };
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,

@@ -36,7 +36,6 @@ pub(crate) struct ServeArgs {
     /// Per-request timeout, seconds.
     #[arg(long, env = "HARKEN_TIMEOUT_SECONDS", default_value_t = 600)]
     timeout_seconds: u64,
-    /// Do not serve the web page at `/` (the API routes stay).
     /// Live transcription streams (WebSocket /v1/realtime, /v1/listen) open at once; more are
     /// refused with an error event.
     #[arg(long, env = "HARKEN_MAX_STREAMS", default_value_t = 4)]
@@ -47,8 +46,21 @@ pub(crate) struct ServeArgs {
     /// A live session with no client event for this many seconds is closed.
     #[arg(long, env = "HARKEN_STREAM_IDLE_SECONDS", default_value_t = 60)]
     stream_idle_seconds: u64,
+    /// Do not serve the web page at `/` (the API routes stay).
     #[arg(long, env = "HARKEN_NO_UI")]
     no_ui: bool,
+    /// HTTP connections open at once; past it a connection gets 503 and is closed.
+    #[arg(long, env = "HARKEN_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds a client may take to send a request's headers (also the keep-alive idle limit).
+    #[arg(long, env = "HARKEN_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    header_timeout_seconds: u64,
+    /// Seconds a request body may take before the minimum rate applies.
+    #[arg(long, env = "HARKEN_BODY_GRACE_SECONDS", default_value_t = 20)]
+    body_grace_seconds: u64,
+    /// Slowest accepted upload after the grace, bytes per second (408 below it; 0: no limit).
+    #[arg(long, env = "HARKEN_BODY_MIN_RATE", default_value_t = 500)]
+    body_min_rate: u64,
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
@@ -87,6 +99,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
             idle_timeout: Duration::from_secs(args.stream_idle_seconds),
             ..Default::default()
         },
+        conn: harken_server::ConnLimits {
+            max_connections: args.max_connections,
+            header_timeout: Duration::from_secs(args.header_timeout_seconds.max(1)),
+            body_grace: Duration::from_secs(args.body_grace_seconds),
+            body_min_rate: args.body_min_rate,
+        },
     };
     let loaded = crate::model::load(&model_args, Some(args.max_audio_seconds))?;
     let config = ServerConfig { model: loaded.identity.clone(), ..config };
@@ -105,7 +123,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("while binding {addr}"))?;
         eprintln!("harken: listening on http://{}", listener.local_addr()?);
-        harken_server::serve(listener, harken_server::router(state), shutdown_signal())
+        harken_server::serve(listener, state, shutdown_signal())
             .await
             .context("while serving")
     })?;

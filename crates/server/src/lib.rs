@@ -11,6 +11,7 @@
 //!
 //! axum types do not appear outside this crate's public API except `Router` itself.
 
+mod conn;
 mod error;
 mod metrics;
 mod progress;
@@ -26,6 +27,7 @@ use harken_engine::Engine;
 use tokio::sync::Semaphore;
 
 pub use axum::Router;
+pub use conn::{ConnLimits, serve};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use realtime::StreamLimits;
@@ -53,6 +55,8 @@ pub struct ServerConfig {
     pub web_ui: bool,
     /// Limits of live transcription (WebSocket).
     pub streams: StreamLimits,
+    /// Connection limits: how many, header and body timing (see [`serve`]).
+    pub conn: ConnLimits,
 }
 
 /// The identity of the loaded model package: what changes when `HARKEN_MODEL_URI` or a
@@ -83,6 +87,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("model", &self.model)
             .field("web_ui", &self.web_ui)
             .field("streams", &self.streams)
+            .field("conn", &self.conn)
             .finish()
     }
 }
@@ -115,15 +120,6 @@ impl AppState {
             streams,
         }
     }
-}
-
-/// Serve `router` on `listener` until `shutdown` completes, then finish in-flight requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
 /// Run one request through `router` and collect the response body: for front ends that are not

@@ -31,6 +31,9 @@ pub struct Metrics {
     stream_audio_us: AtomicU64,
     stream_busy_us: AtomicU64,
     stream_utterances: AtomicU64,
+    connections: AtomicI64,
+    connections_refused: AtomicU64,
+    body_timeouts: AtomicU64,
 }
 
 impl Metrics {
@@ -74,6 +77,18 @@ impl Metrics {
 
     pub(crate) fn stream_utterance(&self) {
         self.stream_utterances.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connections(&self, delta: i64) {
+        self.connections.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn body_timeout(&self) {
+        self.body_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn queued(&self, delta: i64) {
@@ -170,7 +185,27 @@ impl Metrics {
                 self.stream_utterances.load(Ordering::Relaxed) as f64,
             ),
         ];
-        for (name, help, kind, v) in streams {
+        let connections = [
+            (
+                "harken_connections_open",
+                "HTTP connections open.",
+                "gauge",
+                self.connections.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "harken_connections_refused_total",
+                "Connections answered 503 and closed at the connection limit.",
+                "counter",
+                self.connections_refused.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "harken_body_timeouts_total",
+                "Requests ended with 408 because the body arrived too slowly.",
+                "counter",
+                self.body_timeouts.load(Ordering::Relaxed) as f64,
+            ),
+        ];
+        for (name, help, kind, v) in streams.into_iter().chain(connections) {
             gauge(&mut o, name, help, kind, v);
         }
         gauge(

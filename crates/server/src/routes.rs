@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::conn::pace_body))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::new(ErrorKind::Internal, "a request handler panicked").into_response()
@@ -177,12 +178,22 @@ async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| t.trim() == key);
+            .is_some_and(|t| same_secret(t.trim(), key));
         if !ok {
             return ApiError::unauthorized().into_response();
         }
     }
     next.run(req).await
+}
+
+/// Whether `given` equals `key`, in time that depends on neither: both are hashed first, so the
+/// comparison runs over 32 bytes whatever their lengths, and the bytes are compared without an
+/// early exit.
+fn same_secret(given: &str, key: &str) -> bool {
+    use sha2::Digest;
+    use subtle::ConstantTimeEq;
+    let (a, b) = (sha2::Sha256::digest(given.as_bytes()), sha2::Sha256::digest(key.as_bytes()));
+    a.as_slice().ct_eq(b.as_slice()).into()
 }
 
 async fn models(State(s): State<AppState>) -> impl IntoResponse {
@@ -568,6 +579,10 @@ fn multipart(mp: Result<Multipart, MultipartRejection>) -> Result<Multipart, Api
     })
 }
 
+/// Most multipart fields in one request: every documented field once, a hundred hot words one per
+/// field, and room to spare; past it the request is refused before more parts are read.
+const MAX_FIELDS: usize = 256;
+
 async fn openai(
     s: AppState,
     request_id: Option<String>,
@@ -581,9 +596,18 @@ async fn openai(
     let mut stream = false;
     let mut vad = VadFields::default();
     let mut hallucination_silence: Option<f32> = None;
+    let mut fields = 0usize;
     loop {
         let field = match mp.next_field().await {
-            Ok(Some(f)) => f,
+            Ok(Some(_)) if fields == MAX_FIELDS => {
+                return Err(ApiError::bad_request(format!(
+                    "more than {MAX_FIELDS} multipart fields"
+                )));
+            }
+            Ok(Some(f)) => {
+                fields += 1;
+                f
+            }
             Ok(None) => break,
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 return Err(too_large(s.config.max_body_bytes));
@@ -693,5 +717,19 @@ impl VadFields {
         }
         self.opts.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
         Ok(Some(self.opts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_compare_by_value_whatever_their_lengths() {
+        assert!(same_secret("sk-abc", "sk-abc"));
+        assert!(!same_secret("sk-abd", "sk-abc"));
+        assert!(!same_secret("sk-ab", "sk-abc"));
+        assert!(!same_secret("sk-abcd", "sk-abc"));
+        assert!(!same_secret("", "sk-abc"));
     }
 }

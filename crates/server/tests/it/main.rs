@@ -17,6 +17,8 @@ use harken_engine::{Engine, EngineConfig};
 use harken_server::{AppState, ServerConfig, router};
 use tower::ServiceExt;
 
+mod hostile;
+
 fn engine() -> Option<Arc<Engine>> {
     static ENGINE: OnceLock<Option<Arc<Engine>>> = OnceLock::new();
     ENGINE
@@ -58,6 +60,7 @@ fn config() -> ServerConfig {
         model: None,
         web_ui: true,
         streams: Default::default(),
+        conn: Default::default(),
     }
 }
 
@@ -404,7 +407,7 @@ async fn real_socket_serves_and_shuts_down_gracefully() {
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server =
-        tokio::spawn(harken_server::serve(listener, router(AppState::new(e, config())), async {
+        tokio::spawn(harken_server::serve(listener, AppState::new(e, config()), async {
             let _ = rx.await;
         }));
     let body = wav();
