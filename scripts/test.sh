@@ -9,6 +9,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 step() { printf '\n==> %s\n' "$*" >&2; }
+# Every process the suite starts inherits this marker; the last step fails on any still running.
+HARKEN_TEST_RUN="$$-$(date +%s%N)"
+export HARKEN_TEST_RUN
 
 step "models"
 scripts/install-models.sh all
@@ -47,3 +50,10 @@ tests/api/run.sh "${CARGO_TARGET_DIR:-$root/target}/release/harken"
 
 step "the web page in Chromium (playwright-core): upload, playback highlighting, microphone, errors"
 tests/browser/run.sh "${CARGO_TARGET_DIR:-$root/target}/release/harken"
+
+step "fuzz targets: replay the corpora and regressions, then 30 s of fuzzing each"
+scripts/fuzz.sh --regress
+scripts/fuzz.sh --seconds 30
+
+step "no process of the suite outlives it"
+env -u HARKEN_TEST_RUN python3 scripts/check-leftovers.py "$HARKEN_TEST_RUN"

@@ -33,6 +33,22 @@ pub use metrics::Metrics;
 pub use realtime::StreamLimits;
 pub use routes::router;
 
+/// Entry points for the fuzz targets (`fuzz/`): the parsers of client input, reachable without
+/// a model. Not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Read `body` as a multipart transcription form; the audio's length on success.
+    pub async fn multipart_form(content_type: &str, body: Vec<u8>) -> Result<usize, String> {
+        crate::routes::fuzz_form(content_type, body).await.map_err(|e| e.message)
+    }
+
+    /// Replay Realtime client events (text frames); the number of events answered.
+    pub fn realtime_events(frames: &[&str], beta: bool) -> usize {
+        crate::realtime::replay_client_events(frames, beta).len()
+    }
+}
+
 /// Deployment settings of the server.
 #[derive(Clone)]
 pub struct ServerConfig {

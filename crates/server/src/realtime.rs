@@ -669,6 +669,43 @@ fn client_event(
     }
 }
 
+/// Feed client events (text frames) through the protocol as a session does, audio conversion
+/// included, without an engine: the fuzzing entry point. Returns the events answered.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn replay_client_events(frames: &[&str], beta: bool) -> Vec<Message> {
+    let dialect = if beta { Dialect::Beta } else { Dialect::Ga };
+    let mut session = Session::new(dialect, &ListenQuery::default());
+    let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
+    let backlog = AtomicU64::new(0);
+    let limits = StreamLimits::default();
+    let mut out = Out { dialect, next: 0 };
+    let mut answers = Vec::new();
+    let mut input = AudioInput::new(session.format, session.rate).ok();
+    for text in frames {
+        answers.extend(client_event(
+            text,
+            dialect,
+            &mut session,
+            &cmd_tx,
+            &backlog,
+            &limits,
+            &mut out,
+        ));
+        while let Ok(cmd) = cmd_rx.try_recv() {
+            match cmd {
+                Cmd::Audio(bytes) => {
+                    if let Some(i) = input.as_mut() {
+                        let _ = i.push(&bytes);
+                    }
+                }
+                Cmd::Configure(s) => input = AudioInput::new(s.format, s.rate).ok(),
+                Cmd::Commit | Cmd::Clear => {}
+            }
+        }
+    }
+    answers
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

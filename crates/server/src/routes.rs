@@ -224,16 +224,50 @@ struct Job {
     stream: bool,
 }
 
-/// Run `job` on a worker: admission (or 503 at once), a worker permit, blocking inference,
-/// the request timeout.
-async fn run(s: &AppState, job: Job) -> Result<Response, ApiError> {
-    let Ok(_admitted) = s.admission.clone().try_acquire_owned() else {
-        return Err(ApiError::new(
+/// A place among the requests admitted (`workers + queue`), or 503 at once. Taken before the
+/// body is read: a refused upload costs a response, not a read of up to `max_body_bytes` (a
+/// client sending `Expect: 100-continue` never sends it at all).
+///
+/// The request timeout runs from here, upload included, so a slow uploader cannot hold a place
+/// longer than any other request.
+fn admit(s: &AppState) -> Result<Admitted, ApiError> {
+    let permit = s.admission.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
             ErrorKind::Overloaded,
             "server busy: all workers and queue slots are taken; retry shortly",
-        ));
-    };
-    let deadline = tokio::time::Instant::now() + s.config.request_timeout;
+        )
+    })?;
+    Ok(Admitted {
+        _permit: permit,
+        deadline: tokio::time::Instant::now() + s.config.request_timeout,
+    })
+}
+
+/// A request's place among those admitted, and when its time is up.
+struct Admitted {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    deadline: tokio::time::Instant,
+}
+
+impl Admitted {
+    /// Read the body (or form) within the request's time.
+    async fn read<T>(
+        &self,
+        read: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        tokio::time::timeout_at(self.deadline, read).await.map_err(|_| ApiError {
+            kind: ErrorKind::InvalidInput,
+            message: "the request body was not received within the request timeout".into(),
+            code: Some("body_timeout"),
+            status: Some(StatusCode::REQUEST_TIMEOUT),
+        })?
+    }
+}
+
+/// Run `job` on a worker (its admission already taken): a worker permit, blocking inference,
+/// the request timeout.
+async fn run(s: &AppState, admitted: Admitted, job: Job) -> Result<Response, ApiError> {
+    let deadline = admitted.deadline;
     let tracked = job.request_id.as_deref().map(|id| s.progress.track(id));
     s.metrics.queued(1);
     let permit = tokio::time::timeout_at(deadline, s.workers.clone().acquire_owned()).await;
@@ -484,7 +518,8 @@ async fn invocations(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(body, s.config.max_body_bytes).await?;
+    let admitted = admit(&s)?;
+    let bytes = admitted.read(read_body(body, s.config.max_body_bytes)).await?;
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -532,7 +567,7 @@ async fn invocations(
         }
     };
     let job = Job { request_id: id.map(|Extension(RequestId(r))| r), ..job };
-    run(&s, job).await
+    run(&s, admitted, job).await
 }
 
 /// Parse `a=b&c=d` into [`RawQuery`] with axum's own query extractor rules.
@@ -586,9 +621,29 @@ const MAX_FIELDS: usize = 256;
 async fn openai(
     s: AppState,
     request_id: Option<String>,
-    mut mp: Multipart,
+    mp: Multipart,
     task: Task,
 ) -> Result<Response, ApiError> {
+    let admitted = admit(&s)?;
+    let Form { audio, opts, format, stream } =
+        admitted.read(read_form(mp, task, s.config.max_body_bytes)).await?;
+    run(&s, admitted, Job { request_id, audio, opts, format, task, stream }).await
+}
+
+/// An OpenAI transcription form, read and validated.
+pub(crate) struct Form {
+    audio: Vec<u8>,
+    opts: TranscribeOptions,
+    format: ResponseFormat,
+    stream: bool,
+}
+
+/// Read the fields of an OpenAI transcription or translation form.
+pub(crate) async fn read_form(
+    mut mp: Multipart,
+    task: Task,
+    max_body_bytes: usize,
+) -> Result<Form, ApiError> {
     let (mut file, mut language, mut prompt, mut format, mut words) =
         (None, None, None, ResponseFormat::Json, false);
     let mut temperature: Option<f32> = None;
@@ -610,7 +665,7 @@ async fn openai(
             }
             Ok(None) => break,
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(too_large(s.config.max_body_bytes));
+                return Err(too_large(max_body_bytes));
             }
             Err(e) => return Err(ApiError::bad_request(format!("malformed multipart body: {e}"))),
         };
@@ -618,7 +673,7 @@ async fn openai(
         let data = match field.bytes().await {
             Ok(d) => d,
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(too_large(s.config.max_body_bytes));
+                return Err(too_large(max_body_bytes));
             }
             Err(e) => {
                 return Err(ApiError::bad_request(format!(
@@ -669,7 +724,21 @@ async fn openai(
     // As OpenAI: with stream=true the events carry text whatever response_format says.
     // OpenAI streams transcriptions only; a translation answers as usual.
     let stream = stream && task == Task::Transcribe;
-    run(&s, Job { request_id, audio, opts, format, task, stream }).await
+    Ok(Form { audio, opts, format, stream })
+}
+
+/// Read a multipart body of `content_type` as a transcription form: the fuzzing entry point.
+#[cfg(feature = "fuzzing")]
+pub(crate) async fn fuzz_form(content_type: &str, body: Vec<u8>) -> Result<usize, ApiError> {
+    use axum::extract::FromRequest;
+    let req = Request::post("/v1/audio/transcriptions")
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mp = Multipart::from_request(req, &())
+        .await
+        .map_err(|e| ApiError::bad_request(e.body_text()))?;
+    read_form(mp, Task::Transcribe, usize::MAX).await.map(|f| f.audio.len())
 }
 
 fn parse_bool(name: &str, v: &str) -> Result<bool, ApiError> {

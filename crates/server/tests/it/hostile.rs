@@ -159,7 +159,9 @@ async fn past_the_connection_limit_a_connection_gets_503_and_the_slot_comes_back
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let mut s = TcpStream::connect(srv.addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
         let resp = read_until_closed(&mut s, Duration::from_secs(5)).await;
         if resp.starts_with("HTTP/1.1 200") {
             assert!(resp.contains("harken_connections_refused_total 1"), "{resp}");
@@ -194,16 +196,13 @@ async fn request_smuggling_shapes_are_refused_or_neutralised() {
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
     assert_eq!(resp.matches("HTTP/1.1 ").count(), 1, "{resp}");
     // A transfer coding other than chunked last: 400.
-    let resp = exchange(
-        b"POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc",
-    )
-    .await;
+    let resp =
+        exchange(b"POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc")
+            .await;
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
     // Whitespace before the colon (a classic parser-disagreement shape): 400.
-    let resp = exchange(
-        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length : 3\r\n\r\nabc",
-    )
-    .await;
+    let resp =
+        exchange(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length : 3\r\n\r\nabc").await;
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
     // Transfer-Encoding on HTTP/1.0, which has no chunked framing: 400.
     let resp = exchange(

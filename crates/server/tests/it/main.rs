@@ -406,10 +406,9 @@ async fn real_socket_serves_and_shuts_down_gracefully() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server =
-        tokio::spawn(harken_server::serve(listener, AppState::new(e, config()), async {
-            let _ = rx.await;
-        }));
+    let server = tokio::spawn(harken_server::serve(listener, AppState::new(e, config()), async {
+        let _ = rx.await;
+    }));
     let body = wav();
     let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(

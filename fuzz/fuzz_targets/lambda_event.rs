@@ -1,0 +1,14 @@
+//! Lambda events of every shape (API Gateway REST and HTTP, ALB, Function URL, direct
+//! invocation) through the handler, in front of a router that echoes what reached it.
+#![no_main]
+use axum::routing::any;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(payload) = serde_json::from_slice::<serde_json::Value>(data) else { return };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else { return };
+    let router = axum::Router::new().fallback(any(|body: axum::body::Bytes| async move { body }));
+    let handler = harken_lambda::Handler::new(router);
+    let event = lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default());
+    let _ = rt.block_on(handler.handle(event));
+});
