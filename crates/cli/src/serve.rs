@@ -123,9 +123,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("while binding {addr}"))?;
         eprintln!("harken: listening on http://{}", listener.local_addr()?);
-        harken_server::serve(listener, state, shutdown_signal())
-            .await
-            .context("while serving")
+        harken_server::serve(listener, state, shutdown_signal()).await.context("while serving")
     })?;
     tracing::info!("server stopped");
     Ok(ExitCode::SUCCESS)
