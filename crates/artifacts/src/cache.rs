@@ -5,7 +5,8 @@
 //! ROOT/packages/<digest>/      a package: MLmodel + hard links to blobs (so mmap reads the blob)
 //! ROOT/refs/<sha256(uri)>.json which package a URI resolved to last (offline mode, archives)
 //! ROOT/tmp/                    partial downloads (<hex>.partial, resumable) and staging dirs
-//! ROOT/locks/                  lock files: one per blob being downloaded, one per package in use
+//! ROOT/locks/                  lock files: per blob being downloaded, per package in use, per
+//!                              archive URI being fetched; `gc` deletes those nobody holds
 //! ```
 //!
 //! Invariants: a file appears under `blobs/` only by an atomic rename after its size and sha256
@@ -36,6 +37,18 @@ pub(crate) struct Ref {
     #[serde(default)]
     pub registry_version: Option<String>,
     pub resolved_unix_s: u64,
+}
+
+/// How a lock is held: exclusive for downloads, imports and eviction; shared for a package lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockMode {
+    Exclusive,
+    Shared,
+}
+
+/// The name of the lock a package's lease takes.
+pub(crate) fn package_lock(digest: &str) -> String {
+    format!("pkg-{digest}")
 }
 
 /// A marker file inside each package dir whose mtime is the last use (LRU eviction).
@@ -100,15 +113,92 @@ impl Layout {
             .collect()
     }
 
-    /// Open (creating) a lock file.
-    pub(crate) fn lock_file(&self, name: &str) -> Result<File> {
-        let p = self.locks().join(format!("{name}.lock"));
-        File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(|e| Error::io(&p, e))
+    fn lock_path(&self, name: &str) -> PathBuf {
+        self.locks().join(format!("{name}.lock"))
+    }
+
+    /// Take lock `name` in `mode`, waiting for it.
+    pub(crate) fn lock(&self, name: &str, mode: LockMode) -> Result<File> {
+        let p = self.lock_path(name);
+        match self.acquire(name, mode, true, &mut || {})? {
+            Some(f) => Ok(f),
+            // A blocking acquisition either locks or fails with an error.
+            None => Err(Error::io(&p, std::io::Error::other("lock acquisition gave up"))),
+        }
+    }
+
+    /// Take lock `name` in `mode` if nobody holds it in a conflicting mode; `None` otherwise.
+    pub(crate) fn try_lock(&self, name: &str, mode: LockMode) -> Result<Option<File>> {
+        self.acquire(name, mode, false, &mut || {})
+    }
+
+    /// Whether someone holds lock `name` (in any mode). Creates no lock file: a holder's file is
+    /// always linked at its path (see [`Layout::acquire`]).
+    pub(crate) fn is_locked(&self, name: &str) -> bool {
+        let p = self.lock_path(name);
+        match File::options().write(true).open(&p) {
+            Ok(f) => matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+            Err(_) => false,
+        }
+    }
+
+    /// Open (creating) `locks/<name>.lock` and lock it. `before_lock` runs between the open and
+    /// the lock (a test hook; production passes a no-op).
+    ///
+    /// Lock files are removed by [`Layout::remove_idle_locks`], which unlinks a file only while
+    /// it holds that file's exclusive lock. So a process may open a file, wait for its lock, and
+    /// get it only after the file was unlinked: the lock it holds then guards nothing, and a
+    /// third process could create a fresh file and lock that at the same time. So after locking
+    /// we check that the path still names the file we locked, and start over when it does not.
+    fn acquire(
+        &self,
+        name: &str,
+        mode: LockMode,
+        wait: bool,
+        before_lock: &mut dyn FnMut(),
+    ) -> Result<Option<File>> {
+        use std::fs::TryLockError;
+        let p = self.lock_path(name);
+        loop {
+            let f = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&p)
+                .map_err(|e| Error::io(&p, e))?;
+            before_lock();
+            let locked = match (mode, wait) {
+                (LockMode::Exclusive, true) => f.lock().map_err(TryLockError::Error),
+                (LockMode::Shared, true) => f.lock_shared().map_err(TryLockError::Error),
+                (LockMode::Exclusive, false) => f.try_lock(),
+                (LockMode::Shared, false) => f.try_lock_shared(),
+            };
+            match locked {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => return Ok(None),
+                Err(TryLockError::Error(e)) => return Err(Error::io(&p, e)),
+            }
+            if still_linked(&f, &p)? {
+                return Ok(Some(f));
+            }
+        }
+    }
+
+    /// Delete every lock file nobody holds; returns how many. Each is unlinked while this
+    /// process holds its exclusive lock, which [`Layout::acquire`] relies on.
+    pub(crate) fn remove_idle_locks(&self) -> usize {
+        let Ok(rd) = std::fs::read_dir(self.locks()) else { return 0 };
+        let mut removed = 0;
+        for e in rd.filter_map(|e| e.ok()) {
+            let file_name = e.file_name().to_string_lossy().into_owned();
+            let Some(name) = file_name.strip_suffix(".lock") else { continue };
+            if let Ok(Some(_held)) = self.try_lock(name, LockMode::Exclusive)
+                && std::fs::remove_file(e.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Record a use of package `digest` now.
@@ -143,6 +233,17 @@ pub(crate) fn unique() -> String {
     format!("{nanos:x}{}", N.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Whether `path` still names the open file `f` (same device and inode).
+fn still_linked(f: &File, path: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let held = f.metadata().map_err(|e| Error::io(path, e))?;
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(m.dev() == held.dev() && m.ino() == held.ino()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
 /// Make `path` read-only: cached content is immutable.
 pub(crate) fn make_read_only(path: &Path) -> Result<()> {
     let mut perm = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.permissions();
@@ -161,4 +262,53 @@ pub(crate) fn sync_dir(dir: &Path) {
 /// (unlink needs write permission on the directory, not the file).
 pub(crate) fn remove_tree(p: &Path) {
     let _ = std::fs::remove_dir_all(p);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> (tempfile::TempDir, Layout) {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let l = Layout::new(tmp.path().join("store")).unwrap_or_else(|e| panic!("{e}"));
+        (tmp, l)
+    }
+
+    /// A cleaner unlinks the lock file between our open and our lock: we must not come back
+    /// holding a lock on the unlinked file, which no other process would ever see.
+    #[test]
+    fn a_lock_file_unlinked_before_locking_is_reopened() {
+        let (_tmp, l) = layout();
+        let path = l.lock_path("x");
+        let mut calls = 0;
+        let mut unlink_once = || {
+            calls += 1;
+            if calls == 1 {
+                std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            }
+        };
+        let f = l
+            .acquire("x", LockMode::Exclusive, true, &mut unlink_once)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("a waiting acquisition locks"));
+        assert_eq!(calls, 2, "the first, unlinked file was given up");
+        assert!(still_linked(&f, &path).unwrap_or_else(|e| panic!("{e}")));
+        // And it really excludes: a second acquisition cannot take it.
+        assert!(l.try_lock("x", LockMode::Shared).unwrap_or_else(|e| panic!("{e}")).is_none());
+    }
+
+    #[test]
+    fn idle_lock_files_are_removed_held_ones_kept() {
+        let (_tmp, l) = layout();
+        let held = l.lock("held", LockMode::Shared).unwrap_or_else(|e| panic!("{e}"));
+        drop(l.lock("idle", LockMode::Exclusive).unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(l.remove_idle_locks(), 1);
+        assert!(l.lock_path("held").is_file());
+        assert!(!l.lock_path("idle").exists());
+        assert!(l.is_locked("held") && !l.is_locked("idle"));
+        assert!(!l.lock_path("idle").exists(), "is_locked creates no file");
+        drop(held);
+        assert_eq!(l.remove_idle_locks(), 1);
+        assert!(std::fs::read_dir(l.locks()).map(|d| d.count()).unwrap_or(1) == 0);
+    }
 }

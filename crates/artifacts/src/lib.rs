@@ -3,8 +3,9 @@
 //! be memory-mapped by the engine.
 //!
 //! What this crate owns: URI parsing ([`ModelUri`]), the cache layout and its invariants
-//! (`cache` module: temp download → sha256 → atomic rename; per-blob file locks so concurrent
-//! processes download once; LRU eviction under a byte cap), resumable downloads with retry and
+//! (`cache` module: temp download → sha256 → atomic rename; per-blob and per-archive file locks
+//! so concurrent processes download once; package leases taken before a package is looked up or
+//! assembled; LRU eviction under a byte cap), resumable downloads with retry and
 //! backoff, safe archive extraction, the MLflow REST calls, and `push`. It is async (tokio); the
 //! engine never sees any of it (STYLE.md: the engine never sees a URI).
 
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::StreamExt;
 use harken_package::{MLMODEL, Package};
 
-use cache::{Layout, Ref, now_unix};
+use cache::{Layout, LockMode, Ref, now_unix, package_lock};
 pub use error::{Error, Result};
 use remote::Location;
 pub use uri::{ModelUri, Selector};
@@ -168,6 +169,8 @@ pub struct GcReport {
     pub temp_removed: usize,
     /// Bytes of content left.
     pub bytes_kept: u64,
+    /// Lock files nobody held, deleted.
+    pub locks_removed: usize,
 }
 
 type Sink = Arc<dyn Fn(Event) + Send + Sync>;
@@ -178,6 +181,19 @@ pub struct Store {
     layout: Layout,
     client: reqwest::Client,
     events: Sink,
+    /// Runs right after a package directory is assembled (tests race `gc` against it).
+    #[cfg(test)]
+    after_assemble: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+/// What a flow (package directory or archive) produced.
+struct Fetched {
+    package: Package,
+    downloaded: u64,
+    hit: bool,
+    /// The package's lease, taken before the package was looked up or assembled: a `gc` in
+    /// another process can never remove it between assembly and use.
+    lease: std::fs::File,
 }
 
 impl std::fmt::Debug for Store {
@@ -196,7 +212,14 @@ impl Store {
             .user_agent(concat!("harken/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::remote("http client", e, false))?;
-        Ok(Store { cfg, layout, client, events: Arc::new(events) })
+        Ok(Store {
+            cfg,
+            layout,
+            client,
+            events: Arc::new(events),
+            #[cfg(test)]
+            after_assemble: None,
+        })
     }
 
     /// The cache root.
@@ -269,6 +292,8 @@ impl Store {
     fn cached_ref(&self, key: &str, why: &str) -> Option<Resolved> {
         let r = self.layout.read_ref(key)?;
         let dir = self.layout.package(&r.digest);
+        // Lease first: a package opened before its lease could be evicted in between.
+        let lease = self.lease(&r.digest).ok()?;
         let package = Package::open(&dir).ok()?;
         self.layout.touch(&r.digest);
         Some(Resolved {
@@ -279,14 +304,27 @@ impl Store {
             cache_hit: true,
             downloaded_bytes: 0,
             timings: Timings::default(),
-            _lease: self.lease(&r.digest),
+            _lease: Some(lease),
         })
     }
 
-    fn lease(&self, digest: &str) -> Option<std::fs::File> {
-        let f = self.layout.lock_file(&format!("pkg-{digest}")).ok()?;
-        f.try_lock_shared().ok()?;
-        Some(f)
+    /// A shared lock on package `digest`, waiting while a `gc` holds it exclusively (only for
+    /// as long as it takes to remove the package). Take it before looking for the package.
+    fn lease(&self, digest: &str) -> Result<std::fs::File> {
+        self.layout.lock(&package_lock(digest), LockMode::Shared)
+    }
+
+    /// Take lock `name`, waiting on a blocking thread when another process holds it (then
+    /// `Event::Waiting` names `file`).
+    async fn lock_waiting(&self, name: &str, mode: LockMode, file: &str) -> Result<std::fs::File> {
+        if let Some(f) = self.layout.try_lock(name, mode)? {
+            return Ok(f);
+        }
+        self.emit(Event::Waiting { file: file.to_owned() });
+        let (layout, lock_name) = (self.layout.clone(), name.to_owned());
+        tokio::task::spawn_blocking(move || layout.lock(&lock_name, mode))
+            .await
+            .map_err(|e| Error::io(&self.layout.locks().join(name), std::io::Error::other(e)))?
     }
 
     async fn resolve_online(&self, uri: &ModelUri, key: &str) -> Result<Resolved> {
@@ -328,7 +366,7 @@ impl Store {
             other => uri::archive_kind(&other.to_string()),
         };
         let mut timings = Timings { resolve: t0.elapsed(), ..Timings::default() };
-        let (package, downloaded, hit) = match is_archive {
+        let Fetched { package, downloaded, hit, lease } = match is_archive {
             Some(kind) => self.archive_flow(&loc, kind, key, version.clone(), &mut timings).await?,
             None => self.package_flow(&loc, key, version.clone(), &mut timings).await?,
         };
@@ -342,7 +380,7 @@ impl Store {
             cache_hit: hit,
             downloaded_bytes: downloaded,
             timings,
-            _lease: self.lease(&digest),
+            _lease: Some(lease),
         })
     }
 
@@ -353,7 +391,7 @@ impl Store {
         key: &str,
         version: Option<String>,
         timings: &mut Timings,
-    ) -> Result<(Package, u64, bool)> {
+    ) -> Result<Fetched> {
         let t = Instant::now();
         let manifest_loc = loc.join(MLMODEL);
         let bytes = match manifest_loc.get_small(4 << 20).await {
@@ -370,6 +408,7 @@ impl Store {
         let remote_pkg = Package::from_manifest_bytes(&dir, &bytes)?;
         timings.resolve += t.elapsed();
         let t = Instant::now();
+        let lease = self.lock_waiting(&package_lock(&digest), LockMode::Shared, MLMODEL).await?;
         let mut downloaded = 0;
         let hit = dir.is_dir();
         if !hit {
@@ -391,7 +430,7 @@ impl Store {
             registry_version: version,
             resolved_unix_s: now_unix(),
         })?;
-        Ok((Package::open(&dir)?, downloaded, hit))
+        Ok(Fetched { package: Package::open(&dir)?, downloaded, hit, lease })
     }
 
     /// Hard-link the blobs of `pkg` into a staging dir, add MLmodel, rename into `packages/`.
@@ -425,6 +464,10 @@ impl Store {
         if result.is_err() {
             cache::remove_tree(&staging);
         }
+        #[cfg(test)]
+        if let Some(hook) = &self.after_assemble {
+            hook();
+        }
         result
     }
 
@@ -451,15 +494,7 @@ impl Store {
         sha256: &str,
     ) -> Result<(u64, std::fs::File)> {
         let blob = self.layout.blob(sha256);
-        let lock = self.layout.lock_file(sha256)?;
-        if lock.try_lock().is_err() {
-            self.emit(Event::Waiting { file: name.to_owned() });
-            let lock2 = lock.try_clone().map_err(|e| Error::io(&blob, e))?;
-            tokio::task::spawn_blocking(move || lock2.lock())
-                .await
-                .map_err(|e| Error::io(&blob, std::io::Error::other(e)))?
-                .map_err(|e| Error::io(&blob, e))?;
-        }
+        let lock = self.lock_waiting(sha256, LockMode::Exclusive, name).await?;
         // The lock is released when `lock` drops, on every path out of here.
         if blob.is_file() {
             return Ok((0, lock));
@@ -596,6 +631,10 @@ impl Store {
     }
 
     /// An archive at `loc`: revalidate by ETag, else download, extract safely, verify, import.
+    ///
+    /// The fetch runs under the exclusive lock `archive-<sha256(uri)>`, the stem of its partial
+    /// file: two processes pulling the same archive at once would otherwise both download it
+    /// onto that one partial file. The second waits, then finds the first one's ref.
     async fn archive_flow(
         &self,
         loc: &Location,
@@ -603,25 +642,24 @@ impl Store {
         key: &str,
         version: Option<String>,
         timings: &mut Timings,
-    ) -> Result<(Package, u64, bool)> {
+    ) -> Result<Fetched> {
         let t = Instant::now();
         let meta = loc.head().await?;
         timings.resolve += t.elapsed();
-        if let (Some(r), Some(v)) = (self.layout.read_ref(key), meta.validator.as_ref())
-            && r.validator.as_ref() == Some(v)
-            && let Ok(p) = Package::open(&self.layout.package(&r.digest))
-        {
-            return Ok((p, 0, true));
+        if let Some(hit) = self.archive_hit(key, &meta)? {
+            return Ok(hit);
+        }
+        let label = loc.to_string();
+        let lock_name = format!("archive-{}", harken_package::sha256_hex(key.as_bytes()));
+        let _fetching = self.lock_waiting(&lock_name, LockMode::Exclusive, &label).await?;
+        if let Some(hit) = self.archive_hit(key, &meta)? {
+            return Ok(hit);
         }
         let t = Instant::now();
-        let label = loc.to_string();
         let (archive_path, downloaded, temp_archive) = match loc {
             Location::Local(p) => (p.clone(), 0, false),
             _ => {
-                let partial = self.layout.tmp().join(format!(
-                    "archive-{}.partial",
-                    harken_package::sha256_hex(key.as_bytes())
-                ));
+                let partial = self.layout.tmp().join(format!("{lock_name}.partial"));
                 // An archive whose validator changed must not resume onto old bytes.
                 let marker = partial.with_extension("validator");
                 let old = std::fs::read_to_string(&marker).ok();
@@ -644,16 +682,16 @@ impl Store {
                 .map_err(|e| Error::Archive { archive: label.clone(), detail: e.to_string() })??;
             timings.download += t.elapsed();
             let t = Instant::now();
-            let package = self.import_dir(&staging, &label)?;
+            let imported = self.import_dir(&staging, &label)?;
             timings.verify += t.elapsed();
-            Ok::<_, Error>(package)
+            Ok::<_, Error>(imported)
         }
         .await;
         cache::remove_tree(&staging);
         if temp_archive {
             let _ = std::fs::remove_file(&archive_path);
         }
-        let package = result?;
+        let (package, lease) = result?;
         self.layout.write_ref(&Ref {
             uri: key.to_owned(),
             digest: package.digest().to_owned(),
@@ -661,12 +699,30 @@ impl Store {
             registry_version: version,
             resolved_unix_s: now_unix(),
         })?;
-        Ok((package, downloaded, false))
+        Ok(Fetched { package, downloaded, hit: false, lease })
+    }
+
+    /// The cached package of archive `key` when its validator still matches `meta`.
+    fn archive_hit(&self, key: &str, meta: &remote::Meta) -> Result<Option<Fetched>> {
+        let (Some(r), Some(v)) = (self.layout.read_ref(key), meta.validator.as_ref()) else {
+            return Ok(None);
+        };
+        if r.validator.as_ref() != Some(v) {
+            return Ok(None);
+        }
+        let lease = self.lease(&r.digest)?;
+        Ok(Package::open(&self.layout.package(&r.digest)).ok().map(|package| Fetched {
+            package,
+            downloaded: 0,
+            hit: true,
+            lease,
+        }))
     }
 
     /// Take an extracted directory (a package, or a raw Whisper model which gets packed),
-    /// verify every file, move the files into blobs and assemble the package.
-    fn import_dir(&self, extracted: &Path, label: &str) -> Result<Package> {
+    /// verify every file, move the files into blobs and assemble the package. Returns it with
+    /// its lease, taken before assembly.
+    fn import_dir(&self, extracted: &Path, label: &str) -> Result<(Package, std::fs::File)> {
         let root = find_root(extracted).ok_or_else(|| Error::Archive {
             archive: label.to_owned(),
             detail: "holds neither a Harken package (MLmodel) nor a Whisper model (model.bin or model.safetensors + tokenizer.json)".into(),
@@ -708,9 +764,7 @@ impl Store {
         let mut held = Vec::new();
         for f in &pkg.flavor().files {
             let blob = self.layout.blob(&f.sha256);
-            let lock = self.layout.lock_file(&f.sha256)?;
-            lock.lock().map_err(|e| Error::io(&blob, e))?;
-            held.push(lock);
+            held.push(self.layout.lock(&f.sha256, LockMode::Exclusive)?);
             if blob.is_file() {
                 continue;
             }
@@ -730,12 +784,13 @@ impl Store {
         }
         let manifest = std::fs::read(root.join(MLMODEL)).map_err(|e| Error::io(&root, e))?;
         let digest = pkg.digest().to_owned();
+        let lease = self.lease(&digest)?;
         self.assemble(&digest, &manifest, &pkg)?;
         drop(held);
         if root != extracted {
             cache::remove_tree(&root);
         }
-        Ok(Package::open(&self.layout.package(&digest))?)
+        Ok((Package::open(&self.layout.package(&digest))?, lease))
     }
 
     /// Upload the package in `pkg` to `uri` (`s3://`, a local path / `file://`, or
@@ -761,8 +816,21 @@ impl Store {
                 }
                 let m = mlflow::Mlflow::from_env(self.client.clone(), &key)?;
                 let (run_id, artifact_uri) = m.create_run(pkg).await?;
-                self.upload_package(pkg, &m.artifact_location(&artifact_uri)?).await?;
-                let version = m.register(name, alias, pkg, &run_id, &artifact_uri).await?;
+                let pushed = async {
+                    self.upload_package(pkg, &m.artifact_location(&artifact_uri)?).await?;
+                    m.register(name, alias, pkg, &run_id, &artifact_uri).await
+                }
+                .await;
+                let version = match pushed {
+                    Ok(v) => v,
+                    Err(e) => {
+                        // A run left RUNNING looks like a push still in progress, forever.
+                        if let Err(mark) = m.set_run_status(&run_id, "FAILED").await {
+                            tracing::warn!(run_id, error = %mark, "could not mark the MLflow run FAILED");
+                        }
+                        return Err(e);
+                    }
+                };
                 Ok(PushReport {
                     uri: format!("models:/{name}/{version}"),
                     registry_version: Some(version),
@@ -839,16 +907,7 @@ impl Store {
     }
 
     fn in_use(&self, digest: &str) -> bool {
-        match self.layout.lock_file(&format!("pkg-{digest}")) {
-            Ok(f) => match f.try_lock() {
-                Ok(()) => {
-                    let _ = f.unlock();
-                    false
-                }
-                Err(_) => true,
-            },
-            Err(_) => false,
-        }
+        self.layout.is_locked(&package_lock(digest))
     }
 
     /// Evict least-recently-used packages until content is at most `max_bytes` (never `keep`
@@ -866,14 +925,13 @@ impl Store {
                 if Some(e.digest.as_str()) == keep {
                     continue;
                 }
-                let Ok(lock) = self.layout.lock_file(&format!("pkg-{}", e.digest)) else {
+                let Ok(Some(lock)) =
+                    self.layout.try_lock(&package_lock(&e.digest), LockMode::Exclusive)
+                else {
                     continue;
                 };
-                if lock.try_lock().is_err() {
-                    continue;
-                }
                 cache::remove_tree(&self.layout.package(&e.digest));
-                let _ = lock.unlock();
+                drop(lock);
                 report.packages_removed += 1;
                 let freed = self.sweep_blobs();
                 total = total.saturating_sub(freed);
@@ -893,14 +951,21 @@ impl Store {
                 let _ = std::fs::remove_file(p);
             }
         }
-        // Temp files nobody is writing: a partial download's blob lock is free.
+        // Temp files nobody is writing: a partial download's lock (`<sha256>` for a blob,
+        // `archive-<sha256(uri)>` for an archive) is free; it stays held while the partial is
+        // removed, so a download cannot start on it meanwhile.
         if let Ok(rd) = std::fs::read_dir(self.layout.tmp()) {
             for e in rd.filter_map(|e| e.ok()) {
                 let name = e.file_name().to_string_lossy().into_owned();
+                let mut _writer_lock = None;
                 let busy = match name.strip_suffix(".partial") {
-                    Some(sha) if sha.len() == 64 => {
-                        self.layout.lock_file(sha).map(|l| l.try_lock().is_err()).unwrap_or(true)
-                    }
+                    Some(stem) => match self.layout.try_lock(stem, LockMode::Exclusive) {
+                        Ok(Some(l)) => {
+                            _writer_lock = Some(l);
+                            false
+                        }
+                        _ => true,
+                    },
                     _ => e
                         .metadata()
                         .and_then(|m| m.modified())
@@ -917,6 +982,8 @@ impl Store {
                 }
             }
         }
+        // Last, so the locks this clean-up took are gone too.
+        report.locks_removed = self.layout.remove_idle_locks();
         report.bytes_kept = self.blob_bytes();
         Ok(report)
     }
@@ -940,8 +1007,7 @@ impl Store {
                 // A blob whose lock is held is being downloaded or linked into a package.
                 if let Ok(m) = e.metadata()
                     && m.nlink() == 1
-                    && let Ok(lock) = self.layout.lock_file(&name)
-                    && lock.try_lock().is_ok()
+                    && let Ok(Some(_lock)) = self.layout.try_lock(&name, LockMode::Exclusive)
                     && std::fs::remove_file(e.path()).is_ok()
                 {
                     freed += m.len();
@@ -1031,5 +1097,65 @@ fn find_root(dir: &Path) -> Option<PathBuf> {
     match subdirs.as_slice() {
         [only] if is_model(only) => Some(only.clone()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A raw Whisper-shaped model (never loaded) as `dir/model.tar.gz`.
+    fn raw_model_archive(dir: &Path) -> PathBuf {
+        let path = dir.join("model.tar.gz");
+        let f = std::fs::File::create(&path).unwrap();
+        let mut t =
+            tar::Builder::new(flate2::write::GzEncoder::new(f, flate2::Compression::fast()));
+        for (name, data) in [
+            ("model.bin", vec![7u8; 64 << 10]),
+            ("tokenizer.json", b"{\"synthetic\": true}".to_vec()),
+            ("config.json", b"{}".to_vec()),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            t.append_data(&mut h, name, data.as_slice()).unwrap();
+        }
+        t.into_inner().unwrap().finish().unwrap();
+        path
+    }
+
+    fn store(root: &Path) -> Store {
+        let cfg = StoreConfig { root: root.to_owned(), max_bytes: None, offline: false };
+        Store::new(cfg, |_| {}).unwrap()
+    }
+
+    /// `gc --all` in another process, run at the worst moment: right after the package is
+    /// assembled, before `resolve` returns it. The package must survive, leased.
+    #[test]
+    fn gc_cannot_evict_a_package_between_assembly_and_lease() {
+        let tmp = tempfile::tempdir().unwrap();
+        let archive = raw_model_archive(tmp.path());
+        let root = tmp.path().join("store");
+        let mut puller = store(&root);
+        let other = store(&root);
+        let evicted = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&evicted);
+        puller.after_assemble = Some(Box::new(move || {
+            let report = other.gc(Some(0), None).unwrap();
+            seen.fetch_add(report.packages_removed, Ordering::SeqCst);
+        }));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let resolved = rt.block_on(puller.resolve(&ModelUri::Local(archive))).unwrap();
+        assert_eq!(evicted.load(Ordering::SeqCst), 0, "gc evicted the package it had to skip");
+        let pkg = Package::open(&resolved.dir).unwrap();
+        pkg.verify(&mut |_, _| {}).unwrap();
+        let listed = store(&root).list().unwrap();
+        assert!(listed.len() == 1 && listed[0].in_use, "{listed:?}");
+        // Once the lease is dropped, gc may evict it.
+        drop(resolved);
+        assert_eq!(store(&root).gc(Some(0), None).unwrap().packages_removed, 1);
     }
 }

@@ -5,6 +5,10 @@
 //! Configuration is MLflow's own: `MLFLOW_TRACKING_URI` (http or https),
 //! `MLFLOW_TRACKING_TOKEN` (bearer) or `MLFLOW_TRACKING_USERNAME`/`MLFLOW_TRACKING_PASSWORD`
 //! (basic auth).
+//!
+//! Busy (429, 503) and unreachable servers are retried with backoff, honouring `Retry-After`.
+
+use std::time::Duration;
 
 use base64::Engine as _;
 use reqwest::header::HeaderValue;
@@ -13,6 +17,25 @@ use serde_json::{Value, json};
 use crate::remote::Location;
 use crate::uri::Selector;
 use crate::{Error, Result};
+
+/// The longest `Retry-After` honoured; a server asking for more gets this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// A failed call and whether it may be repeated.
+struct Failure {
+    error: Error,
+    retry: Retry,
+    /// The server's `Retry-After` (delay-seconds form).
+    retry_after: Option<Duration>,
+}
+
+enum Retry {
+    /// The server did not act on the request (busy, or never reached).
+    Always,
+    /// The server may have acted: repeat only a request that changes nothing.
+    IfIdempotent,
+    Never,
+}
 
 pub(crate) struct Mlflow {
     client: reqwest::Client,
@@ -60,6 +83,13 @@ impl Mlflow {
         self.base.to_string()
     }
 
+    /// One REST call, retried with backoff when the server is busy or unreachable.
+    ///
+    /// Retried: HTTP 429 and 503 and failures to connect, whatever the call (the server did not
+    /// act on the request), after `Retry-After` when the server sends one (capped at
+    /// [`MAX_RETRY_AFTER`]), else after the download backoff (0.5 s doubling). Other 5xx,
+    /// timeouts and connections lost mid-request (a pooled connection the server had closed)
+    /// are retried only for [`idempotent`] calls: `runs/create` may have taken effect.
     async fn call(
         &self,
         method: reqwest::Method,
@@ -67,18 +97,60 @@ impl Mlflow {
         query: &[(&str, &str)],
         body: Option<Value>,
     ) -> Result<Value> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.call_once(method.clone(), path, query, body.as_ref()).await {
+                Ok(v) => return Ok(v),
+                Err(Failure { error, retry, retry_after }) => {
+                    let retry = match retry {
+                        Retry::Always => true,
+                        Retry::IfIdempotent => idempotent(&method, path),
+                        Retry::Never => false,
+                    };
+                    if !retry || attempt >= crate::ATTEMPTS {
+                        return Err(error);
+                    }
+                    let delay = retry_after
+                        .map(|d| d.min(MAX_RETRY_AFTER))
+                        .unwrap_or(crate::FIRST_BACKOFF * 2u32.pow(attempt - 1));
+                    tracing::warn!(path, attempt, ?delay, %error, "MLflow call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn call_once(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Value, Failure> {
         let url = self.url(path);
         let mut req = self.client.request(method, url.clone()).query(query);
         if let Some(a) = &self.auth {
             req = req.header(reqwest::header::AUTHORIZATION, a.clone());
         }
         if let Some(b) = body {
-            req = req.json(&b);
+            req = req.json(b);
         }
         let resp = req.send().await.map_err(|e| {
-            Error::remote(self.location(), format!("{path}: {e}"), e.is_connect() || e.is_timeout())
+            let transient = e.is_connect() || e.is_timeout();
+            Failure {
+                error: Error::remote(self.location(), format!("{path}: {e}"), transient),
+                retry: if e.is_connect() { Retry::Always } else { Retry::IfIdempotent },
+                retry_after: None,
+            }
         })?;
         let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let text = resp.text().await.unwrap_or_default();
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if status.is_success() {
@@ -87,15 +159,31 @@ impl Mlflow {
         let message = v.get("message").and_then(Value::as_str).unwrap_or(&text).to_owned();
         let code = v.get("error_code").and_then(Value::as_str).unwrap_or("").to_owned();
         if status == reqwest::StatusCode::NOT_FOUND || code == "RESOURCE_DOES_NOT_EXIST" {
-            return Err(Error::NotFound {
-                location: format!("{}{path}", self.location()),
-                detail: Some(message),
+            return Err(Failure {
+                error: Error::NotFound {
+                    location: format!("{}{path}", self.location()),
+                    detail: Some(message),
+                },
+                retry: Retry::Never,
+                retry_after: None,
             });
         }
-        Err(Error::Remote {
-            location: format!("{}{path}", self.location()),
-            detail: format!("HTTP {status} {code}: {message}"),
-            transient: status.is_server_error(),
+        let busy = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
+        Err(Failure {
+            error: Error::Remote {
+                location: format!("{}{path}", self.location()),
+                detail: format!("HTTP {status} {code}: {message}"),
+                transient: busy || status.is_server_error(),
+            },
+            retry: if busy {
+                Retry::Always
+            } else if status.is_server_error() {
+                Retry::IfIdempotent
+            } else {
+                Retry::Never
+            },
+            retry_after,
         })
     }
 
@@ -235,6 +323,21 @@ impl Mlflow {
         Ok((run_id, artifact_uri))
     }
 
+    /// Set run `run_id`'s status (`FINISHED`, `FAILED`) and its end time.
+    pub(crate) async fn set_run_status(&self, run_id: &str, status: &str) -> Result<()> {
+        let end_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.call(
+            reqwest::Method::POST,
+            "api/2.0/mlflow/runs/update",
+            &[],
+            Some(json!({"run_id": run_id, "status": status, "end_time": end_ms})),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Finish run `run_id` (its files uploaded to `artifact_uri`), register them as a new version
     /// of `name`, optionally point `alias` at it. Returns the version.
     pub(crate) async fn register(
@@ -246,13 +349,7 @@ impl Mlflow {
         artifact_uri: &str,
     ) -> Result<String> {
         let f = package.flavor();
-        self.call(
-            reqwest::Method::POST,
-            "api/2.0/mlflow/runs/update",
-            &[],
-            Some(json!({"run_id": run_id, "status": "FINISHED"})),
-        )
-        .await?;
+        self.set_run_status(run_id, "FINISHED").await?;
         match self
             .call(
                 reqwest::Method::POST,
@@ -298,6 +395,18 @@ impl Mlflow {
     }
 }
 
+/// Whether repeating the call changes nothing more than making it once: every GET, and the
+/// POSTs that read (`get-latest-versions`) or set a value (a run's status, an alias).
+fn idempotent(method: &reqwest::Method, path: &str) -> bool {
+    *method == reqwest::Method::GET
+        || [
+            "api/2.0/mlflow/registered-models/get-latest-versions",
+            "api/2.0/mlflow/runs/update",
+            "api/2.0/mlflow/registered-models/alias",
+        ]
+        .contains(&path)
+}
+
 /// A string at `path` in a JSON answer, or an error naming what was missing.
 fn field(v: &Value, path: &[&str]) -> Result<String> {
     let mut cur = v;
@@ -310,5 +419,65 @@ fn field(v: &Value, path: &[&str]) -> Result<String> {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),
         _ => Err(Error::remote("MLflow", format!("{} is not a string", path.join(".")), false)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A tracking server that answers the first request 429 with `Retry-After: 2`, then
+    /// answers `runs/get`. Returns its base URL and the count of requests it saw.
+    fn busy_then_ok() -> (url::Url, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                let answer = if n == 0 {
+                    "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+                } else {
+                    let body = r#"{"run":{"info":{"artifact_uri":"s3://bucket/run/artifacts"}}}"#;
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let _ = conn.write_all(answer.as_bytes());
+            }
+        });
+        (url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap(), seen)
+    }
+
+    #[test]
+    fn too_many_requests_is_retried_after_retry_after() {
+        let (base, seen) = busy_then_ok();
+        let m = Mlflow { client: reqwest::Client::new(), base, auth: None };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let t = Instant::now();
+        let art = rt.block_on(m.resolve_run("abc", "model")).unwrap();
+        assert_eq!(art, "s3://bucket/run/artifacts/model");
+        assert_eq!(seen.load(Ordering::SeqCst), 2, "one 429, then one retry");
+        assert!(
+            t.elapsed() >= Duration::from_secs(2),
+            "waited {:?}, less than Retry-After",
+            t.elapsed()
+        );
     }
 }

@@ -259,20 +259,31 @@ impl Location {
             Location::S3 { store, key, .. } => {
                 use std::io::Read;
                 let path = object_store::path::Path::from(key.as_str());
+                let mut f = std::fs::File::open(src).map_err(|e| Error::io(src, e))?;
                 let upload = store.put_multipart(&path).await.map_err(|e| os_err(self, e))?;
                 let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, 16 << 20);
-                let mut f = std::fs::File::open(src).map_err(|e| Error::io(src, e))?;
                 let mut buf = vec![0u8; 8 << 20];
                 let mut done = 0u64;
-                loop {
-                    let n = f.read(&mut buf).map_err(|e| Error::io(src, e))?;
-                    if n == 0 {
-                        break;
+                let written = async {
+                    loop {
+                        let n = f.read(&mut buf).map_err(|e| Error::io(src, e))?;
+                        if n == 0 {
+                            return Ok(());
+                        }
+                        w.wait_for_capacity(4).await.map_err(|e| os_err(self, e))?;
+                        w.write(&buf[..n]);
+                        done += n as u64;
+                        progress(done);
                     }
-                    w.wait_for_capacity(4).await.map_err(|e| os_err(self, e))?;
-                    w.write(&buf[..n]);
-                    done += n as u64;
-                    progress(done);
+                }
+                .await;
+                if let Err(e) = written {
+                    // S3 keeps (and bills) the parts of an upload that is neither completed
+                    // nor aborted. `finish` aborts on its own failures; these are ours.
+                    if let Err(abort) = w.abort().await {
+                        tracing::warn!(location = %self, error = %abort, "could not abort the multipart upload");
+                    }
+                    return Err(e);
                 }
                 w.finish().await.map_err(|e| os_err(self, e))?;
                 Ok(())

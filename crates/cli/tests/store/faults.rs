@@ -354,3 +354,68 @@ fn archives_over_http_are_extracted_verified_and_revalidated() {
     ]));
     assert!(err.contains("not found"), "{err}");
 }
+
+/// Serves the directory `argv[2]` at about 2 MB/s, so a download lasts long enough for a
+/// second process to start while the first is still transferring.
+const SLOW_HTTP: &str = r#"
+import functools, http.server, sys, time
+class Slow(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def copyfile(self, src, dst):
+        while True:
+            b = src.read(64 * 1024)
+            if not b:
+                return
+            dst.write(b)
+            time.sleep(0.03)
+h = functools.partial(Slow, directory=sys.argv[2])
+http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), h).serve_forever()
+"#;
+
+#[test]
+fn two_processes_pulling_one_archive_download_it_once() {
+    let Some(venv) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = tmp.path().join("www");
+    std::fs::create_dir_all(&serve).unwrap();
+    synthetic_package(tmp.path(), 3, "1");
+    let archive = serve.join("pkg.tar.gz");
+    let ok = Command::new("tar")
+        .args(["czf", archive.to_str().unwrap(), "-C", tmp.path().to_str().unwrap(), "pkg-1"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let size = std::fs::metadata(&archive).unwrap().len();
+    let (_server, port) = python_server(&venv, SLOW_HTTP, &[serve.to_str().unwrap()]);
+    let cache = tmp.path().join("cache");
+    let url = format!("http://127.0.0.1:{port}/pkg.tar.gz");
+    let spawn = || {
+        harken(&cache, 1)
+            .args(["model", "pull", "--json", &url])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let reports: Vec<serde_json::Value> = [a, b]
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect();
+    assert_eq!(reports[0]["digest"], reports[1]["digest"]);
+    let downloaded: u64 = reports.iter().map(|r| r["downloaded_bytes"].as_u64().unwrap()).sum();
+    assert_eq!(downloaded, size, "the archive is downloaded once between them: {reports:?}");
+    assert!(
+        reports.iter().any(|r| r["cache_hit"] == true),
+        "the second finds the first one's package: {reports:?}"
+    );
+    assert!(
+        entries(&cache.join("store/tmp")).is_empty(),
+        "{:?}",
+        entries(&cache.join("store/tmp"))
+    );
+}

@@ -1,7 +1,8 @@
 //! The artifact store against real servers, through the real `harken` binary: moto (an
 //! S3-protocol server), Python's `http.server`, and an MLflow tracking server with its model
 //! registry. Faults: the S3 server killed mid-download, a wrong sha256, a full disk (a tmpfs),
-//! two processes pulling at once, archives with escaping entries.
+//! two processes pulling at once, archives with escaping entries, failed pushes (S3 parts
+//! refused, an MLflow artifact store that cannot write).
 //!
 //! The servers come from the venv `scripts/install-test-tools.sh` installs (`HARKEN_STORE_VENV`,
 //! else `~/.cache/harken/store-venv`). Without it the tests print a loud SKIP line, except under
@@ -26,6 +27,22 @@ pub(crate) fn moto_with_bucket(venv: &Path) -> (Proc, u16) {
     let server = moto(venv, port);
     boto(venv, port, "s3.create_bucket(Bucket='models')");
     (server, port)
+}
+
+/// A Python server (`script`, given its port then `args`) on a free port, answering `/`.
+pub(crate) fn python_server(venv: &Path, script: &str, args: &[&str]) -> (Proc, u16) {
+    let port = free_port();
+    let mut child = Command::new(venv.join("bin/python"))
+        .arg("-c")
+        .arg(script)
+        .arg(port.to_string())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_http(port, "/", std::time::Duration::from_secs(30), &mut child);
+    (Proc(child), port)
 }
 
 /// Run Python from the venv (boto3 set up for the moto on `port`).

@@ -1,5 +1,6 @@
 //! A real MLflow tracking server with its model registry: push a package as a model version
-//! with an alias, serve `models:/NAME@alias`, move the alias, restart, see the new version.
+//! with an alias, serve `models:/NAME@alias`, move the alias, restart, see the new version; a
+//! push that fails marks its run FAILED.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -41,14 +42,11 @@ fn get(port: u16, path: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn registry_alias_moves_the_served_model() {
-    let Some(venv) = venv() else { return };
-    let Some(tiny) = tiny_en() else { return };
-    let tmp = tempfile::tempdir().unwrap();
+/// An MLflow tracking server with its registry in `root/mlflow.db` and proxied artifacts in
+/// `root/artifacts`.
+fn mlflow_server(venv: &std::path::Path, root: &std::path::Path) -> (Proc, u16) {
     let port = free_port();
-    let root = tmp.path().join("mlflow");
-    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(root).unwrap();
     let child = Command::new(venv.join("bin/mlflow"))
         .args([
             "server",
@@ -71,6 +69,16 @@ fn registry_alias_moves_the_served_model() {
         .unwrap();
     let mut mlflow = Proc(child);
     wait_http(port, "/health", Duration::from_secs(240), &mut mlflow.0);
+    (mlflow, port)
+}
+
+#[test]
+fn registry_alias_moves_the_served_model() {
+    let Some(venv) = venv() else { return };
+    let Some(tiny) = tiny_en() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("mlflow");
+    let (_mlflow, port) = mlflow_server(&venv, &root);
     let tracking = format!("http://127.0.0.1:{port}");
 
     // Two versions of the same weights: identical blobs, different manifests (and digests).
@@ -185,4 +193,49 @@ fn walk_find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
         }
     }
     None
+}
+
+/// The artifact store cannot write (a file stands where its directory should be), so the
+/// upload fails after the run was created: the run must end FAILED, not stay RUNNING.
+#[test]
+fn a_failed_push_marks_the_mlflow_run_failed() {
+    let Some(venv) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("mlflow");
+    let (_mlflow, port) = mlflow_server(&venv, &root);
+    let artifacts = root.join("artifacts");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    std::fs::write(&artifacts, b"not a directory").unwrap();
+    let tracking = format!("http://127.0.0.1:{port}");
+    let pkg = synthetic_package(tmp.path(), 1, "1");
+    let err =
+        run_err(harken(&tmp.path().join("cache"), 1).env("MLFLOW_TRACKING_URI", &tracking).args([
+            "model",
+            "push",
+            pkg.to_str().unwrap(),
+            "models:/broken",
+        ]));
+    assert!(err.contains("while pushing"), "{err}");
+    let out = Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"experiment_ids":["0"]}"#,
+        ])
+        .arg(format!("{tracking}/api/2.0/mlflow/runs/search"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let statuses: Vec<&str> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["info"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["FAILED"], "{runs}");
 }

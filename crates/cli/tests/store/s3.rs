@@ -1,4 +1,5 @@
-//! Push, pull, cache hits, offline mode, concurrent pulls and LRU eviction against moto.
+//! Push, pull, cache hits, offline mode, concurrent pulls, LRU eviction, lock-file clean-up and
+//! failed multipart uploads against moto.
 
 use std::process::Command;
 
@@ -52,6 +53,18 @@ fn push_pull_cache_hit_and_offline() {
     // A prefix without a package names the problem.
     let err = run_err(harken(&cache, port).args(["model", "pull", "s3://models/nothing-here"]));
     assert!(err.contains("no MLmodel there"), "{err}");
+
+    // Lock files outlive their use until `gc` removes those nobody holds; it keeps the package.
+    assert!(!entries(&cache.join("store/locks")).is_empty());
+    run_ok(harken(&cache, port).args(["model", "gc"]));
+    assert!(
+        entries(&cache.join("store/locks")).is_empty(),
+        "idle lock files are removed: {:?}",
+        entries(&cache.join("store/locks"))
+    );
+    assert_eq!(entries(&cache.join("store/packages")).len(), 1);
+    let again = pull_json(&mut harken(&cache, port), "s3://models/synthetic/v1");
+    assert_eq!(again["cache_hit"], true, "{again}");
 
     // `ls` lists it with its URI; `gc --all` empties the cache.
     let ls = run_ok(harken(&cache, port).args(["model", "ls", "--json"]));
@@ -196,4 +209,66 @@ fn a_deepspeech_package_loads_from_s3() {
     // The second start is a cache hit: nothing is downloaded.
     let again = pull_json(&mut harken(&cache, port), "s3://models/armspeech/1");
     assert_eq!(again["cache_hit"], true, "{again}");
+}
+
+/// A proxy in front of moto (`argv[2]`) that refuses every UploadPart of a `model.bin` with a
+/// 400 and passes everything else (CreateMultipartUpload, AbortMultipartUpload, listings, the
+/// small files) through.
+const PARTS_REFUSED: &str = r#"
+import http.client, http.server, sys
+up = int(sys.argv[2])
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def log_message(self, *a): pass
+    def relay(self):
+        n = int(self.headers.get('Content-Length') or 0)
+        body = self.rfile.read(n) if n else None
+        if self.command == 'PUT' and '/model.bin?' in self.path and 'partNumber=' in self.path:
+            msg = b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidRequest</Code><Message>part refused by the test proxy</Message></Error>'
+            self.send_response(400)
+            self.send_header('Content-Type', 'application/xml')
+            self.send_header('Content-Length', str(len(msg)))
+            self.end_headers()
+            self.wfile.write(msg)
+            return
+        c = http.client.HTTPConnection('127.0.0.1', up)
+        headers = {k: v for k, v in self.headers.items() if k.lower() != 'connection'}
+        c.request(self.command, self.path, body=body, headers=headers)
+        r = c.getresponse()
+        data = r.read()
+        self.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() not in ('transfer-encoding', 'connection', 'content-length'):
+                self.send_header(k, v)
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        if self.command != 'HEAD':
+            self.wfile.write(data)
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = relay
+http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+"#;
+
+/// A push whose parts S3 refuses fails, and aborts its multipart upload: no orphaned upload
+/// (whose parts S3 would keep, and bill) is left in the bucket.
+#[test]
+fn a_failed_multipart_upload_is_aborted() {
+    let Some(venv) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (_moto, port) = moto_with_bucket(&venv);
+    let (_proxy, proxy_port) = python_server(&venv, PARTS_REFUSED, &[&port.to_string()]);
+    // More than four 16 MiB parts: the refusal surfaces while the file is still being read,
+    // before `finish` (which aborts on its own failures) is reached.
+    let pkg = synthetic_package(tmp.path(), 96, "1");
+    let err = run_err(harken(&tmp.path().join("cache"), proxy_port).args([
+        "model",
+        "push",
+        pkg.to_str().unwrap(),
+        "s3://models/big",
+    ]));
+    assert!(err.contains("part refused by the test proxy"), "{err}");
+    boto(
+        &venv,
+        port,
+        "r = s3.list_multipart_uploads(Bucket='models')\nassert not r.get('Uploads'), r.get('Uploads')",
+    );
 }
