@@ -205,8 +205,10 @@ impl VocabTrie {
             nodes.push(node);
         }
         for (i, node) in nodes.iter().enumerate() {
+            // A leaf's `first_child` is never followed, so it may hold anything: only a node
+            // with children has its range checked (above) and read.
             let lo = node.first_child as usize;
-            let kids = &nodes[lo..lo + usize::from(node.n_children)];
+            let kids = nodes.get(lo..lo + usize::from(node.n_children)).unwrap_or(&[]);
             if kids.windows(2).any(|w| w[0].symbol >= w[1].symbol) {
                 return Err(bad(format!("node {i}: children not sorted")));
             }
@@ -226,6 +228,27 @@ fn fnv1a(b: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `trie` fuzz target: a leaf whose `first_child` points past the table made
+    /// the sortedness check slice out of range.
+    #[test]
+    fn a_leaf_pointing_outside_the_table_is_not_a_panic() {
+        let crash: &[u8] = &[
+            72, 75, 78, 84, 82, 73, 69, 49, 28, 0, 0, 0, 10, 0, 0, 0, 3, 0, 0, 0, 62, 109, 155,
+            145, 165, 165, 227, 82, 0, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 1, 0, 3, 0, 5,
+            0, 0, 0, 1, 0, 19, 0, 6, 0, 0, 0, 1, 0, 20, 0, 7, 0, 0, 0, 1, 0, 1, 0, 8, 0, 0, 0, 1,
+            0, 1, 0, 9, 0, 0, 0, 1, 0, 8, 0, 10, 16, 0, 0, 0, 0, 20, 1, 10, 0, 0, 0, 0, 0, 20, 1,
+            10, 0, 0, 0, 0, 0, 5, 1,
+        ];
+        // Valid or not, it must come back as a value; a leaf's pointer is never followed.
+        if let Ok(t) = VocabTrie::from_bytes(crash) {
+            for node in 0..t.nodes() as u32 {
+                for c in t.children(node) {
+                    assert!((c as usize) < t.nodes());
+                }
+            }
+        }
+    }
 
     fn trie() -> (Alphabet, VocabTrie) {
         let a = Alphabet::english();

@@ -227,7 +227,25 @@ impl Handler {
             }
         });
         let mut adapter: Adapter<'_, _, _> = Adapter::from(service);
-        let response = adapter.call(LambdaEvent::new(request, context)).await?;
+        // lambda_http builds the request URI with `Url::parse(..).unwrap()` from the event's
+        // Host header and path, so a malformed one (found by the `lambda_event` fuzz target:
+        // `"host": "a>b"`) panics inside the conversion. Refuse such an event with 400.
+        let event = LambdaEvent::new(request, context);
+        let converted =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| adapter.call(event)));
+        let Ok(pending) = converted else {
+            tracing::warn!("HTTP event with a malformed Host header or path");
+            let info = harken_api::ErrorInfo::of(ErrorKind::InvalidInput);
+            let body = json!({"error": {"message": "the event's Host header or path does not form a valid URL", "type": info.openai_type, "code": info.code}});
+            // The proxy-integration response shape every HTTP event source accepts.
+            return Ok(json!({
+                "statusCode": info.status,
+                "headers": {"content-type": "application/json"},
+                "body": body.to_string(),
+                "isBase64Encoded": false,
+            }));
+        };
+        let response = pending.await?;
         Ok(serde_json::to_value(response)?)
     }
 }
@@ -388,5 +406,26 @@ mod tests {
     fn query_values_are_percent_encoded() {
         assert_eq!(urlencode("en"), "en");
         assert_eq!(urlencode("a b&c=d"), "a%20b%26c%3Dd");
+    }
+
+    /// Found by the `lambda_event` fuzz target: lambda_http panicked on this Host header.
+    #[tokio::test]
+    async fn a_host_header_that_is_not_a_url_gets_400_not_a_panic() {
+        let fixture =
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/lambda/function-url.json");
+        let text = std::fs::read_to_string(fixture).unwrap_or_default();
+        let mut event: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert!(event.is_object(), "fixture {fixture} missing");
+        event["headers"]["host"] = json!("a>cdefghijklmnop.lambda-url.us-east-1.on.aws");
+        event["body"] = Value::Null;
+        event["isBase64Encoded"] = json!(false);
+        let router = harken_server::Router::new().fallback(|| async { "reached the router" });
+        let handler = Handler::new(router);
+        let out = handler
+            .handle(LambdaEvent::new(event, lambda_runtime::Context::default()))
+            .await
+            .unwrap_or_else(|e| panic!("handler failed: {e}"));
+        assert_eq!(out["statusCode"], 400, "{out}");
+        assert!(out["body"].as_str().is_some_and(|b| b.contains("Host header")), "{out}");
     }
 }

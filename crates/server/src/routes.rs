@@ -137,7 +137,9 @@ async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Respons
         _ => "other",
     };
     s.metrics.observe(label, status, secs);
-    if status >= 500 {
+    // A 503 is the queue working as configured; under a retry storm a warning per refusal would
+    // cost more than the refusal itself. /metrics counts them.
+    if status >= 500 && status != 503 {
         tracing::warn!(%method, route = label, status, seconds = secs, "request");
     } else {
         tracing::info!(%method, route = label, status, seconds = secs, "request");

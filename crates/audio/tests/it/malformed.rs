@@ -272,3 +272,34 @@ fn malformed_corpus_gives_clear_errors_without_panics() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Every input the `audio_decode` fuzz target ever crashed on (`fuzz/regressions/audio_decode`,
+/// first byte the file-name hint as in the target) decodes to a value, never a panic.
+#[test]
+fn fuzz_regressions_decode_to_a_value() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/regressions/audio_decode");
+    let hints = [
+        None,
+        Some("wav"),
+        Some("mp3"),
+        Some("flac"),
+        Some("ogg"),
+        Some("opus"),
+        Some("m4a"),
+        Some("mp4"),
+        Some("webm"),
+        Some("mkv"),
+        Some("aac"),
+        Some("caf"),
+    ];
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let Some((&pick, rest)) = bytes.split_first() else { continue };
+        let opts = DecodeOptions { target_rate_hz: 16_000, max_duration_s: Some(120.0) };
+        let _ = decode_bytes(rest.to_vec(), hints[usize::from(pick) % hints.len()], &opts);
+        n += 1;
+    }
+    assert!(n >= 1, "no regression inputs in {}", dir.display());
+}
