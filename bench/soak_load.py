@@ -249,6 +249,9 @@ def main():
     ap.add_argument("--clients", type=int, default=3)
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--ci", action="store_true",
+                    help="a few minutes are too short to judge RSS and thread plateaus: report "
+                         "them, fail only on statuses, transport errors and fd growth")
     a = ap.parse_args()
     random.seed(a.seed)
     os.makedirs(a.out, exist_ok=True)
@@ -287,7 +290,8 @@ def main():
         minutes.append({"minute": m, "n": len(lat), "p50_s": pct(lat, 50), "p95_s": pct(lat, 95),
                         "p99_s": pct(lat, 99), "long_file_latency_per_audio_s_p50": pct(rtf, 50)})
     checks, statuses = verdict(load, a)
-    ok = all(v[0] for v in checks.values())
+    advisory = {"rss_within_10pct_of_median", "rss_no_creep", "threads_no_growth"} if a.ci else set()
+    ok = all(v[0] for k, v in checks.items() if k not in advisory)
     audio = sum(r[4] for r in load.requests if r[2] == 200)
     summary = {"duration_s": round(wall, 1), "clients": a.clients, "requests": len(load.requests),
                "audio_seconds_transcribed": round(audio, 1), "statuses": statuses,
@@ -298,7 +302,8 @@ def main():
     print(f"soak: {len(load.requests)} requests in {wall:.0f} s, {audio:.0f} audio s transcribed; "
           f"statuses {statuses}")
     for k, (good, detail) in checks.items():
-        print(f"soak: {'ok  ' if good else 'FAIL'} {k}: {detail}")
+        tag = "ok  " if good else ("info" if k in advisory else "FAIL")
+        print(f"soak: {tag} {k}: {detail}")
     sys.exit(0 if ok else 1)
 
 

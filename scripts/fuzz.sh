@@ -149,6 +149,9 @@ run_one() {
   esac
   if [[ $mode == minimise ]]; then
     cargo fuzz cmin --target-dir "$target_dir" "$t" "$corpus" >"$log" 2>&1 || true
+    # Large inputs stay out of the repository: they descend from the testdata seeds, which every
+    # run regenerates.
+    find "$corpus" -type f -size +16k -delete
     echo "fuzz: $t corpus minimised to $(ls "$corpus" | wc -l) inputs"
   elif cargo fuzz run --target-dir "$target_dir" "$t" "${dirs[@]}" -- "${flags[@]}" >"$log" 2>&1; then
     local execs cov

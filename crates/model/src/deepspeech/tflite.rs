@@ -398,8 +398,14 @@ impl Graph {
             .collect::<Fb<Vec<_>>>()?;
         let inputs = g.i32s(1)?;
         let outputs = g.i32s(2)?;
-        check(&inputs, "the graph's inputs")?;
-        check(&outputs, "the graph's outputs")?;
+        // -1 ("no tensor") is legal for an operator's optional input, never for the graph's
+        // own inputs and outputs (the `deepspeech_model` fuzz target found one, read as
+        // tensor usize::MAX).
+        for (v, what) in [(&inputs, "the graph's inputs"), (&outputs, "the graph's outputs")] {
+            if let Some(i) = v.iter().find(|&&i| i < 0 || i >= n_tensors) {
+                return err(format!("{what} refer to tensor {i} of {n_tensors}"));
+            }
+        }
         Ok(Graph { tensors, inputs, outputs, ops })
     }
 
@@ -409,7 +415,7 @@ impl Graph {
             .iter()
             .chain(&self.outputs)
             .map(|&i| i as usize)
-            .find(|&i| self.tensors[i].name == name)
+            .find(|&i| self.tensors.get(i).is_some_and(|t| t.name == name))
     }
 
     /// The operator that writes tensor `t`.

@@ -100,3 +100,20 @@ fn truncated_and_corrupted_real_models_are_errors_not_panics() {
     }
     assert!(errors > 0, "no corruption was noticed ({loaded} loaded)");
 }
+
+/// Every input the `deepspeech_model` fuzz target ever crashed on (`fuzz/regressions/`, first
+/// byte picks `.tflite` or `.pbmm` as in the target) is refused with an error, not a panic.
+#[test]
+fn fuzz_regressions_are_errors() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/regressions/deepspeech_model");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let Some((&pick, rest)) = bytes.split_first() else { continue };
+        let name = if pick & 1 == 0 { "model.tflite" } else { "model.pbmm" };
+        assert!(harken_model::DeepSpeech::from_bytes(std::path::Path::new(name), rest).is_err());
+        n += 1;
+    }
+    assert!(n >= 1, "no regression inputs in {}", dir.display());
+}
