@@ -7,6 +7,7 @@
 #   scripts/fuzz.sh [--seconds N] [--jobs J] [TARGET...]   fuzz each target N s (default 30)
 #   scripts/fuzz.sh --regress [TARGET...]                  replay corpora + regressions only
 #   scripts/fuzz.sh --minimise [TARGET...]                 merge the corpus to its minimum
+#   --no-save: new inputs go to a temporary directory, not fuzz/corpus (the test suite's run)
 #
 # Seeds are made from testdata/ into fuzz/seeds/ (not committed); what the fuzzer finds goes to
 # fuzz/corpus/<target> (committed, minimised). A crash writes fuzz/artifacts/<target>/crash-*,
@@ -16,7 +17,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${HARKEN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/harken}
-seconds=30 jobs=2 mode=fuzz
+seconds=30 jobs=2 mode=fuzz save=1
 targets=()
 while (($#)); do
   case $1 in
@@ -24,7 +25,8 @@ while (($#)); do
     --jobs) jobs=$2; shift 2 ;;
     --regress) mode=regress; shift ;;
     --minimise) mode=minimise; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --no-save) save=0; shift ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
@@ -142,6 +144,8 @@ run_one() {
   mkdir -p "$corpus" "$reg" "$art"
   local log; log=$(mktemp)
   local -a dirs=("$corpus" "$reg")
+  # libFuzzer writes what it finds into the first directory.
+  if [[ $mode == fuzz ]] && (( ! save )); then dirs=("$(mktemp -d)" "${dirs[@]}"); fi
   local -a flags=(-rss_limit_mb=2048 -timeout=20 -max_len=262144 "-artifact_prefix=$art/")
   case $mode in
     regress) flags+=(-runs=0) ;;
@@ -165,6 +169,7 @@ run_one() {
     rm -f "$log"; return 1
   fi
   rm -f "$log"
+  if [[ $mode == fuzz ]] && (( ! save )); then rm -rf "${dirs[0]}"; fi
 }
 pids=()
 for t in "${targets[@]}"; do

@@ -52,10 +52,12 @@ step "the web page in Chromium (playwright-core): upload, playback highlighting,
 tests/browser/run.sh "${CARGO_TARGET_DIR:-$root/target}/release/harken"
 
 step "fuzz targets: the committed corpora and every past crash, then 30 s of fuzzing each"
-scripts/fuzz.sh --seconds 30
+scripts/fuzz.sh --seconds 30 --no-save
 
 step "soak, CI variant: 2 minutes of mixed load with bad inputs and disconnects (bench/soak.sh --ci)"
-bench/soak.sh --ci --duration 120 --model tiny.en --max-file 60 --out "$(mktemp -d)"
+soak_out=$(mktemp -d)
+bench/soak.sh --ci --duration 120 --model tiny.en --max-file 60 --out "$soak_out"
+rm -rf "$soak_out"
 
 step "no process of the suite outlives it"
 env -u HARKEN_TEST_RUN python3 scripts/check-leftovers.py "$HARKEN_TEST_RUN"
