@@ -135,37 +135,31 @@ class Load:
             status = f"error:{type(e).__name__}"
         self.record(f"bad-{kind}", status, start, 0.0)
 
-    def cut_upload(self):
-        """Send the headers and part of the body, then vanish."""
-        _, name, data = self.pick()
-        ctype, body = multipart([("model", "whisper-1")], data, name)
-        start = time.monotonic()
-        s = socket.create_connection((self.host, self.port), timeout=30)
-        try:
-            s.sendall((f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
-                       f"Content-Length: {len(body)}\r\n\r\n").encode())
-            s.sendall(body[: random.randint(0, max(len(body) // 2, 1))])
-        except OSError:
-            pass
-        finally:
-            s.close()
-        self.record("cut-upload", "closed", start, 0.0)
-
-    def cut_response(self):
-        """Send a whole request for a long-ish file, then vanish before the answer."""
+    def vanish(self, kind, whole_body):
+        """Send a transcription request raw — all of it, or the headers and part of the body —
+        then close the socket without reading the answer."""
         secs, name, data = self.pick()
         ctype, body = multipart([("model", "whisper-1")], data, name)
+        sent = body if whole_body else body[: random.randint(0, max(len(body) // 2, 1))]
         start = time.monotonic()
         s = socket.create_connection((self.host, self.port), timeout=30)
         try:
             s.sendall((f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
-                       f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
-            time.sleep(random.uniform(0.05, 1.0))
+                       f"Content-Length: {len(body)}\r\n\r\n").encode() + sent)
+            if whole_body:
+                time.sleep(random.uniform(0.05, 1.0))
         except OSError:
             pass
         finally:
             s.close()
-        self.record("cut-response", "closed", start, secs)
+        self.record(kind, "closed", start, secs if whole_body else 0.0)
+
+    def cut_upload(self):
+        self.vanish("cut-upload", whole_body=False)
+
+    def cut_response(self):
+        """A whole request, then gone before the answer."""
+        self.vanish("cut-response", whole_body=True)
 
     def cheap(self):
         path = random.choice(["/ping", "/v1/models", "/metrics", "/healthz"])

@@ -19,23 +19,8 @@ const HINTS: [Option<&str>; 12] = [
     Some("caf"),
 ];
 
-
-/// libFuzzer's panic hook aborts on every panic, even one caught on purpose. Harken wraps symphonia's demuxers and decoders
-/// in `catch_unwind` and answers an error, so panics raised inside symphonia (known: mkv, isomp4) are that guard
-/// working; any other panic still aborts and is a finding.
-fn tolerate_caught_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let file = info.location().map(|l| l.file()).unwrap_or("");
-        if file.contains("/symphonia-") {
-            return;
-        }
-        default(info);
-        std::process::abort();
-    }));
-}
-
-fuzz_target!(init: tolerate_caught_panics(), |data: &[u8]| {
+// Harken catches panics raised inside this crate on purpose.
+fuzz_target!(init: harken_fuzz::tolerate_caught_panics_in("/symphonia-"), |data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else { return };
     match pick {
         250..=252 => {

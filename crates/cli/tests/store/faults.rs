@@ -389,23 +389,7 @@ fn two_processes_pulling_one_archive_download_it_once() {
     let (_server, port) = python_server(&venv, SLOW_HTTP, &[serve.to_str().unwrap()]);
     let cache = tmp.path().join("cache");
     let url = format!("http://127.0.0.1:{port}/pkg.tar.gz");
-    let spawn = || {
-        harken(&cache, 1)
-            .args(["model", "pull", "--json", &url])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
-    let reports: Vec<serde_json::Value> = [a, b]
-        .into_iter()
-        .map(|c| {
-            let out = c.wait_with_output().unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            serde_json::from_slice(&out.stdout).unwrap()
-        })
-        .collect();
+    let reports = pull_twice_at_once(&cache, 1, &url);
     assert_eq!(reports[0]["digest"], reports[1]["digest"]);
     let downloaded: u64 = reports.iter().map(|r| r["downloaded_bytes"].as_u64().unwrap()).sum();
     assert_eq!(downloaded, size, "the archive is downloaded once between them: {reports:?}");

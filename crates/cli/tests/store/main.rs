@@ -102,6 +102,28 @@ pub(crate) fn pull_json(c: &mut Command, uri: &str) -> serde_json::Value {
 
 /// A synthetic Whisper-shaped directory (not loadable; the store never loads it) of about
 /// `mb` MB, packed into `dir/pkg`. Returns (package dir, weights sha256 path in the cache).
+/// Two `harken model pull --json uri` processes started together; both must succeed. Their
+/// JSON reports, in start order.
+pub(crate) fn pull_twice_at_once(cache: &Path, s3_port: u16, uri: &str) -> Vec<serde_json::Value> {
+    let spawn = || {
+        harken(cache, s3_port)
+            .args(["model", "pull", "--json", uri])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    [a, b]
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect()
+}
+
 pub(crate) fn synthetic_package(dir: &Path, mb: usize, version: &str) -> PathBuf {
     let src = dir.join(format!("src-{version}"));
     std::fs::create_dir_all(&src).unwrap();

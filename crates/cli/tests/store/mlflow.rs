@@ -42,6 +42,18 @@ fn get(port: u16, path: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// POST `body` to MLflow's REST `path` (under `/api/2.0/mlflow/`) with plain curl, as an operator
+/// would; it must succeed.
+fn post_json(tracking: &str, path: &str, body: &str) -> std::process::Output {
+    let out = Command::new("curl")
+        .args(["-sf", "-X", "POST", "-H", "Content-Type: application/json", "-d", body])
+        .arg(format!("{tracking}/api/2.0/mlflow/{path}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "POST {path}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
 /// An MLflow tracking server with its registry in `root/mlflow.db` and proxied artifacts in
 /// `root/artifacts`.
 fn mlflow_server(venv: &std::path::Path, root: &std::path::Path) -> (Proc, u16) {
@@ -132,20 +144,11 @@ fn registry_alias_moves_the_served_model() {
     drop(server);
 
     // Move the alias with a plain REST call, as an operator would.
-    let out = Command::new("curl")
-        .args([
-            "-sf",
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            r#"{"name":"asr","alias":"prod","version":"2"}"#,
-        ])
-        .arg(format!("{tracking}/api/2.0/mlflow/registered-models/alias"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    post_json(
+        &tracking,
+        "registered-models/alias",
+        r#"{"name":"asr","alias":"prod","version":"2"}"#,
+    );
 
     let (_server, hport) = serve(&cache, port, "models:/asr@prod");
     let models: serde_json::Value = serde_json::from_str(&get(hport, "/v1/models")).unwrap();
@@ -216,20 +219,7 @@ fn a_failed_push_marks_the_mlflow_run_failed() {
             "models:/broken",
         ]));
     assert!(err.contains("while pushing"), "{err}");
-    let out = Command::new("curl")
-        .args([
-            "-sf",
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            r#"{"experiment_ids":["0"]}"#,
-        ])
-        .arg(format!("{tracking}/api/2.0/mlflow/runs/search"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = post_json(&tracking, "runs/search", r#"{"experiment_ids":["0"]}"#);
     let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let statuses: Vec<&str> = runs["runs"]
         .as_array()

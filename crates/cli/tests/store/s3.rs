@@ -87,23 +87,7 @@ fn two_processes_pulling_at_once_download_once() {
         std::fs::read_dir(&pkg).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum::<u64>()
             - std::fs::metadata(pkg.join("MLmodel")).unwrap().len();
 
-    let spawn = || {
-        harken(&cache, port)
-            .args(["model", "pull", "--json", "s3://models/m"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
-    let reports: Vec<serde_json::Value> = [a, b]
-        .into_iter()
-        .map(|c| {
-            let out = c.wait_with_output().unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            serde_json::from_slice(&out.stdout).unwrap()
-        })
-        .collect();
+    let reports = pull_twice_at_once(&cache, port, "s3://models/m");
     assert_eq!(reports[0]["digest"], reports[1]["digest"]);
     let downloaded: u64 = reports.iter().map(|r| r["downloaded_bytes"].as_u64().unwrap()).sum();
     assert_eq!(
