@@ -13,6 +13,7 @@ mod archive;
 mod cache;
 mod error;
 mod mlflow;
+pub mod objects;
 mod profile;
 mod remote;
 mod uri;
