@@ -1,6 +1,7 @@
 //! `harken`: the command-line front end. Parses flags, resolves the model, wires the engine to
 //! stdout, and maps every error to one line on stderr and exit code 2 (ripgrep's policy).
 
+mod batch;
 mod bench;
 mod lambda;
 mod listen;
@@ -29,6 +30,9 @@ struct Cli {
 enum Command {
     /// Transcribe (or translate) audio files.
     Transcribe(transcribe::TranscribeArgs),
+    /// Transcribe a directory, an s3:// prefix or a manifest into an output, resumably; or
+    /// serve as a JSON-lines worker (--jsonl).
+    Batch(batch::BatchArgs),
     /// Measure load time, real-time factor, per-stage times and peak memory.
     Bench(bench::BenchArgs),
     /// Serve the SageMaker container contract and the OpenAI transcription API over HTTP.
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
     let result = match command {
         Command::Lambda(args) => lambda::run(args),
         Command::Transcribe(args) => transcribe::run(args),
+        Command::Batch(args) => batch::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Model(cmd) => package_cmd::run(cmd),
