@@ -125,6 +125,28 @@ pub fn decode_bytes(bytes: Vec<u8>, ext_hint: Option<&str>, opts: &DecodeOptions
     decode_source(Box::new(Cursor::new(bytes)), ext_hint, opts)
 }
 
+/// The length of the audio in `source`, seconds, read from its headers without decoding:
+/// exact for WAV and FLAC, the container's figure for others. When the headers do not say (a
+/// WebM stream, an MP3 without a Xing header), an estimate from the byte count at 128 kbit/s;
+/// `None` when the bytes are not audio Harken reads. For metrics and scheduling only.
+pub fn probe_duration(source: Box<dyn MediaSource>, byte_len: u64) -> Option<f64> {
+    let estimate = byte_len as f64 / 16_000.0;
+    let probed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mss = MediaSourceStream::new(source, Default::default());
+        let format = symphonia::default::get_probe()
+            .format(&Hint::new(), mss, &FormatOptions::default(), &MetadataOptions::default())
+            .ok()?
+            .format;
+        let track = format.tracks().iter().find(|t| t.codec_params.codec != CODEC_TYPE_NULL)?;
+        let p = &track.codec_params;
+        Some(match (p.n_frames, p.sample_rate) {
+            (Some(n), Some(rate)) if rate > 0 => n as f64 / f64::from(rate),
+            _ => estimate,
+        })
+    }));
+    probed.ok().flatten()
+}
+
 fn decode_source(
     source: Box<dyn MediaSource>,
     ext_hint: Option<&str>,
@@ -454,6 +476,30 @@ mod tests {
         let mut out = Vec::new();
         downmix(&[1.0, 0.0, 0.5, 0.5, -1.0, 1.0], 2, &mut out);
         assert_eq!(out, vec![0.5, 0.5, 0.0]);
+    }
+
+    #[test]
+    fn durations_are_read_from_headers() {
+        let rate = 16_000u32;
+        let mut wav = Vec::new();
+        let data = vec![0u8; (rate * 2 * 3) as usize]; // 3 s of 16-bit mono
+        wav.extend_from_slice(b"RIFF");
+        wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+        wav.extend_from_slice(b"WAVEfmt ");
+        wav.extend_from_slice(&16u32.to_le_bytes());
+        wav.extend_from_slice(&1u16.to_le_bytes());
+        wav.extend_from_slice(&1u16.to_le_bytes());
+        wav.extend_from_slice(&rate.to_le_bytes());
+        wav.extend_from_slice(&(rate * 2).to_le_bytes());
+        wav.extend_from_slice(&2u16.to_le_bytes());
+        wav.extend_from_slice(&16u16.to_le_bytes());
+        wav.extend_from_slice(b"data");
+        wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        wav.extend_from_slice(&data);
+        let len = wav.len() as u64;
+        let d = probe_duration(Box::new(Cursor::new(wav)), len).unwrap();
+        assert!((d - 3.0).abs() < 1e-6, "{d}");
+        assert_eq!(probe_duration(Box::new(Cursor::new(b"plain text".to_vec())), 10), None);
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub(crate) fn run(args: LambdaArgs) -> Result<ExitCode> {
         streams: Default::default(),
         // Lambda hands over whole bodies; there is no socket to pace.
         conn: harken_server::ConnLimits { body_min_rate: 0, ..Default::default() },
+        batch: None,
     };
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,

@@ -84,11 +84,26 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
     };
     let workers =
         args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let batch = sagemaker::Batch::from_env(|k| std::env::var(k).ok(), workers)
+        .map_err(anyhow::Error::msg)
+        .context("SageMaker Batch Transform settings")?;
+    let (max_body_bytes, queue) = match &batch {
+        // The job sends up to MaxPayloadInMB per record and MaxConcurrentTransforms at once: both
+        // must be accepted, not refused with 413 or 503.
+        Some(b) => (
+            args.max_body_bytes.max((b.max_payload_mb as usize) << 20),
+            args.queue.max(b.max_concurrent_transforms),
+        ),
+        None => (args.max_body_bytes, args.queue),
+    };
+    if let Some(b) = &batch {
+        tracing::info!(?b, max_body_bytes, queue, "SageMaker Batch Transform mode");
+    }
     let config = ServerConfig {
         workers,
-        queue: args.queue,
+        queue,
         request_timeout: Duration::from_secs(args.timeout_seconds),
-        max_body_bytes: args.max_body_bytes,
+        max_body_bytes,
         api_key: std::env::var("HARKEN_API_KEY").ok().filter(|k| !k.is_empty()),
         model_name: "whisper-1".into(),
         model: None,
@@ -105,6 +120,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
             body_grace: Duration::from_secs(args.body_grace_seconds),
             body_min_rate: args.body_min_rate,
         },
+        batch,
     };
     let loaded = crate::model::load(&model_args, Some(args.max_audio_seconds))?;
     let config = ServerConfig { model: loaded.identity.clone(), ..config };

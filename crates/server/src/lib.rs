@@ -73,6 +73,9 @@ pub struct ServerConfig {
     pub streams: StreamLimits,
     /// Connection limits: how many, header and body timing (see [`serve`]).
     pub conn: ConnLimits,
+    /// Inside a SageMaker Batch Transform job: what `/execution-parameters` offers and how bad
+    /// records are answered.
+    pub batch: Option<sagemaker::Batch>,
 }
 
 /// The identity of the loaded model package: what changes when `HARKEN_MODEL_URI` or a
@@ -104,6 +107,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("web_ui", &self.web_ui)
             .field("streams", &self.streams)
             .field("conn", &self.conn)
+            .field("batch", &self.batch)
             .finish()
     }
 }

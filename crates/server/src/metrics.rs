@@ -25,6 +25,8 @@ pub struct Metrics {
     audio_ms: AtomicU64,
     in_flight: AtomicI64,
     queued: AtomicI64,
+    queued_audio_ms: AtomicI64,
+    in_flight_audio_ms: AtomicI64,
     load_ms: AtomicU64,
     streams: AtomicI64,
     streams_refused: AtomicU64,
@@ -93,6 +95,16 @@ impl Metrics {
 
     pub(crate) fn queued(&self, delta: i64) {
         self.queued.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Audio seconds of requests waiting for a worker (`delta` signed).
+    pub(crate) fn queued_audio(&self, delta_s: f64) {
+        self.queued_audio_ms.fetch_add((delta_s * 1000.0).round() as i64, Ordering::Relaxed);
+    }
+
+    /// Audio seconds of requests being transcribed (`delta` signed).
+    pub(crate) fn in_flight_audio(&self, delta_s: f64) {
+        self.in_flight_audio_ms.fetch_add((delta_s * 1000.0).round() as i64, Ordering::Relaxed);
     }
 
     pub(crate) fn in_flight(&self, delta: i64) {
@@ -221,6 +233,20 @@ impl Metrics {
             "Requests waiting for a worker.",
             "gauge",
             self.queued.load(Ordering::Relaxed) as f64,
+        );
+        gauge(
+            &mut o,
+            "harken_queued_audio_seconds",
+            "Audio seconds of requests waiting for a worker (from file headers; the scaling signal: work, not requests).",
+            "gauge",
+            self.queued_audio_ms.load(Ordering::Relaxed).max(0) as f64 / 1000.0,
+        );
+        gauge(
+            &mut o,
+            "harken_in_flight_audio_seconds",
+            "Audio seconds of requests being transcribed.",
+            "gauge",
+            self.in_flight_audio_ms.load(Ordering::Relaxed).max(0) as f64 / 1000.0,
         );
         gauge(
             &mut o,

@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(page)
         .route("/ping", get(|| async { StatusCode::OK }))
+        .route("/execution-parameters", get(execution_parameters))
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
@@ -219,11 +220,52 @@ async fn models(State(s): State<AppState>) -> impl IntoResponse {
 struct Job {
     request_id: Option<String>,
     audio: Vec<u8>,
+    /// A large body waits in a temporary file instead of `audio` (deleted when dropped).
+    spooled: Option<tempfile::TempPath>,
     opts: TranscribeOptions,
     format: ResponseFormat,
     task: Task,
     /// Answer with server-sent events (`transcript.text.delta` per segment, then `done`).
     stream: bool,
+}
+
+impl Job {
+    /// The audio's length from its headers (0 when they do not say): for the queue metrics.
+    fn audio_seconds(&self) -> f64 {
+        let probed = match &self.spooled {
+            Some(path) => std::fs::File::open(path).ok().and_then(|f| {
+                let len = f.metadata().map_or(0, |m| m.len());
+                harken_audio::probe_duration(Box::new(f), len)
+            }),
+            // The headers are at the start; a prefix spares copying the whole body.
+            None => harken_audio::probe_duration(
+                Box::new(std::io::Cursor::new(
+                    self.audio[..self.audio.len().min(1 << 20)].to_vec(),
+                )),
+                self.audio.len() as u64,
+            ),
+        };
+        probed.unwrap_or(0.0)
+    }
+}
+
+/// Counts a request's audio as in flight until dropped (whichever way the request ends).
+struct AudioGauge {
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    seconds: f64,
+}
+
+impl AudioGauge {
+    fn new(metrics: &std::sync::Arc<crate::metrics::Metrics>, seconds: f64) -> Self {
+        metrics.in_flight_audio(seconds);
+        AudioGauge { metrics: metrics.clone(), seconds }
+    }
+}
+
+impl Drop for AudioGauge {
+    fn drop(&mut self) {
+        self.metrics.in_flight_audio(-self.seconds);
+    }
 }
 
 /// A place among the requests admitted (`workers + queue`), or 503 at once. Taken before the
@@ -271,9 +313,12 @@ impl Admitted {
 async fn run(s: &AppState, admitted: Admitted, job: Job) -> Result<Response, ApiError> {
     let deadline = admitted.deadline;
     let tracked = job.request_id.as_deref().map(|id| s.progress.track(id));
+    let audio_s = job.audio_seconds();
     s.metrics.queued(1);
+    s.metrics.queued_audio(audio_s);
     let permit = tokio::time::timeout_at(deadline, s.workers.clone().acquire_owned()).await;
     s.metrics.queued(-1);
+    s.metrics.queued_audio(-audio_s);
     let permit = match permit {
         Ok(Ok(p)) => p,
         Ok(Err(_)) => return Err(ApiError::new(ErrorKind::Unavailable, "server shutting down")),
@@ -282,7 +327,8 @@ async fn run(s: &AppState, admitted: Admitted, job: Job) -> Result<Response, Api
     let engine = s.engine.clone();
     let metrics = s.metrics.clone();
     metrics.in_flight(1);
-    let Job { audio, opts, format, task, stream, .. } = job;
+    let _in_flight_audio = AudioGauge::new(&metrics, audio_s);
+    let Job { audio, spooled, opts, format, task, stream, .. } = job;
     if stream {
         return sse(engine, metrics, permit, tracked, audio, opts, deadline).await;
     }
@@ -293,7 +339,10 @@ async fn run(s: &AppState, admitted: Admitted, job: Job) -> Result<Response, Api
                 t.update(p.done_s, p.total_s);
             }
         };
-        engine.transcribe_bytes(audio, None, &opts, &mut report)
+        match &spooled {
+            Some(path) => engine.transcribe_file(path, &opts, &mut report),
+            None => engine.transcribe_bytes(audio, None, &opts, &mut report),
+        }
     });
     let result = tokio::time::timeout_at(deadline, handle).await;
     metrics.in_flight(-1);
@@ -513,6 +562,19 @@ fn parse_task(task: Option<&str>) -> Result<Task, ApiError> {
     }
 }
 
+/// `GET /execution-parameters`: what a SageMaker Batch Transform job may send this container.
+async fn execution_parameters(State(s): State<AppState>) -> impl IntoResponse {
+    let (concurrent, payload_mb) = match &s.config.batch {
+        Some(b) => (b.max_concurrent_transforms, b.max_payload_mb),
+        None => (s.config.workers.max(1), (s.config.max_body_bytes >> 20).max(1) as u64),
+    };
+    Json(serde_json::json!({
+        "MaxConcurrentTransforms": concurrent,
+        "BatchStrategy": "SINGLE_RECORD",
+        "MaxPayloadInMB": payload_mb,
+    }))
+}
+
 async fn invocations(
     State(s): State<AppState>,
     id: Option<Extension<RequestId>>,
@@ -520,13 +582,55 @@ async fn invocations(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let record_errors = s.config.batch.as_ref().is_some_and(|b| b.record_errors);
+    match invoke(s, id, query, headers, body).await {
+        // In a transform job a 4xx fails the whole job; the bad record is reported in its output
+        // line instead. Overload and timeouts keep their 5xx: SageMaker retries those.
+        Err(e)
+            if record_errors
+                && !matches!(
+                    e.kind,
+                    ErrorKind::Overloaded
+                        | ErrorKind::Timeout
+                        | ErrorKind::Unavailable
+                        | ErrorKind::Internal
+                ) =>
+        {
+            tracing::warn!(code = e.code.unwrap_or(harken_api::ErrorInfo::of(e.kind).code), error = %e.message, "bad record answered 200 (HARKEN_BATCH_ERRORS=record)");
+            let mut resp = Json(serde_json::json!({"error": e.to_json()})).into_response();
+            resp.headers_mut()
+                .insert("x-harken-record-error", axum::http::HeaderValue::from_static("true"));
+            Ok(resp)
+        }
+        other => other,
+    }
+}
+
+/// Bodies larger than this wait in a temporary file, not in memory: a 1-GB Async Inference
+/// payload then costs its decoded audio, not the upload on top of it.
+const SPOOL_OVER: usize = 16 << 20;
+
+async fn invoke(
+    s: AppState,
+    id: Option<Extension<RequestId>>,
+    query: axum::extract::RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let admitted = admit(&s)?;
-    let bytes = admitted.read(read_body(body, s.config.max_body_bytes)).await?;
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/octet-stream");
     let mime = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let (bytes, spooled) = if harken_engine::is_audio_media_type(&mime) {
+        match admitted.read(read_payload(body, s.config.max_body_bytes)).await? {
+            Payload::Memory(b) => (b, None),
+            Payload::File(p) => (Bytes::new(), Some(p)),
+        }
+    } else {
+        (admitted.read(read_body(body, s.config.max_body_bytes)).await?, None)
+    };
     let job = match mime.as_str() {
         "application/json" => {
             let req: InvocationJson = serde_json::from_slice(&bytes)
@@ -542,7 +646,7 @@ async fn invocations(
             };
             let mut opts = options(req.language, task, req.word_timestamps, None);
             opts.hotwords = parse_hotwords(&req.hotwords)?;
-            Job { request_id: None, audio, opts, format, task, stream: false }
+            Job { request_id: None, audio, spooled: None, opts, format, task, stream: false }
         }
         m if harken_engine::is_audio_media_type(m) => {
             let q: RawQuery = match query.0.as_deref() {
@@ -556,7 +660,15 @@ async fn invocations(
             };
             let mut opts = options(q.language, task, q.word_timestamps, None);
             opts.hotwords = parse_hotwords(q.hotwords.as_slice())?;
-            Job { request_id: None, audio: bytes.to_vec(), opts, format, task, stream: false }
+            Job {
+                request_id: None,
+                audio: Vec::from(bytes),
+                spooled,
+                opts,
+                format,
+                task,
+                stream: false,
+            }
         }
         other => {
             return Err(ApiError::new(
@@ -584,6 +696,47 @@ fn serde_urlencoded_query(q: &str) -> Result<RawQuery, ApiError> {
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|_| too_large(limit))
+}
+
+/// A request body: in memory, or in a temporary file past [`SPOOL_OVER`] bytes.
+enum Payload {
+    Memory(Bytes),
+    File(tempfile::TempPath),
+}
+
+async fn read_payload(body: Body, limit: usize) -> Result<Payload, ApiError> {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let mut stream = body.into_data_stream();
+    let mut memory = Vec::new();
+    let mut file: Option<(tokio::fs::File, tempfile::TempPath)> = None;
+    let spool_err = |e: std::io::Error| {
+        ApiError::new(ErrorKind::Internal, format!("could not spool the request body: {e}"))
+    };
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| too_large(limit))?;
+        if let Some((f, _)) = &mut file {
+            f.write_all(&chunk).await.map_err(spool_err)?;
+            continue;
+        }
+        memory.extend_from_slice(&chunk);
+        if memory.len() > SPOOL_OVER {
+            let (std_file, path) = tempfile::NamedTempFile::with_prefix("harken-body-")
+                .map_err(spool_err)?
+                .into_parts();
+            let mut f = tokio::fs::File::from_std(std_file);
+            f.write_all(&memory).await.map_err(spool_err)?;
+            memory = Vec::new();
+            file = Some((f, path));
+        }
+    }
+    match file {
+        Some((mut f, path)) => {
+            f.flush().await.map_err(spool_err)?;
+            Ok(Payload::File(path))
+        }
+        None => Ok(Payload::Memory(Bytes::from(memory))),
+    }
 }
 
 fn too_large(limit: usize) -> ApiError {
@@ -629,7 +782,7 @@ async fn openai(
     let admitted = admit(&s)?;
     let Form { audio, opts, format, stream } =
         admitted.read(read_form(mp, task, s.config.max_body_bytes)).await?;
-    run(&s, admitted, Job { request_id, audio, opts, format, task, stream }).await
+    run(&s, admitted, Job { request_id, audio, spooled: None, opts, format, task, stream }).await
 }
 
 /// An OpenAI transcription form, read and validated.

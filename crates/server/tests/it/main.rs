@@ -17,6 +17,7 @@ use harken_engine::{Engine, EngineConfig};
 use harken_server::{AppState, ServerConfig, router};
 use tower::ServiceExt;
 
+mod batch;
 mod hostile;
 
 fn engine() -> Option<Arc<Engine>> {
@@ -61,6 +62,7 @@ fn config() -> ServerConfig {
         web_ui: true,
         streams: Default::default(),
         conn: Default::default(),
+        batch: None,
     }
 }
 
