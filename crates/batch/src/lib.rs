@@ -25,7 +25,8 @@ mod run;
 pub use input::{AUDIO_EXTENSIONS, Input, Shard, Source, list_inputs, parse_request};
 pub use record::{ErrorBody, Index, Record, Status, index_name};
 pub use run::{
-    Event, RunConfig, Summary, Transcribed, Transcriber, WorkerConfig, run, serve_jsonl,
+    Event, RunConfig, Summary, Transcribed, Transcriber, WorkerConfig, result_name, run,
+    serve_jsonl,
 };
 
 /// Errors that stop a batch before it starts (a missing source, an unreadable manifest); errors

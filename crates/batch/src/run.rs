@@ -199,6 +199,16 @@ async fn fill_versions(inputs: &mut [Input], index: &Index) -> Result<()> {
     Ok(())
 }
 
+/// The result name of `rel`: its extension replaced by `ext` (`calls/a.wav` → `calls/a.json`).
+pub fn result_name(rel: &str, ext: &str) -> String {
+    let (dir, name) = match rel.rsplit_once('/') {
+        Some((d, n)) => (format!("{d}/"), n),
+        None => (String::new(), rel),
+    };
+    let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+    format!("{dir}{stem}.{ext}")
+}
+
 /// Result names: the input's name with the result's extension in place of its own; when two
 /// inputs would share a name (`a.wav`, `a.mp3`), the later keeps its own extension too.
 fn output_names(inputs: &[Input], ext: &str) -> Vec<String> {
@@ -206,14 +216,9 @@ fn output_names(inputs: &[Input], ext: &str) -> Vec<String> {
     inputs
         .iter()
         .map(|i| {
-            let (dir, name) = match i.rel.rsplit_once('/') {
-                Some((d, n)) => (format!("{d}/"), n),
-                None => (String::new(), i.rel.as_str()),
-            };
-            let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
-            let mut out = format!("{dir}{stem}.{ext}");
+            let mut out = result_name(&i.rel, ext);
             if !seen.insert(out.clone()) {
-                out = format!("{dir}{name}.{ext}");
+                out = format!("{}.{ext}", i.rel);
                 seen.insert(out.clone());
             }
             out
@@ -352,10 +357,10 @@ impl IndexSink {
             IndexSink::S3 { records, saved, dirty, .. } => {
                 records.push(r);
                 *dirty = true;
-                if saved.elapsed() >= S3_INDEX_EVERY {
-                    if let Err(e) = self.save(rt) {
-                        tracing::warn!(error = %e, "could not save the index; retrying later");
-                    }
+                if saved.elapsed() >= S3_INDEX_EVERY
+                    && let Err(e) = self.save(rt)
+                {
+                    tracing::warn!(error = %e, "could not save the index; retrying later");
                 }
             }
         }

@@ -15,6 +15,10 @@
 //! Lambda retries asynchronous invocations that fail, and a bad request will not get better.
 //! Loading the model (the init phase) is the binary's job; this crate gets a ready router.
 
+mod batch;
+
+pub use batch::OUTPUT_ENV;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +44,8 @@ pub struct Stats {
     pub http: AtomicU64,
     /// Direct invocations handled.
     pub direct: AtomicU64,
+    /// Fan-out batches handled (Step Functions, S3 Batch Operations, SQS).
+    pub batches: AtomicU64,
 }
 
 /// What kind of event arrived.
@@ -49,6 +55,12 @@ pub enum EventKind {
     Warmup(&'static str),
     /// A direct invocation with audio in the payload or on S3.
     Direct,
+    /// A Step Functions Distributed Map batch (`Items` + `BatchInput`).
+    MapBatch,
+    /// An S3 Batch Operations `LambdaInvoke` (`invocationSchemaVersion` + `tasks`).
+    S3Batch,
+    /// SQS messages (`Records` from `aws:sqs`), S3 event notifications in their bodies.
+    Sqs,
     /// Anything else is taken for an HTTP event (API Gateway, Function URL, ALB).
     Http,
 }
@@ -65,6 +77,20 @@ pub fn classify(event: &Value) -> EventKind {
     }
     if event.get("audio_base64").is_some() || event.get("audio_s3_uri").is_some() {
         return EventKind::Direct;
+    }
+    if event.get("Items").is_some_and(Value::is_array) && event.get("BatchInput").is_some() {
+        return EventKind::MapBatch;
+    }
+    if event.get("invocationSchemaVersion").is_some()
+        && event.get("tasks").is_some_and(Value::is_array)
+    {
+        return EventKind::S3Batch;
+    }
+    if event["Records"]
+        .as_array()
+        .is_some_and(|r| !r.is_empty() && r.iter().all(|m| m["eventSource"] == "aws:sqs"))
+    {
+        return EventKind::Sqs;
     }
     EventKind::Http
 }
@@ -113,6 +139,18 @@ impl Handler {
             EventKind::Direct => {
                 self.stats.direct.fetch_add(1, Ordering::Relaxed);
                 Ok(self.direct(payload).await)
+            }
+            EventKind::MapBatch => {
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                Ok(self.map_batch(payload).await)
+            }
+            EventKind::S3Batch => {
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                Ok(self.s3_batch(payload).await)
+            }
+            EventKind::Sqs => {
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                Ok(self.sqs(payload).await)
             }
             EventKind::Http => {
                 self.stats.http.fetch_add(1, Ordering::Relaxed);
@@ -400,6 +438,19 @@ mod tests {
         assert_eq!(classify(&json!({"audio_base64": "AAAA"})), EventKind::Direct);
         assert_eq!(classify(&json!({"audio_s3_uri": "s3://b/k"})), EventKind::Direct);
         assert_eq!(classify(&json!({"warmup": false, "version": "2.0"})), EventKind::Http);
+        assert_eq!(
+            classify(&json!({"Items": [{"Key": "a.wav"}], "BatchInput": {"bucket": "b"}})),
+            EventKind::MapBatch
+        );
+        assert_eq!(
+            classify(&json!({"invocationSchemaVersion": "2.0", "tasks": []})),
+            EventKind::S3Batch
+        );
+        assert_eq!(
+            classify(&json!({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]})),
+            EventKind::Sqs
+        );
+        assert_eq!(classify(&json!({"Records": []})), EventKind::Http);
     }
 
     #[test]

@@ -521,3 +521,112 @@ fn a_deepspeech_package_behind_the_handler() {
     let got: Value = serde_json::from_str(&body(&r)).unwrap();
     assert_eq!(got["text"], want.as_str(), "{r}");
 }
+
+/// Python from the moto venv with boto3 set up as `s3`; returns stdout.
+fn boto(venv: &Path, port: u16, code: &str) -> String {
+    let script = format!(
+        "import boto3, json\ns3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{port}', region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')\n{code}\n"
+    );
+    let out = Command::new(venv.join("bin/python")).arg("-c").arg(script).output().unwrap();
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fan_out_event(name: &str, bucket: &str) -> Value {
+    let text = std::fs::read_to_string(root().join("testdata/lambda").join(name)).unwrap();
+    serde_json::from_str(&text.replace("__BUCKET__", bucket)).unwrap()
+}
+
+/// The three fan-out events (Step Functions `ItemBatcher`, S3 Batch Operations 2.0, SQS with S3
+/// notifications) through the real bootstrap, with the audio and the results on moto.
+#[test]
+fn fan_out_events_transcribe_objects_and_report_per_file() {
+    let Some(model) = tiny_en() else { return };
+    let Some(venv) = store_venv() else { return };
+    let s3_port = free_port();
+    let _s3 = common::moto(&venv, s3_port);
+    let wav = root().join("testdata/audio/numbers_16k.wav");
+    boto(
+        &venv,
+        s3_port,
+        &format!(
+            "s3.create_bucket(Bucket='calls')\ns3.upload_file('{w}', 'calls', 'in/good.wav')\ns3.upload_file('{w}', 'calls', 'in/with space.wav')\ns3.put_object(Bucket='calls', Key='in/broken.wav', Body=b'RIFF\\x24\\x00\\x00\\x00WAVEfmt not a wave file')",
+            w = wav.display()
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (_api, port) = runtime_api();
+    let endpoint = format!("http://127.0.0.1:{s3_port}");
+    let _fn = bootstrap(
+        dir.path(),
+        port,
+        &[
+            ("HARKEN_MODEL_URI", model.to_str().unwrap()),
+            ("HARKEN_OUTPUT_URI", "s3://calls/sqs-out"),
+            ("AWS_ACCESS_KEY_ID", "t"),
+            ("AWS_SECRET_ACCESS_KEY", "t"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", &endpoint),
+        ],
+    );
+
+    // Step Functions: one good and one corrupt file in a batch.
+    let (result, error, _) =
+        invoke(port, &fan_out_event("stepfunctions-itembatcher.json", "calls"));
+    assert!(error.is_null(), "{error}");
+    assert_eq!(result["failed"], 1, "{result}");
+    let results = result["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], "ok", "{result}");
+    assert_eq!(results[0]["output"], "s3://calls/sfn-out/in/good.json");
+    assert!(results[0]["text"].as_str().unwrap().contains("Tuesday"));
+    assert_eq!(results[1]["status"], "error");
+
+    // S3 Batch Operations: a URL-encoded key, a missing key, a corrupt file.
+    let (result, error, _) = invoke(port, &fan_out_event("s3-batch-operations-2.0.json", "calls"));
+    assert!(error.is_null(), "{error}");
+    assert_eq!(result["invocationSchemaVersion"], "2.0");
+    assert_eq!(result["treatMissingKeysAs"], "PermanentFailure");
+    assert_eq!(result["invocationId"], "YXNkbGZqYWRmaiBhc2RmdW9hZHNmZGpmaGFzbGtkaGZza2RmaAo");
+    let codes: Vec<_> = result["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["resultCode"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes, ["Succeeded", "PermanentFailure", "PermanentFailure"], "{result}");
+    assert_eq!(result["results"][0]["taskId"], "dGFza2lkZ29lc2hlcmUK");
+    assert_eq!(result["results"][0]["resultString"], "s3://calls/s3batch-out/in/with space.json");
+
+    // SQS: good file, corrupt file (recorded, not retried), test event, and a non-JSON body
+    // (the only message handed back).
+    let (result, error, _) = invoke(port, &fan_out_event("sqs-s3-events.json", "calls"));
+    assert!(error.is_null(), "{error}");
+    assert_eq!(
+        result["batchItemFailures"],
+        json!([{"itemIdentifier": "3c4d5e6f-0000-4000-8000-000000000004"}]),
+        "{result}"
+    );
+    let keys = boto(
+        &venv,
+        s3_port,
+        "print(json.dumps(sorted(o['Key'] for o in s3.list_objects_v2(Bucket='calls')['Contents'] if not o['Key'].startswith('in/'))))",
+    );
+    let keys: Vec<String> = serde_json::from_str(keys.trim()).unwrap();
+    assert_eq!(
+        keys,
+        [
+            "s3batch-out/in/with space.json",
+            "sfn-out/in/good.json",
+            "sqs-out/in/broken.error.json",
+            "sqs-out/in/with space.json"
+        ]
+    );
+    let err = boto(
+        &venv,
+        s3_port,
+        "print(s3.get_object(Bucket='calls', Key='sqs-out/in/broken.error.json')['Body'].read().decode())",
+    );
+    let err: Value = serde_json::from_str(err.trim()).unwrap();
+    assert_eq!(err["status"], "error");
+    assert_eq!(err["audio"], "s3://calls/in/broken.wav");
+}
