@@ -43,9 +43,9 @@ pub struct Input {
     pub validator: Option<String>,
 }
 
-/// One request line: `{"audio": "…", "id": "…", "language": "…"}` or a bare path/URI.
+/// One request line: `{"audio": "…", "id": "…", "language": "…"}` or a bare path/URI. Other
+/// fields (references, metadata) are allowed and ignored: manifests carry them.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Request {
     /// Path or URI of the audio.
     #[serde(alias = "uri")]
@@ -233,6 +233,8 @@ mod tests {
         assert_eq!(parse_request(r#""q.wav""#).unwrap().unwrap().audio, "q.wav");
         assert!(parse_request(r#"{"audio":""}"#).unwrap().is_err());
         assert!(parse_request(r#"{"audi":"x"}"#).unwrap().is_err());
+        let r = parse_request(r#"{"audio":"a.wav","text":"ref","seconds":3}"#).unwrap().unwrap();
+        assert_eq!(r.audio, "a.wav");
         assert!(parse_request("{not json").unwrap().is_err());
     }
 
