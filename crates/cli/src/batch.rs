@@ -227,7 +227,7 @@ pub(crate) fn run(args: BatchArgs) -> Result<ExitCode> {
             if let Some(b) = &bar {
                 b.inc(1);
                 if let Ok(a) = done {
-                    b.set_message(format!("{:.0} s of audio", a));
+                    b.set_message(format!("{a:.0} s of audio"));
                 }
             }
         }

@@ -14,10 +14,16 @@
 //! - **Cold starts** without keep-warm: arrivals are Poisson; an invocation is cold when the
 //!   previous one came more than `idle_reclaim_s` earlier: fraction `exp(-λ · idle)`.
 
+mod backlog;
 mod prices;
+pub mod simulate;
 
 use serde::Serialize;
 
+pub use backlog::{
+    Backlog, BacklogPlan, BacklogRow, Charge, Estimate, LocalCheck, check_local, plan_backlog,
+    render_backlog, render_check,
+};
 pub use prices::{BUILTIN, Prices};
 
 /// Errors of the planner.
@@ -151,17 +157,32 @@ impl Measurement {
         1.0 / ((1.0 - p) + p / n.max(1e-9))
     }
 
-    /// Seconds to transcribe `audio_s` on `vcpus` vCPUs (as fast as this machine's cores).
-    pub fn seconds(&self, audio_s: f64, vcpus: f64) -> f64 {
-        let windows = (audio_s / 30.0).ceil().max(1.0);
-        let at_ref = windows * self.encoder_s_per_window + audio_s * self.other_s_per_audio_s;
-        let scale = if vcpus < 1.0 {
+    /// Factor from time at the measured thread count to time on `vcpus` vCPUs.
+    fn time_scale(&self, vcpus: f64) -> f64 {
+        if vcpus < 1.0 {
             // Less than one vCPU is a time slice of one core.
             self.speedup(f64::from(self.threads)) / vcpus
         } else {
             self.speedup(f64::from(self.threads)) / self.speedup(vcpus)
-        };
-        at_ref * scale
+        }
+    }
+
+    /// Seconds to transcribe `audio_s` on `vcpus` vCPUs (as fast as this machine's cores).
+    pub fn seconds(&self, audio_s: f64, vcpus: f64) -> f64 {
+        let windows = (audio_s / 30.0).ceil().max(1.0);
+        let at_ref = windows * self.encoder_s_per_window + audio_s * self.other_s_per_audio_s;
+        at_ref * self.time_scale(vcpus)
+    }
+
+    /// The same time model as [`Measurement::seconds`] on `vcpus` vCPUs, as the simulation
+    /// takes it; `Service::seconds(a)` equals `seconds(a, vcpus)`.
+    pub fn service(&self, vcpus: f64) -> simulate::Service {
+        let k = self.time_scale(vcpus);
+        simulate::Service {
+            window_s: self.encoder_s_per_window * k,
+            per_audio_s: self.other_s_per_audio_s * k,
+            per_file_s: 0.0,
+        }
     }
 
     /// Parallel fraction from a 1-thread time and a `threads`-thread time of the same work.
@@ -185,6 +206,14 @@ fn total(parts: &[CostPart]) -> f64 {
 /// Memory an environment needs: peak RSS plus 15% and 64 MB for the runtime (assumption).
 fn needed_mb(m: &Measurement) -> f64 {
     m.peak_rss_bytes as f64 / MB * 1.15 + 64.0
+}
+
+/// Seconds a new Lambda environment spends in init on `vcpus`: the model's load time (slower
+/// below one vCPU) plus its download from S3 when it is not bundled in the zip.
+fn lambda_init_s(m: &Measurement, l: &prices::Lambda, vcpus: f64) -> f64 {
+    let bundled = m.binary_bytes + m.model_bytes <= l.unzipped_bytes;
+    let download = if bundled { 0.0 } else { m.model_bytes as f64 / MB / l.s3_mb_per_s };
+    m.load_s * (1.0 / vcpus.min(1.0)) + download
 }
 
 /// Plan `w` for `m` under prices `p`.
@@ -272,8 +301,7 @@ fn lambda_rows(
             let gb = f64::from(mb) / 1024.0;
             let warm_mean = m.seconds(w.mean_audio_s, vcpus);
             let warm_p95 = m.seconds(w.p95_audio_s, vcpus);
-            let download = if bundled { 0.0 } else { m.model_bytes as f64 / MB / l.s3_mb_per_s };
-            let init = m.load_s * (1.0 / vcpus.min(1.0)) + download;
+            let init = lambda_init_s(m, l, vcpus);
             let cold = cold_fraction(w, l.idle_reclaim_s);
             let n = w.invocations_per_year;
             let mut failed = Vec::new();
@@ -715,5 +743,36 @@ mod tests {
         let p = Prices::builtin();
         assert_eq!(p.version, 1);
         assert!(p.lambda.memory_sizes_mb.contains(&1769));
+        let b = p.backlog.expect("the built-in file prices backlogs");
+        assert_eq!(b.lambda.concurrency_limit, 1000);
+        assert!(!b.ec2.instances.is_empty());
+    }
+
+    #[test]
+    fn prices_without_a_backlog_section_still_parse() {
+        let head = BUILTIN.split("\nbacklog:").next().unwrap_or_default();
+        let p = Prices::parse(head).expect("parses");
+        assert!(p.backlog.is_none());
+    }
+
+    #[test]
+    fn service_is_the_same_time_model() {
+        let m = Measurement {
+            model: "m".into(),
+            threads: 2,
+            encoder_s_per_window: 0.39,
+            other_s_per_audio_s: 0.04,
+            parallel_fraction: 0.7,
+            peak_rss_bytes: 0,
+            load_s: 0.1,
+            model_bytes: 0,
+            binary_bytes: 0,
+            lm_bytes: 0,
+            source: String::new(),
+        };
+        for (a, v) in [(20.0, 1.0), (300.0, 2.0), (301.0, 5.8), (5.0, 0.5)] {
+            let want = m.seconds(a, v);
+            assert!((m.service(v).seconds(a) - want).abs() < 1e-12 * want, "{a} s on {v}");
+        }
     }
 }

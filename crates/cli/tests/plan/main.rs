@@ -1,6 +1,7 @@
 //! `harken plan` on pinned inputs: the reference scenario (250,000 × 20 s, Whisper base measured
 //! on 1 and 2 threads, the committed prices file) against a golden report, a scenario where
-//! limits fail, JSON output, and bad inputs.
+//! limits fail, JSON output, and bad inputs; a backlog with its simulation, and the check
+//! against a local batch run's index.
 
 #![allow(clippy::unwrap_used)]
 
@@ -104,4 +105,86 @@ fn bad_inputs_get_one_clear_line() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn a_backlog_is_priced_and_simulated_on_every_platform() {
+    let out =
+        plan(&["--backlog-files", "20000", "--mean-audio-seconds", "300", "--simulate", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["platform"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "Lambda + Step Functions",
+            "Lambda + S3 Batch Ops",
+            "SageMaker Batch Transform",
+            "SageMaker async",
+            "AWS Batch on Spot",
+            "Ray/Spark cluster"
+        ]
+    );
+    for r in rows {
+        for est in [&r["analytic"], &r["simulated"]] {
+            assert!(est["wall_s"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(est["total"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(est["per_1000_audio_hours"].as_f64().unwrap() > 0.0, "{r}");
+        }
+        assert!(!r["limiting"].as_str().unwrap().is_empty());
+        let files = r["simulated"]["outcome"]["succeeded"].as_f64().unwrap()
+            + r["simulated"]["outcome"]["failed"].as_f64().unwrap();
+        assert_eq!(files, 20000.0);
+    }
+    assert!(String::from_utf8_lossy(&out.stderr).contains("simulated 6 platforms"));
+
+    let out = plan(&["--backlog-files", "20000", "--mean-audio-seconds", "300"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("limiting factor") && text.contains("recommendation: "), "{text}");
+    assert!(!text.contains("  simulated"), "{text}");
+}
+
+#[test]
+fn backlog_flags_need_a_backlog() {
+    let out = plan(&["--simulate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--backlog-files"));
+}
+
+#[test]
+fn a_local_run_is_checked_against_the_simulation() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index.jsonl");
+    // Four files on two workers, each taking the next file when it frees: a (3 s) and b (2 s)
+    // start; c (2 s with its fetch) follows b, d (2 s) follows a: 5 s of wall time.
+    let lines = [
+        r#"{"audio":"a.wav","status":"ok","duration":30.0,"seconds":3.0,"t":1003.0}"#,
+        r#"{"audio":"b.wav","status":"ok","duration":20.0,"seconds":2.0,"t":1002.0}"#,
+        r#"{"audio":"c.wav","status":"ok","duration":10.0,"seconds":1.5,"fetch_seconds":0.5,"t":1004.0}"#,
+        r#"{"audio":"d.wav","status":"ok","duration":20.0,"seconds":2.0,"t":1005.0}"#,
+        r#"{"audio":"e.wav","status":"error","error":{"code":"invalid_input","message":"x"},"t":1004.0}"#,
+    ];
+    std::fs::write(&index, lines.join("\n")).unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_harken"))
+            .arg("plan")
+            .arg("--check-local")
+            .arg(&index)
+            .args(["--check-workers", "2"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["files"], 4);
+    assert_eq!(v["skipped_lines"], 1);
+    assert_eq!(v["simulated_wall_s"].as_f64().unwrap(), 5.0);
+    assert_eq!(v["measured_wall_s"].as_f64().unwrap(), 5.0); // from the "t" stamps
+    let out = run(&["--check-wall-seconds", "4"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("measured   4.0 s wall: simulation +25.0%"), "{text}");
 }
