@@ -46,7 +46,8 @@ echo "batch.sh: model $model, $jobs jobs x $threads threads ($cores cores), $(wc
 for i in $(seq "$runs"); do
   rm -rf "$tmp/out"
   t0=$(date +%s.%N)
-  "$bin" batch --manifest "$sub" --output "$tmp/out" --model "$model_dir" --jobs "$jobs" --threads "$threads" \
+  # One process: its compute pool (--threads) is shared by its jobs, so it gets jobs x threads.
+  "$bin" batch --manifest "$sub" --output "$tmp/out" --model "$model_dir" --jobs "$jobs" --threads "$cores" \
     --language en --precision int8 2>"$tmp/harken.log" || true
   t1=$(date +%s.%N)
   h=$(python3 -c "import json,sys; r=[json.loads(l) for l in open('$tmp/out/index.jsonl')]; print(json.dumps({'engine':'harken','run':$i,'files':len(r),'ok':sum(x['status']=='ok' for x in r),'wall_s':$t1-$t0,'audio_s':sum(x.get('duration') or 0 for x in r)}))")

@@ -43,7 +43,7 @@ if ((${#targets[@]} == 0)); then mapfile -t targets < <(cargo fuzz list); fi
 # --- seeds ----------------------------------------------------------------------------------
 seeds="$root/fuzz/seeds"
 make_seeds() {
-  rm -rf "$seeds"; mkdir -p "$seeds"/{audio_decode,multipart,realtime_events,lambda_event,mlmodel,arpa,lm_binary,kenlm,sphinx,trie,scorer,deepspeech_model,alphabet}
+  rm -rf "$seeds"; mkdir -p "$seeds"/{audio_decode,multipart,realtime_events,lambda_event,mlmodel,arpa,lm_binary,kenlm,sphinx,trie,scorer,deepspeech_model,alphabet,batch_request}
   local t="$root/testdata"
   for f in "$t"/audio/*.{wav,mp3,ogg,flac,m4a,webm,opus}; do
     (( $(stat -c %s "$f") <= 100000 )) || continue
@@ -68,6 +68,10 @@ EOF
   printf '\1%s\n%s\n' '{"type":"transcription_session.update","session":{"input_audio_format":"g711_alaw","input_audio_transcription":{"model":"whisper-1","prompt":"x"},"turn_detection":{"type":"server_vad"}}}' \
     '{"type":"input_audio_buffer.append","audio":"1dXV"}' >"$seeds/realtime_events/beta"
   cp "$t"/lambda/*.json "$seeds/lambda_event/"
+  printf '{"audio": "calls/a.wav", "id": "7", "language": "de", "text": "ref"}' >"$seeds/batch_request/object"
+  printf 's3://bucket/in/x%%20y.mp3' >"$seeds/batch_request/bare"
+  printf '{"audio": "../../etc/passwd", "id": "../up/./x"}' >"$seeds/batch_request/escape"
+  printf '"quoted/path.flac"' >"$seeds/batch_request/quoted"
   cat >"$seeds/mlmodel/MLmodel" <<'EOF'
 artifact_path: harken
 flavors:

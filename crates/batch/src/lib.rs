@@ -22,7 +22,7 @@ mod input;
 mod record;
 mod run;
 
-pub use input::{AUDIO_EXTENSIONS, Input, Shard, Source, list_inputs, parse_request};
+pub use input::{AUDIO_EXTENSIONS, Input, Request, Shard, Source, list_inputs, parse_request};
 pub use record::{ErrorBody, Index, Record, Status, index_name};
 pub use run::{
     Event, RunConfig, Summary, Transcribed, Transcriber, WorkerConfig, result_name, run,

@@ -41,7 +41,8 @@ pub(crate) struct BatchArgs {
     /// Result format.
     #[arg(long, short = 'f', default_value = "json", value_parser = ["text", "json", "verbose_json", "srt", "vtt"])]
     format: String,
-    /// Inputs transcribed at once (they share the --threads compute threads).
+    /// Inputs transcribed at once. They share the process's --threads compute threads (default:
+    /// all cores), so give --threads at least --jobs.
     #[arg(long, short = 'j', default_value_t = 2)]
     jobs: usize,
     /// Take only shard INDEX of COUNT (default: from AWS_BATCH_JOB_ARRAY_INDEX and
