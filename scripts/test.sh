@@ -51,6 +51,10 @@ tests/api/run.sh "${CARGO_TARGET_DIR:-$root/target}/release/harken"
 step "the web page in Chromium (playwright-core): upload, playback highlighting, microphone, errors"
 tests/browser/run.sh "${CARGO_TARGET_DIR:-$root/target}/release/harken"
 
+step "Spark local mode (RDD.pipe over harken batch --jsonl): results equal harken batch's"
+scripts/install-spark.sh >/dev/null
+tests/spark/run.sh "${CARGO_TARGET_DIR:-$root/target}/release/harken"
+
 step "fuzz targets: the committed corpora and every past crash, then 30 s of fuzzing each"
 scripts/fuzz.sh --seconds 30 --no-save
 
