@@ -9,7 +9,7 @@
 //! objective and its gradient, for training acoustic heads. [`NativeDecoder`] is DeepSpeech's
 //! own decoder, reproduced exactly, for models imported from DeepSpeech and Coqui STT.
 //!
-//! Written by hand: the Rust CTC decoders on crates.io either lack LM fusion at word
+//! Written by hand: the published Rust CTC decoder crates either lack LM fusion at word
 //! boundaries, a vocabulary trie and hot words, or bind C++ (KenLM/DeepSpeech's native client);
 //! this crate keeps the pipeline pure Rust on top of Harken's own LM format.
 //!
