@@ -713,8 +713,14 @@ async fn read_payload(body: Body, limit: usize) -> Result<Payload, ApiError> {
     let spool_err = |e: std::io::Error| {
         ApiError::new(ErrorKind::Internal, format!("could not spool the request body: {e}"))
     };
+    let mut total = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| too_large(limit))?;
+        // A raw body stream is outside `DefaultBodyLimit`: the limit is kept here.
+        total = total.saturating_add(chunk.len());
+        if total > limit {
+            return Err(too_large(limit));
+        }
         if let Some((f, _)) = &mut file {
             f.write_all(&chunk).await.map_err(spool_err)?;
             continue;

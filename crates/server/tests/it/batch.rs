@@ -138,3 +138,13 @@ async fn a_large_payload_is_spooled_and_queued_audio_is_measured_in_seconds() {
     assert_eq!(gauge(&m, "harken_queued_audio_seconds"), 0.0);
     assert_eq!(gauge(&m, "harken_in_flight_audio_seconds"), 0.0);
 }
+
+#[tokio::test]
+async fn a_spooled_body_still_meets_the_body_limit() {
+    let Some(e) = engine() else { return };
+    let big = big_float_wav(15);
+    let app = router(AppState::new(e, ServerConfig { max_body_bytes: 17 << 20, ..batch(false) }));
+    let (status, _, body) = send(&app, post("/invocations", "audio/wav", big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(error_code(&body), "too_large");
+}
