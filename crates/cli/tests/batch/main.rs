@@ -159,16 +159,6 @@ fn the_jsonl_worker_answers_each_request_once() {
     }
 }
 
-/// Python from the moto venv with boto3 set up as `s3`.
-fn boto(venv: &Path, port: u16, code: &str) -> String {
-    let script = format!(
-        "import boto3, json\ns3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{port}', region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')\n{code}\n"
-    );
-    let out = Command::new(venv.join("bin/python")).arg("-c").arg(script).output().unwrap();
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn an_s3_prefix_split_between_two_array_children() {
     let Some(model) = tiny_en() else { return };
@@ -177,7 +167,7 @@ fn an_s3_prefix_split_between_two_array_children() {
     let _server = moto(&venv, port);
     let numbers = testdata("numbers_16k.wav");
     let flac = testdata("speech.flac");
-    boto(
+    boto_out(
         &venv,
         port,
         &format!(
@@ -203,7 +193,7 @@ fn an_s3_prefix_split_between_two_array_children() {
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let listing = boto(
+    let listing = boto_out(
         &venv,
         port,
         "print(json.dumps(sorted(o['Key'] for o in s3.list_objects_v2(Bucket='calls', Prefix='out/')['Contents'])))",
@@ -221,7 +211,7 @@ fn an_s3_prefix_split_between_two_array_children() {
             "out/index-00001-of-00002.jsonl"
         ]
     );
-    let body = boto(
+    let body = boto_out(
         &venv,
         port,
         "print(s3.get_object(Bucket='calls', Key='out/day1/c3.json')['Body'].read().decode())",

@@ -94,3 +94,13 @@ pub(crate) fn tiny_en() -> Option<PathBuf> {
     eprintln!("\n*** SKIP: tiny.en not installed ***\n");
     None
 }
+
+/// Python from the moto venv with boto3 set up as `s3` for the moto on `port`; returns stdout.
+pub(crate) fn boto_out(venv: &Path, port: u16, code: &str) -> String {
+    let script = format!(
+        "import boto3, json\ns3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{port}', region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')\n{code}\n"
+    );
+    let out = Command::new(venv.join("bin/python")).arg("-c").arg(script).output().unwrap();
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -8,7 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use common::{Proc, free_port, tiny_en, venv as store_venv};
+use common::{Proc, boto_out, free_port, tiny_en, venv as store_venv};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -522,16 +522,6 @@ fn a_deepspeech_package_behind_the_handler() {
     assert_eq!(got["text"], want.as_str(), "{r}");
 }
 
-/// Python from the moto venv with boto3 set up as `s3`; returns stdout.
-fn boto(venv: &Path, port: u16, code: &str) -> String {
-    let script = format!(
-        "import boto3, json\ns3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{port}', region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')\n{code}\n"
-    );
-    let out = Command::new(venv.join("bin/python")).arg("-c").arg(script).output().unwrap();
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn fan_out_event(name: &str, bucket: &str) -> Value {
     let text = std::fs::read_to_string(root().join("testdata/lambda").join(name)).unwrap();
     serde_json::from_str(&text.replace("__BUCKET__", bucket)).unwrap()
@@ -546,7 +536,7 @@ fn fan_out_events_transcribe_objects_and_report_per_file() {
     let s3_port = free_port();
     let _s3 = common::moto(&venv, s3_port);
     let wav = root().join("testdata/audio/numbers_16k.wav");
-    boto(
+    boto_out(
         &venv,
         s3_port,
         &format!(
@@ -606,7 +596,7 @@ fn fan_out_events_transcribe_objects_and_report_per_file() {
         json!([{"itemIdentifier": "3c4d5e6f-0000-4000-8000-000000000004"}]),
         "{result}"
     );
-    let keys = boto(
+    let keys = boto_out(
         &venv,
         s3_port,
         "print(json.dumps(sorted(o['Key'] for o in s3.list_objects_v2(Bucket='calls')['Contents'] if not o['Key'].startswith('in/'))))",
@@ -621,7 +611,7 @@ fn fan_out_events_transcribe_objects_and_report_per_file() {
             "sqs-out/in/with space.json"
         ]
     );
-    let err = boto(
+    let err = boto_out(
         &venv,
         s3_port,
         "print(s3.get_object(Bucket='calls', Key='sqs-out/in/broken.error.json')['Body'].read().decode())",
